@@ -1,61 +1,43 @@
-"""Named errors of the training package.
+"""Named errors shared by training and serving.
 
-Each class name says what went wrong, so a CLI, a test or a log line can tell the cases apart.
-The dataset family (DatasetError and its subclasses) belongs to data staging; the serving
-family is used by the inference hooks. Nothing here imports torch.
+Each error names one problem so callers (the endpoint server, the training CLI, tests) can map it
+to an exit code or an HTTP status without parsing messages.
 """
 
 from __future__ import annotations
 
 
 class SconesError(Exception):
-    """Base of every named error raised by the training package."""
+    """Base class of every named error in the project's model code."""
 
 
-# --- data staging -------------------------------------------------------------------------
+# --- Serving errors (raised by training.preprocess / training.inference input_fn) ---------------
 
 
-class DatasetError(SconesError):
-    """The CIFAR archive or the staged data set cannot be used."""
+class ServingError(SconesError):
+    """A request the endpoint rejects; `status` is the HTTP status the container answers with."""
+
+    status: int = 400
+
+    @property
+    def name(self) -> str:
+        # The JSON error body's "error" field is the class name, as DESIGN.md specifies.
+        return type(self).__name__
 
 
-class ChecksumMismatch(DatasetError):
-    """A downloaded archive's MD5 differs from the published checksum."""
+class UnsupportedContentType(ServingError):
+    """The request's Content-Type is not one the endpoint accepts (HTTP 415)."""
+
+    status = 415
 
 
-class CorruptArchive(DatasetError):
-    """The archive is not a gzip tar, is truncated, or a member cannot be unpickled."""
+class InvalidImage(ServingError):
+    """The request body is not a decodable image the model can use (HTTP 400)."""
+
+    status = 400
 
 
-class MissingMember(DatasetError):
-    """A required member (train, test, meta) is absent from the archive."""
+class PayloadTooLarge(ServingError):
+    """The request body is over the endpoint's size limit (HTTP 413)."""
 
-
-class UnknownClass(DatasetError):
-    """A requested class name is not a CIFAR-100 fine label name."""
-
-
-class DownloadUnavailable(DatasetError):
-    """No archive was given and the official download could not be reached."""
-
-
-class StagedDataError(DatasetError):
-    """A staged split (dataset.npz / manifest) is missing or malformed."""
-
-
-# --- training -----------------------------------------------------------------------------
-
-
-class QualityGateFailed(SconesError):
-    """Test accuracy is below the configured floor (--min-accuracy)."""
-
-    def __init__(self, accuracy: float, floor: float) -> None:
-        super().__init__(
-            f"test accuracy {accuracy:.4f} is below the quality gate floor {floor:.4f} "
-            "(--min-accuracy)"
-        )
-        self.accuracy = accuracy
-        self.floor = floor
-
-
-# --- serving ------------------------------------------------------------------------------
+    status = 413
