@@ -1,17 +1,64 @@
-"""Named errors shared by training and serving.
+"""Named errors of the training package.
 
-Each error names one problem so callers (the endpoint server, the training CLI, tests) can map it
-to an exit code or an HTTP status without parsing messages.
+Each class name says what went wrong, so a CLI, a test or a log line can tell the cases apart.
+The dataset family (DatasetError and its subclasses) belongs to data staging; the serving
+family is used by the inference hooks. Nothing here imports torch.
 """
 
 from __future__ import annotations
 
 
 class SconesError(Exception):
-    """Base class of every named error in the project's model code."""
+    """Base of every named error raised by the training package."""
 
 
-# --- Serving errors (raised by training.preprocess / training.inference input_fn) ---------------
+# --- data staging -------------------------------------------------------------------------
+
+
+class DatasetError(SconesError):
+    """The CIFAR archive or the staged data set cannot be used."""
+
+
+class ChecksumMismatch(DatasetError):
+    """A downloaded archive's MD5 differs from the published checksum."""
+
+
+class CorruptArchive(DatasetError):
+    """The archive is not a gzip tar, is truncated, or a member cannot be unpickled."""
+
+
+class MissingMember(DatasetError):
+    """A required member (train, test, meta) is absent from the archive."""
+
+
+class UnknownClass(DatasetError):
+    """A requested class name is not a CIFAR-100 fine label name."""
+
+
+class DownloadUnavailable(DatasetError):
+    """No archive was given and the official download could not be reached."""
+
+
+class StagedDataError(DatasetError):
+    """A staged split (dataset.npz / manifest) is missing or malformed."""
+
+
+# --- training -----------------------------------------------------------------------------
+
+
+class QualityGateFailed(SconesError):
+    """Test accuracy is below the configured floor (--min-accuracy)."""
+
+    def __init__(self, accuracy: float, floor: float) -> None:
+        super().__init__(
+            f"test accuracy {accuracy:.4f} is below the quality gate floor {floor:.4f} "
+            "(--min-accuracy)"
+        )
+        self.accuracy = accuracy
+        self.floor = floor
+
+
+# --- serving ------------------------------------------------------------------------------
 
 
 class ServingError(SconesError):
