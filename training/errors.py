@@ -35,6 +35,14 @@ class UnknownClass(DatasetError):
     """A requested class name is not a CIFAR-100 fine label name."""
 
 
+class InvalidClasses(DatasetError):
+    """The class list is unusable (fewer than two names, repeated names)."""
+
+
+class EmptyClass(DatasetError):
+    """A requested class has no image in a split of the archive."""
+
+
 class DownloadUnavailable(DatasetError):
     """No archive was given and the official download could not be reached."""
 
