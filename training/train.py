@@ -1,0 +1,433 @@
+"""Train the vehicle classifier: SageMaker script-mode entry point and local CLI in one.
+
+On SageMaker (entry `train.py` in the source bundle) the channel and model directories come
+from SM_CHANNEL_TRAIN, SM_CHANNEL_TEST and SM_MODEL_DIR and the hyperparameters arrive as
+arguments (--epochs, --seed, --min-accuracy, --classes, ...). Locally:
+
+    python -m training.train --train DIR/train --test DIR/test --model-dir OUT [--epochs N]
+
+Recipe: a small pre-activation ResNet (training.model) trained from scratch with SGD (Nesterov),
+a one-cycle learning-rate schedule and strong augmentation (crop with padding, flip, cutout,
+mixup). A stratified validation split is carved from the training data (the test split is
+never used to choose anything); the softmax temperature is fitted on it, and the drift
+baseline is built from it. The test split is only measured, and the quality gate compares
+its accuracy with --min-accuracy.
+
+The model dir receives model.pth, model_meta.json, metrics.json, baseline.json and code/
+(inference.py + the training modules it imports), i.e. SageMaker's model.tar.gz deploys as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tarfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from training.augment import augment, mixup
+from training.cifar import Split, parse_classes
+from training.errors import DatasetError, QualityGateFailed, StagedDataError
+from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
+from training.model import DEFAULT_ARCH, build_model, count_parameters
+from training.preprocess import to_tensor
+from training.stage import read_split
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+WEIGHTS_FILE = "model.pth"
+META_FILE = "model_meta.json"
+METRICS_FILE = "metrics.json"
+BASELINE_FILE = "baseline.json"
+CODE_DIR = "code"
+INPUT_SIZE = (32, 32)
+# Exit status of a run that trained fine but failed the quality gate (distinct from crashes).
+EXIT_QUALITY_GATE = 3
+EXIT_DATA_ERROR = 2
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    env = os.environ
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    p.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN"), help="staged train split dir")
+    p.add_argument("--test", default=env.get("SM_CHANNEL_TEST"), help="staged test split dir")
+    p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR"), help="artifact output dir")
+    p.add_argument("--classes", default=None, help="expected class list (checked against data)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--mixup-alpha", type=float, default=0.2, help="0 disables mixup")
+    p.add_argument("--cutout", type=int, default=8, help="cutout square side, 0 disables")
+    p.add_argument("--padding", type=int, default=4, help="random-crop padding")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--widths", default=",".join(map(str, DEFAULT_ARCH["widths"])))
+    p.add_argument("--blocks", default=",".join(map(str, DEFAULT_ARCH["blocks"])))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: all cores, at most 8); fixed threads + seed = same weights",
+    )
+    p.add_argument("--min-accuracy", type=float, default=0.0, help="quality gate on test accuracy")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    # SageMaker's toolkit may pass extra hyperparameters; they are reported, not fatal.
+    args, unknown = p.parse_known_args(argv)
+    if unknown:
+        print(f"ignoring unknown arguments: {' '.join(unknown)}", file=sys.stderr)
+    for name in ("train", "test", "model_dir"):
+        if not getattr(args, name):
+            p.error(f"--{name.replace('_', '-')} is required (or SM_ environment variable)")
+    if args.epochs < 1:
+        p.error("--epochs must be >= 1")
+    if not 0.0 < args.val_fraction < 0.5:
+        p.error("--val-fraction must be in (0, 0.5)")
+    return args
+
+
+def stratified_split(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (fit, validation): `fraction` of every class, at least one image each."""
+    fit, val = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = max(1, round(len(idx) * fraction))
+        val.append(idx[:n_val])
+        fit.append(idx[n_val:])
+    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
+
+
+def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per-channel mean/std on the 0..1 scale (rounded: stored in JSON and shown to people)."""
+    pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
+    return [round(float(v), 4) for v in pixels.mean(0)], [round(float(v), 4) for v in pixels.std(0)]
+
+
+def _logits(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    model.eval()
+    with torch.inference_mode():
+        out = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
+    return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    x_val: torch.Tensor,
+    y_val: np.ndarray,
+    log: Any = print,
+) -> list[dict[str, float]]:
+    """Train in place; returns one history row per epoch (printed as progress)."""
+    steps_per_epoch = max(1, len(x) // args.batch_size)
+    total = steps_per_epoch * args.epochs
+    optimizer = torch.optim.SGD(
+        model.parameters(),
+        lr=args.lr,
+        momentum=0.9,
+        nesterov=True,
+        weight_decay=args.weight_decay,
+    )
+    warmup = max(1, int(0.15 * total))
+
+    def lr_at(step: int) -> float:
+        # Linear warm-up, then cosine decay to zero: one cycle over the whole run.
+        if step < warmup:
+            return args.lr * (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return args.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    history = []
+    step = 0
+    start = time.perf_counter()
+    for epoch in range(1, args.epochs + 1):
+        model.train()
+        order = torch.from_numpy(rng.permutation(len(x)))
+        loss_sum, correct, seen = 0.0, 0.0, 0
+        for b in range(steps_per_epoch):  # drop the ragged last batch: BatchNorm needs > 1
+            idx = order[b * args.batch_size : (b + 1) * args.batch_size]
+            xb = augment(x[idx], rng, padding=args.padding, cutout_size=args.cutout)
+            yb = y[idx]
+            xb, ya, yb2, lam = mixup(xb, yb, rng, args.mixup_alpha)
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            logits = model(xb)
+            loss = lam * criterion(logits, ya) + (1.0 - lam) * criterion(logits, yb2)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            loss_sum += float(loss.detach()) * len(idx)
+            pred = logits.argmax(1)
+            correct += lam * float((pred == ya).sum()) + (1 - lam) * float((pred == yb2).sum())
+            seen += len(idx)
+        val_logits = _logits(model, x_val)
+        row = {
+            "epoch": epoch,
+            "loss": loss_sum / max(seen, 1),
+            "train_accuracy": correct / max(seen, 1),
+            "val_accuracy": float((val_logits.argmax(1) == y_val).mean()),
+            "elapsed_s": time.perf_counter() - start,
+        }
+        history.append(row)
+        log(
+            f"epoch {epoch:3d}/{args.epochs}  loss {row['loss']:.4f}  "
+            f"train_acc {row['train_accuracy']:.3f}  val_acc {row['val_accuracy']:.3f}  "
+            f"lr {lr_at(step - 1):.4f}  {row['elapsed_s']:.1f}s",
+            flush=True,
+        )
+    return history
+
+
+def _training_imports(source: Path) -> set[str]:
+    """Names of training.* modules imported (at any depth) by a source file."""
+    found = set()
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.startswith("training."):
+                found.add(node.module.split(".")[1])
+            elif node.module == "training":
+                found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.startswith("training."):
+                    found.add(alias.name.split(".")[1])
+    return found
+
+
+def write_code_dir(code_dir: Path) -> list[str]:
+    """code/inference.py + every training module it needs (followed transitively)."""
+    entry = PACKAGE_DIR / "inference.py"
+    if not entry.is_file():
+        raise FileNotFoundError(f"{entry} is missing: the artifact would not be servable")
+    needed: set[str] = set()
+    todo = [entry]
+    while todo:
+        for name in sorted(_training_imports(todo.pop())):
+            if name not in needed and (PACKAGE_DIR / f"{name}.py").is_file():
+                needed.add(name)
+                todo.append(PACKAGE_DIR / f"{name}.py")
+    if code_dir.exists():
+        shutil.rmtree(code_dir)
+    (code_dir / "training").mkdir(parents=True)
+    shutil.copyfile(entry, code_dir / "inference.py")
+    written = ["inference.py"]
+    for name in ["__init__", *sorted(needed)]:
+        shutil.copyfile(PACKAGE_DIR / f"{name}.py", code_dir / "training" / f"{name}.py")
+        written.append(f"training/{name}.py")
+    return written
+
+
+def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mode = 0o755 if info.isdir() else 0o644
+    return info
+
+
+def pack_model(model_dir: str | os.PathLike[str], tar_path: str | os.PathLike[str]) -> Path:
+    """Write model.tar.gz as SageMaker does (the model dir's contents at the archive root).
+
+    Deterministic (sorted names, fixed mtimes/owners, no gzip timestamp) so equal artifacts have
+    equal hashes. The tar itself is skipped if it lives inside model_dir.
+    """
+    root = Path(model_dir).resolve()
+    out = Path(tar_path).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with (
+            open(tmp, "wb") as raw,
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
+        ):
+            for path in sorted(root.rglob("*")):
+                if path in (out, tmp) or "__pycache__" in path.parts:
+                    continue
+                arcname = path.relative_to(root).as_posix()
+                tar.add(path, arcname=arcname, recursive=False, filter=_tar_filter)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _check_classes(expected: str | None, train_classes: list[str], test_classes: list[str]) -> None:
+    if train_classes != test_classes:
+        raise StagedDataError(f"train classes {train_classes} differ from test {test_classes}")
+    if expected:
+        wanted = parse_classes(expected)
+        if wanted != train_classes:
+            raise StagedDataError(
+                f"--classes {wanted} does not match the staged data's classes {train_classes}"
+            )
+
+
+def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
+    """Run the whole job; returns metrics (also written). Raises QualityGateFailed last."""
+    wall_start = time.perf_counter()
+    threads = args.threads or min(os.cpu_count() or 1, 8)
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    rng = np.random.default_rng(args.seed)
+
+    train_split, classes = read_split(args.train)
+    test_split, test_classes = read_split(args.test)
+    _check_classes(args.classes, classes, test_classes)
+    fit_idx, val_idx = stratified_split(train_split.labels, args.val_fraction, rng)
+    fit_images = train_split.images[fit_idx]
+    val = Split(
+        images=train_split.images[val_idx],
+        labels=train_split.labels[val_idx],
+        filenames=[train_split.filenames[i] for i in val_idx],
+    )
+    mean, std = channel_stats(fit_images)
+    arch = {
+        **DEFAULT_ARCH,
+        "num_classes": len(classes),
+        "widths": [int(v) for v in str(args.widths).split(",")],
+        "blocks": [int(v) for v in str(args.blocks).split(",")],
+    }
+    model = build_model(arch)
+    log(
+        f"training {arch['name']} ({count_parameters(model)} parameters) on {len(fit_idx)} "
+        f"images, validating on {len(val_idx)}, classes {classes}, {threads} threads",
+        flush=True,
+    )
+    x_fit = to_tensor(fit_images, mean, std)
+    y_fit = torch.from_numpy(train_split.labels[fit_idx])
+    x_val = to_tensor(val.images, mean, std)
+    train_start = time.perf_counter()
+    history = fit(model, x_fit, y_fit, args, rng, x_val, val.labels, log)
+    train_seconds = time.perf_counter() - train_start
+
+    val_logits = _logits(model, x_val)
+    temperature = fit_temperature(val_logits, val.labels)
+    val_probs = softmax(val_logits, temperature)
+    test_logits = _logits(model, to_tensor(test_split.images, mean, std))
+    test_probs = softmax(test_logits, temperature)
+    test_metrics = classification_metrics(test_probs, test_split.labels, classes, args.threshold)
+    val_metrics = classification_metrics(val_probs, val.labels, classes, args.threshold)
+
+    from training.baseline import build_baseline  # numpy-only; imported late to keep CLI fast
+
+    baseline = build_baseline(val.images, val_probs, classes)
+
+    model_dir = Path(args.model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), model_dir / WEIGHTS_FILE)
+    meta = {
+        "arch": arch,
+        "classes": classes,
+        "input_size": list(INPUT_SIZE),
+        "mean": mean,
+        "std": std,
+        "temperature": temperature,
+        "framework": "pytorch",
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    _write_json(model_dir / META_FILE, meta)
+    _write_json(model_dir / BASELINE_FILE, baseline)
+    code_files = write_code_dir(model_dir / CODE_DIR)
+    metrics = {
+        "test": test_metrics,
+        "validation": {
+            "count": val_metrics["count"],
+            "accuracy": val_metrics["accuracy"],
+            "ece": val_metrics["ece"],
+            "nll_before_temperature": _nll(val_logits, val.labels, 1.0),
+            "nll_after_temperature": _nll(val_logits, val.labels, temperature),
+        },
+        "temperature": temperature,
+        "min_accuracy": args.min_accuracy,
+        "training": {
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "threads": threads,
+            "fit_images": len(fit_idx),
+            "validation_images": len(val_idx),
+            "parameters": count_parameters(model),
+            "hyperparameters": {
+                k: getattr(args, k)
+                for k in (
+                    "batch_size",
+                    "lr",
+                    "weight_decay",
+                    "mixup_alpha",
+                    "cutout",
+                    "padding",
+                    "label_smoothing",
+                    "val_fraction",
+                )
+            },
+            "train_seconds": round(train_seconds, 2),
+            "total_seconds": round(time.perf_counter() - wall_start, 2),
+            "history": history,
+        },
+        "code_files": code_files,
+    }
+    _write_json(model_dir / METRICS_FILE, metrics)
+    log(
+        f"test accuracy {test_metrics['accuracy']:.4f}, ECE {test_metrics['ece']:.4f}, "
+        f"T={temperature:.3f}; at threshold {args.threshold}: coverage "
+        f"{test_metrics['coverage_at_threshold']:.3f}, accepted accuracy "
+        f"{_fmt(test_metrics['accepted_accuracy_at_threshold'])}; trained in {train_seconds:.1f}s",
+        flush=True,
+    )
+    if test_metrics["accuracy"] < args.min_accuracy:
+        raise QualityGateFailed(test_metrics["accuracy"], args.min_accuracy)
+    return metrics
+
+
+def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    from training.metrics import nll
+
+    return round(nll(logits, labels, temperature), 6)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    buf = io.StringIO()
+    json.dump(data, buf, indent=2, sort_keys=True)
+    path.write_text(buf.getvalue() + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        train(args)
+    except DatasetError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_DATA_ERROR
+    except QualityGateFailed as exc:
+        print(f"error: QualityGateFailed: {exc}", file=sys.stderr)
+        return EXIT_QUALITY_GATE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
