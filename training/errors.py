@@ -96,3 +96,13 @@ class PayloadTooLarge(ServingError):
     """The request body is over the endpoint's size limit (HTTP 413)."""
 
     status = 413
+
+
+class NotAcceptable(ServingError):
+    """The request's Accept header admits no type the endpoint answers with (HTTP 406)."""
+
+    status = 406
+
+
+class ModelArtifactError(SconesError):
+    """A model directory/tarball lacks a file or holds inconsistent metadata; serving refuses it."""

@@ -9,7 +9,7 @@ functions, so a request sees exactly the transform the model was trained with.
   the target, then centre-crop, so the aspect ratio is kept and nothing is stretched.
 - `to_tensor(batch, mean, std)`: uint8 NHWC -> float32 NCHW, `(x / 255 - mean) / std` per channel
   (mean and std are on the 0..1 scale, as stored in model_meta.json).
-- `load_image(data, size)`: decode + resize in one step, with a fast path for large JPEGs.
+- `load_image(data, size)`: decode + resize in one step (large JPEGs decoded at reduced scale).
 
 Nothing here imports torch at module import: decoding is usable without it (torch is imported
 by `to_tensor` only).
@@ -86,14 +86,32 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
     return array
 
 
-def decode_image(data: bytes) -> np.ndarray:
+def decode_image(data: bytes, min_size: Sequence[int] | None = None) -> np.ndarray:
     """Decode image bytes into a uint8 RGB array of shape (H, W, 3).
 
     The format is detected from the content (PNG, JPEG, GIF, BMP, WebP, TIFF, ... whatever Pillow
-    reads); multi-frame images use their first frame. Raises `InvalidImage` for empty, unknown,
-    truncated or corrupt data and for images over MAX_IMAGE_PIXELS.
+    reads); multi-frame images use their first frame. With `min_size` = (height, width), a large
+    JPEG may be decoded at a reduced scale (libjpeg's DCT scaling, several times faster) that
+    still covers twice that size; other formats are decoded in full. Raises `InvalidImage` for
+    empty, unknown, truncated or corrupt data and for images over MAX_IMAGE_PIXELS.
     """
-    return _to_rgb_array(_open(data))
+    image = _open(data)
+    if min_size is not None:
+        _draft(image, *_size_hw(min_size))
+    return _to_rgb_array(image)
+
+
+def _draft(image: Image.Image, target_h: int, target_w: int) -> None:
+    if image.format != "JPEG" or image.getexif().get(_EXIF_ORIENTATION, 1) not in (1, 2, 3, 4):
+        # Orientations 5-8 swap the axes, so the covering scale would be computed on the wrong
+        # sides; those photos are decoded in full.
+        return
+    width, height = image.size
+    scale = max(target_w / width, target_h / height)
+    if scale < 0.5:
+        # draft() picks the smallest DCT scale whose result is at least the requested size;
+        # asking for twice the target leaves headroom for an anti-aliased resize afterwards.
+        image.draft("RGB", (max(1, round(width * scale * 2)), max(1, round(height * scale * 2))))
 
 
 def _size_hw(size: Sequence[int]) -> tuple[int, int]:
@@ -137,25 +155,10 @@ def _resize_image(image: Image.Image, target_h: int, target_w: int) -> Image.Ima
 def load_image(data: bytes, size: Sequence[int]) -> np.ndarray:
     """Decode image bytes and bring them to `size` = (height, width): uint8 (H, W, 3).
 
-    Equivalent to `resize_to(decode_image(data), size)`, but a large JPEG is decoded at a
-    reduced scale (libjpeg's DCT scaling) when that still covers the target, which makes a
-    multi-megapixel photo an order of magnitude cheaper to serve.
+    `resize_to(decode_image(data, min_size=size), size)`: a large JPEG is decoded at a reduced
+    scale that still covers the target, then resized and centre-cropped.
     """
-    target_h, target_w = _size_hw(size)
-    image = _open(data)
-    if image.format == "JPEG" and image.getexif().get(_EXIF_ORIENTATION, 1) in (1, 2, 3, 4):
-        # draft() keeps at least the requested size; skipped for EXIF rotations that swap axes.
-        scale = max(target_w / image.size[0], target_h / image.size[1])
-        if scale < 0.5:
-            image.draft(
-                "RGB",
-                (
-                    max(1, round(image.size[0] * scale * 2)),
-                    max(1, round(image.size[1] * scale * 2)),
-                ),
-            )
-    rgb = _to_rgb_array(image)
-    return resize_to(rgb, (target_h, target_w))
+    return resize_to(decode_image(data, min_size=size), size)
 
 
 def to_tensor(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -178,6 +181,9 @@ def to_tensor(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
     shift = torch.tensor(
         [-float(m) / float(s) for m, s in zip(mean, std, strict=True)], dtype=torch.float32
     )
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(0, 3, 1, 2).to(torch.float32)
+    if not array.flags.writeable or not array.flags.c_contiguous:
+        # Arrays viewing a decoded PIL image are read-only; torch wants writable memory.
+        array = np.array(array, order="C")
+    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).to(torch.float32)
     tensor = torch.addcmul(shift.view(1, 3, 1, 1), tensor, scale.view(1, 3, 1, 1))
     return tensor.contiguous()

@@ -1,0 +1,266 @@
+"""SageMaker PyTorch serving hooks: model_fn, input_fn, predict_fn, output_fn.
+
+The artifact's `code/inference.py` is this file: SageMaker's PyTorch inference image imports it as
+a top-level module with `code/` on sys.path, so `training.*` resolves to the copy of the package
+shipped beside it. The local endpoint server (local/endpoint_server.py) calls the same four
+functions, so local and cloud serving share one code path.
+
+Request flow: input_fn checks the content type and size and decodes the image (any size);
+predict_fn resizes/crops it to the model's input size, normalises it exactly as training did
+(training.preprocess.to_tensor) and returns softmax(logits / temperature) in class order;
+output_fn renders that as a JSON list.
+
+Rejected requests raise the named errors of training.errors (UnsupportedContentType -> 415,
+InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). Inside SageMaker's inference
+toolkit they are re-raised as the toolkit's own error type so the container answers with the
+same status code instead of a generic 500.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+
+from training.errors import (
+    InvalidImage,
+    ModelArtifactError,
+    NotAcceptable,
+    PayloadTooLarge,
+    ServingError,
+    UnsupportedContentType,
+)
+from training.model import build_model
+from training.preprocess import decode_image, resize_to, to_tensor
+
+CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
+JSON_CONTENT_TYPE = "application/json"
+# SageMaker real-time endpoints refuse request payloads over 6 MB; the local server and the hook
+# enforce the same limit so a request that works locally also fits in the cloud.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+# A JPEG is decoded at a reduced DCT scale while its shorter side stays at least this large:
+# a 12-megapixel photo then decodes ~4x faster, still far above the 32x32 model input.
+DECODE_MIN_SIDE = 256
+WEIGHTS_FILE = "model.pth"
+META_FILE = "model_meta.json"
+# Environment override for the number of intra-op threads torch uses per forward pass.
+THREADS_ENV = "SCONES_TORCH_THREADS"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """What model_fn returns: the network in eval mode plus what serving needs from the meta."""
+
+    module: torch.nn.Module
+    classes: list[str]
+    input_size: tuple[int, int]
+    mean: list[float]
+    std: list[float]
+    temperature: float
+
+
+def _toolkit_errors(func: _F) -> _F:
+    """Re-raise ServingError as sagemaker_inference's error type when that toolkit is present.
+
+    SageMaker's inference toolkit answers 500 for any exception that is not its own
+    BaseInferenceToolkitError; converting keeps the 415/400/413 codes DESIGN.md promises. Outside
+    the toolkit (local server, tests) the named error propagates unchanged.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ServingError as exc:
+            try:
+                from sagemaker_inference.errors import GenericInferenceToolkitError
+            except ImportError:
+                raise exc from None
+            body = json.dumps({"error": exc.name, "message": str(exc)})
+            raise GenericInferenceToolkitError(exc.status, body) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def configure_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op thread count for serving and return it.
+
+    Default: $SCONES_TORCH_THREADS, else 1. A batch-1 forward pass of this small network gains
+    little from a second thread, while concurrent requests each running multi-threaded ops
+    oversubscribe the cores and inflate tail latency; one thread per request scales better.
+    """
+    if threads is None:
+        raw = os.environ.get(THREADS_ENV, "1")
+        try:
+            threads = int(raw)
+        except ValueError as exc:
+            raise ValueError(f"{THREADS_ENV} must be an integer, got {raw!r}") from exc
+    if threads < 1:
+        raise ValueError(f"torch thread count must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def _read_meta(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelArtifactError(f"{path} is missing") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelArtifactError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise ModelArtifactError(f"{path} must hold a JSON object")
+    for key in ("arch", "classes", "input_size", "mean", "std"):
+        if key not in meta:
+            raise ModelArtifactError(f"{path} lacks the key {key!r}")
+    return meta
+
+
+def _validated(meta: dict[str, Any], source: Path) -> tuple[list[str], tuple[int, int], float]:
+    classes = meta["classes"]
+    if (
+        not isinstance(classes, list)
+        or len(classes) < 2
+        or not all(isinstance(c, str) for c in classes)
+    ):
+        raise ModelArtifactError(f"{source}: 'classes' must be a list of >= 2 names")
+    size = meta["input_size"]
+    if (
+        not isinstance(size, Sequence)
+        or len(size) != 2
+        or not all(isinstance(v, int) and v > 0 for v in size)
+    ):
+        raise ModelArtifactError(f"{source}: 'input_size' must be [height, width], got {size!r}")
+    temperature = float(meta.get("temperature", 1.0))
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ModelArtifactError(f"{source}: 'temperature' must be > 0, got {temperature!r}")
+    for key in ("mean", "std"):
+        values = meta[key]
+        if not isinstance(values, list) or len(values) != 3:
+            raise ModelArtifactError(f"{source}: {key!r} must list 3 values (RGB)")
+    if any(float(s) <= 0 for s in meta["std"]):
+        raise ModelArtifactError(f"{source}: 'std' values must be > 0")
+    return list(classes), (int(size[0]), int(size[1])), temperature
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    """Load the artifact in `model_dir` (model.pth + model_meta.json) ready to serve.
+
+    Raises ModelArtifactError naming the file and field when the artifact is incomplete or
+    inconsistent (e.g. a class list that does not match the network's outputs).
+    """
+    directory = Path(model_dir)
+    meta = _read_meta(directory)
+    classes, input_size, temperature = _validated(meta, directory / META_FILE)
+    arch = dict(meta["arch"])
+    arch.setdefault("num_classes", len(classes))
+    try:
+        module = build_model(arch)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ModelArtifactError(f"{directory / META_FILE}: bad 'arch' ({exc})") from exc
+    weights = directory / WEIGHTS_FILE
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        module.load_state_dict(state)
+    except FileNotFoundError as exc:
+        raise ModelArtifactError(f"{weights} is missing") from exc
+    except (RuntimeError, OSError, ValueError, KeyError) as exc:
+        raise ModelArtifactError(f"{weights} does not fit the arch in {META_FILE} ({exc})") from exc
+    module.eval()
+    configure_threads()
+    loaded = LoadedModel(
+        module=module,
+        classes=classes,
+        input_size=input_size,
+        mean=[float(v) for v in meta["mean"]],
+        std=[float(v) for v in meta["std"]],
+        temperature=temperature,
+    )
+    with torch.inference_mode():
+        # One warm-up pass: the first forward allocates and picks kernels (tens of ms), which
+        # would otherwise land on the first real request.
+        logits = module(torch.zeros(1, 3, *input_size))
+    if logits.shape != (1, len(classes)):
+        raise ModelArtifactError(
+            f"{directory}: the network outputs {tuple(logits.shape[1:])} values per image but "
+            f"{META_FILE} lists {len(classes)} classes"
+        )
+    return loaded
+
+
+def media_type(header: str | None) -> str:
+    """The bare media type of a Content-Type/Accept value: 'Image/PNG; q=1' -> 'image/png'."""
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+@_toolkit_errors
+def input_fn(request_body: bytes, request_content_type: str | None) -> np.ndarray:
+    """Check and decode a request: image bytes -> uint8 RGB array (H, W, 3), any size.
+
+    Raises UnsupportedContentType (415) unless the type is image/png, image/jpeg or
+    application/x-image (parameters ignored); PayloadTooLarge (413) over MAX_PAYLOAD_BYTES;
+    InvalidImage (400) when the bytes are not a decodable image. The format is detected from the
+    bytes, so a JPEG sent as image/png still decodes.
+    """
+    content_type = media_type(request_content_type)
+    if content_type not in CONTENT_TYPES:
+        raise UnsupportedContentType(
+            f"content type {request_content_type!r} is not supported; "
+            f"send one of {', '.join(CONTENT_TYPES)}"
+        )
+    if isinstance(request_body, str):
+        # Only a misconfigured caller sends text; images are binary.
+        raise InvalidImage("request body is text, not image bytes")
+    size = len(request_body)
+    if size > MAX_PAYLOAD_BYTES:
+        raise PayloadTooLarge(
+            f"request body is {size} bytes, over the limit of {MAX_PAYLOAD_BYTES}"
+        )
+    return decode_image(request_body, min_size=(DECODE_MIN_SIDE, DECODE_MIN_SIDE))
+
+
+@_toolkit_errors
+def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
+    """Class probabilities (float64, shape (C,), class order, sum 1) for one decoded image.
+
+    Also accepts a batch (N, H, W, 3) of images already at the model's input size, returning
+    (N, C); used by benchmarks and evaluation.
+    """
+    array = np.asarray(input_data)
+    if array.ndim == 3:
+        batch = resize_to(array, model.input_size)[None]
+    elif array.ndim == 4 and tuple(array.shape[1:3]) == model.input_size:
+        batch = array
+    else:
+        raise InvalidImage(f"cannot classify an array of shape {array.shape}")
+    tensor = to_tensor(batch, model.mean, model.std)
+    with torch.inference_mode():
+        logits = model.module(tensor)
+    # Softmax in float64 so the probabilities sum to 1 to within ~1e-16 after JSON round-trip.
+    scaled = logits.double() / model.temperature
+    probabilities = torch.softmax(scaled, dim=1).numpy()
+    return probabilities[0] if array.ndim == 3 else probabilities
+
+
+@_toolkit_errors
+def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+    """Render probabilities as the JSON list DESIGN.md specifies; returns (body, content type).
+
+    Accept may be absent, */*, application/* or application/json (SageMaker's default);
+    anything else raises NotAcceptable (406).
+    """
+    wanted = {media_type(part) for part in (accept or "").split(",")}
+    if not wanted & {"", "*/*", "application/*", JSON_CONTENT_TYPE}:
+        raise NotAcceptable(f"accept {accept!r} is not supported; this endpoint answers JSON")
+    return json.dumps(np.asarray(prediction, dtype=np.float64).tolist()), JSON_CONTENT_TYPE
