@@ -1,0 +1,181 @@
+"""DataStaging: the stack's bucket (private, SSE-KMS, versioned, TLS only) and the staged data set.
+
+Prefixes (one bucket; IAM policies grant per prefix):
+  data/<data hash>/{train,test}/dataset.npz, manifest.json   training channels (read by the job)
+  code/   source bundles          models/   training output (model.tar.gz per job)
+  intake/ images that start the workflow (EventBridge)      capture/  Data Capture records
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import document
+
+DATA_PREFIX = "data"
+CODE_PREFIX = "code"
+MODELS_PREFIX = "models"
+INTAKE_PREFIX = "intake"
+CAPTURE_PREFIX = "capture"
+# Only the fast form of each split travels to S3: train.py reads dataset.npz from its channel,
+# and one object per PNG would make thousands of resources for no reader.
+STAGED_FILES = ("manifest.json", "train/dataset.npz", "test/dataset.npz")
+
+
+def staged_data_hash(staged_dir: Path) -> str:
+    """SHA-256 over the uploaded files' bytes: the data part of the training job's identity."""
+    digest = hashlib.sha256()
+    for rel in STAGED_FILES:
+        digest.update(rel.encode() + b"\0" + hashlib.sha256((staged_dir / rel).read_bytes())
+                      .hexdigest().encode() + b"\n")
+    return digest.hexdigest()
+
+
+@dataclass
+class DataStagingArgs:
+    staged_dir: Path
+    kms_key_arn: pulumi.Input[str]
+    retain_data: bool
+    capture_expiration_days: int = 90
+    noncurrent_version_days: int = 30
+
+
+class DataStaging(pulumi.ComponentResource):
+    bucket: aws.s3.Bucket
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    data_hash: str
+    train_uri: pulumi.Output[str]
+    test_uri: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: DataStagingArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:data:DataStaging", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        manifest = json.loads((args.staged_dir / "manifest.json").read_text())
+        self.classes: list[str] = list(manifest["classes"])
+        self.data_hash = staged_data_hash(args.staged_dir)
+
+        # retainData: prod keeps the bucket (and Pulumi forgets it) on destroy; dev empties it.
+        self.bucket = aws.s3.Bucket(
+            f"{name}-bucket",
+            force_destroy=not args.retain_data,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data),
+        )
+        self.bucket_name = self.bucket.bucket
+        self.bucket_arn = self.bucket.arn
+        bucket_id = self.bucket.id
+        self.ownership = aws.s3.BucketOwnershipControls(
+            f"{name}-ownership",
+            bucket=bucket_id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        self.public_access_block = aws.s3.BucketPublicAccessBlock(
+            f"{name}-public-access-block",
+            bucket=bucket_id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        self.encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption",
+            bucket=bucket_id,
+            rules=[
+                {
+                    "apply_server_side_encryption_by_default": {
+                        "sse_algorithm": "aws:kms",
+                        "kms_master_key_id": args.kms_key_arn,
+                    },
+                    # S3 Bucket Keys cut KMS requests (and cost) for many small capture files.
+                    "bucket_key_enabled": True,
+                }
+            ],
+            opts=child,
+        )
+        self.versioning = aws.s3.BucketVersioning(
+            f"{name}-versioning",
+            bucket=bucket_id,
+            versioning_configuration={"status": "Enabled"},
+            opts=child,
+        )
+        self.lifecycle = aws.s3.BucketLifecycleConfiguration(
+            f"{name}-lifecycle",
+            bucket=bucket_id,
+            rules=[
+                {
+                    "id": "expire-captured-traffic",
+                    "status": "Enabled",
+                    "filter": {"prefix": f"{CAPTURE_PREFIX}/"},
+                    "expiration": {"days": args.capture_expiration_days},
+                },
+                {
+                    "id": "expire-old-versions",
+                    "status": "Enabled",
+                    "filter": {},  # empty filter: every object
+                    "noncurrent_version_expiration": {
+                        "noncurrent_days": args.noncurrent_version_days
+                    },
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
+                },
+            ],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.versioning]),
+        )
+        self.policy = aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket_id,
+            policy=document(
+                [
+                    {
+                        # A Deny: the wildcards widen what is refused, never what is allowed.
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [self.bucket_arn, pulumi.Output.concat(self.bucket_arn, "/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ]
+            ),
+            # The public access block must exist first or S3 may judge the policy "public".
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
+        )
+        # Object-created events go to EventBridge, where the workflow's rule filters on intake/.
+        self.notification = aws.s3.BucketNotification(
+            f"{name}-eventbridge", bucket=bucket_id, eventbridge=True, opts=child
+        )
+
+        prefix = f"{DATA_PREFIX}/{self.data_hash[:16]}"
+        self.objects = [
+            aws.s3.BucketObjectv2(
+                f"{name}-{rel.replace('/', '-').replace('.', '-')}",
+                bucket=bucket_id,
+                key=f"{prefix}/{rel}",
+                source=pulumi.FileAsset(str(args.staged_dir / rel)),
+                server_side_encryption="aws:kms",
+                kms_key_id=args.kms_key_arn,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.encryption]),
+            )
+            for rel in STAGED_FILES
+        ]
+        self.data_prefix = prefix
+        self.train_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/train/")
+        self.test_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/test/")
+        self.register_outputs(
+            {
+                "bucket": self.bucket_name,
+                "bucketArn": self.bucket_arn,
+                "dataHash": self.data_hash,
+                "trainUri": self.train_uri,
+                "testUri": self.test_uri,
+            }
+        )

@@ -1,0 +1,338 @@
+"""Typed, validated settings of a stack, read once from the `scones` config namespace.
+
+No pulumi import here: local mode reuses the defaults with ``Settings.from_mapping(dict.get)``
+and the Pulumi program passes ``pulumi.Config("scones").get``. Every getter returns the raw
+config string (Pulumi stores structured values as JSON text) or ``None`` when the key is unset;
+already-parsed values (lists, dicts, numbers, bools) are accepted too.
+
+Keys, defaults and why (DESIGN.md is the contract; docs/deploy.md has the same table):
+
+========================  =====================================  ==================================
+key                       default                                rationale
+========================  =====================================  ==================================
+classes                   ["bicycle", "motorcycle"]              probability order of the model
+confidenceThreshold       0.93                                   below it the filter step fails
+                                                                 with LowConfidence (human review)
+minAccuracy               0.85                                   quality gate: the training job
+                                                                 exits non-zero below it
+dataCapturePercent        100                                    drift needs traffic; lower it on
+                                                                 busy endpoints to cut S3 cost
+alarmEmail                (none)                                 e-mail subscription to the alarm
+                                                                 topic; unset = topic only
+trainingInstanceType      ml.m5.xlarge                           the small CNN trains on CPU
+epochs                    60                                     enough for the 0.3 M ResNet
+endpoint                  {"instanceType": "ml.m5.large",        instance endpoint with Data
+                           "initialInstanceCount": 1,            Capture and autoscaling; or
+                           "minInstances": 1, "maxInstances": 2, {"serverless": {"memorySizeMb":
+                           "targetInvocationsPerInstance": 300}   2048, "maxConcurrency": 5}}
+retainData                false                                  true keeps the bucket on destroy
+workflowType              STANDARD                               or EXPRESS (cheaper, 5-min cap)
+logRetentionDays          30                                     CloudWatch Logs retention
+latencyP99Ms              500                                    ModelLatency p99 alarm threshold
+lowConfidenceRateMax      0.2                                    share of low-confidence results
+                                                                 that raises an alarm
+cifarArchive              (none; SCONES_CIFAR_ARCHIVE)           the local CIFAR-100 archive
+========================  =====================================  ==================================
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+NAMESPACE = "scones"
+
+# The retention values CloudWatch Logs accepts (PutRetentionPolicy rejects anything else).
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557,
+    2922, 3288, 3653,
+)
+# SageMaker Serverless Inference accepts these memory sizes only.
+SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
+WORKFLOW_TYPES = ("STANDARD", "EXPRESS")
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CLASS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+class SettingsError(ValueError):
+    """A config value is missing or wrong; `key` is the full config key (e.g. scones:epochs)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = f"{NAMESPACE}:{key}"
+        super().__init__(f"{self.key}: {message}")
+
+
+@dataclass(frozen=True)
+class InstanceEndpoint:
+    """A real-time endpoint on instances: Data Capture, blue/green updates, autoscaling."""
+
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 1
+    min_instances: int = 1
+    max_instances: int = 2
+    target_invocations_per_instance: float = 300.0
+
+
+@dataclass(frozen=True)
+class ServerlessEndpoint:
+    """Serverless Inference: no Data Capture, so the classify Lambda writes the capture records."""
+
+    memory_size_mb: int = 2048
+    max_concurrency: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    classes: tuple[str, ...] = ("bicycle", "motorcycle")
+    confidence_threshold: float = 0.93
+    min_accuracy: float = 0.85
+    data_capture_percent: int = 100
+    alarm_email: str | None = None
+    training_instance_type: str = "ml.m5.xlarge"
+    epochs: int = 60
+    endpoint: InstanceEndpoint | ServerlessEndpoint = field(default_factory=InstanceEndpoint)
+    retain_data: bool = False
+    workflow_type: str = "STANDARD"
+    log_retention_days: int = 30
+    latency_p99_ms: float = 500.0
+    low_confidence_rate_max: float = 0.2
+    cifar_archive: str | None = None
+
+    @property
+    def serverless(self) -> bool:
+        return isinstance(self.endpoint, ServerlessEndpoint)
+
+    @classmethod
+    def from_mapping(cls, get: Callable[[str], Any]) -> Settings:
+        """Read and validate every key through `get(key) -> raw value or None`."""
+        d = cls()
+        return cls(
+            classes=_classes(get("classes"), d.classes),
+            confidence_threshold=_fraction(
+                "confidenceThreshold", get("confidenceThreshold"), d.confidence_threshold
+            ),
+            min_accuracy=_fraction("minAccuracy", get("minAccuracy"), d.min_accuracy),
+            data_capture_percent=_int(
+                "dataCapturePercent", get("dataCapturePercent"), d.data_capture_percent, 1, 100
+            ),
+            alarm_email=_email(get("alarmEmail")),
+            training_instance_type=_instance_type(
+                "trainingInstanceType", get("trainingInstanceType"), d.training_instance_type
+            ),
+            epochs=_int("epochs", get("epochs"), d.epochs, 1, 1000),
+            endpoint=_endpoint(get("endpoint")),
+            retain_data=_bool("retainData", get("retainData"), d.retain_data),
+            workflow_type=_choice(
+                "workflowType", get("workflowType"), d.workflow_type, WORKFLOW_TYPES
+            ),
+            log_retention_days=_retention(get("logRetentionDays"), d.log_retention_days),
+            latency_p99_ms=_positive("latencyP99Ms", get("latencyP99Ms"), d.latency_p99_ms),
+            low_confidence_rate_max=_fraction(
+                "lowConfidenceRateMax", get("lowConfidenceRateMax"), d.low_confidence_rate_max
+            ),
+            cifar_archive=_optional_str(get("cifarArchive")),
+        )
+
+
+def _unset(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and raw.strip() == "")
+
+
+def _json(key: str, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SettingsError(key, f"is not valid JSON ({exc.msg}): {raw!r}") from exc
+
+
+def _number(key: str, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise SettingsError(key, f"must be a number, got {raw!r}")
+    try:
+        value = float(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(key, f"must be a number, got {raw!r}") from exc
+    if not math.isfinite(value):
+        raise SettingsError(key, f"must be a finite number, got {raw!r}")
+    return value
+
+
+def _fraction(key: str, raw: Any, default: float) -> float:
+    if _unset(raw):
+        return default
+    value = _number(key, raw)
+    if not 0.0 < value < 1.0:
+        raise SettingsError(key, f"must be between 0 and 1 (exclusive), got {raw!r}")
+    return value
+
+
+def _positive(key: str, raw: Any, default: float) -> float:
+    if _unset(raw):
+        return default
+    value = _number(key, raw)
+    if value <= 0:
+        raise SettingsError(key, f"must be greater than 0, got {raw!r}")
+    return value
+
+
+def _int(key: str, raw: Any, default: int, low: int, high: int) -> int:
+    if _unset(raw):
+        return default
+    value = _number(key, raw)
+    if value != int(value) or not low <= value <= high:
+        raise SettingsError(key, f"must be a whole number from {low} to {high}, got {raw!r}")
+    return int(value)
+
+
+def _bool(key: str, raw: Any, default: bool) -> bool:
+    if _unset(raw):
+        return default
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in ("true", "false"):
+        return text == "true"
+    raise SettingsError(key, f"must be true or false, got {raw!r}")
+
+
+def _choice(key: str, raw: Any, default: str, choices: tuple[str, ...]) -> str:
+    if _unset(raw):
+        return default
+    if raw not in choices:
+        raise SettingsError(key, f"must be one of {', '.join(choices)}, got {raw!r}")
+    return str(raw)
+
+
+def _instance_type(key: str, raw: Any, default: str) -> str:
+    if _unset(raw):
+        return default
+    if not isinstance(raw, str) or not _INSTANCE_TYPE.match(raw):
+        raise SettingsError(key, f"must be a SageMaker instance type like ml.m5.large, got {raw!r}")
+    return raw
+
+
+def _optional_str(raw: Any) -> str | None:
+    return None if _unset(raw) else str(raw)
+
+
+def _email(raw: Any) -> str | None:
+    if _unset(raw):
+        return None
+    if not isinstance(raw, str) or not _EMAIL.match(raw):
+        raise SettingsError("alarmEmail", f"must be an e-mail address, got {raw!r}")
+    return raw
+
+
+def _retention(raw: Any, default: int) -> int:
+    if _unset(raw):
+        return default
+    value = _int("logRetentionDays", raw, default, 1, 3653)
+    if value not in LOG_RETENTION_DAYS:
+        raise SettingsError(
+            "logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}"
+        )
+    return value
+
+
+def _classes(raw: Any, default: tuple[str, ...]) -> tuple[str, ...]:
+    if _unset(raw):
+        return default
+    value = _json("classes", raw)
+    if (
+        not isinstance(value, list)
+        or len(value) < 2
+        or not all(isinstance(c, str) and _CLASS_NAME.match(c) for c in value)
+        or len(set(value)) != len(value)
+    ):
+        raise SettingsError(
+            "classes", f"must be a list of at least two distinct class names, got {raw!r}"
+        )
+    return tuple(value)
+
+
+_INSTANCE_KEYS = {
+    "instanceType", "initialInstanceCount", "minInstances", "maxInstances",
+    "targetInvocationsPerInstance",
+}
+_SERVERLESS_KEYS = {"memorySizeMb", "maxConcurrency"}
+
+
+def _endpoint(raw: Any) -> InstanceEndpoint | ServerlessEndpoint:
+    if _unset(raw):
+        return InstanceEndpoint()
+    value = _json("endpoint", raw)
+    if not isinstance(value, Mapping):
+        raise SettingsError("endpoint", f"must be an object, got {raw!r}")
+    if "serverless" in value:
+        if set(value) != {"serverless"} or not isinstance(value["serverless"], Mapping):
+            raise SettingsError(
+                "endpoint", "serverless must be the only key and hold an object"
+            )
+        return _serverless(value["serverless"])
+    unknown = set(value) - _INSTANCE_KEYS
+    if unknown:
+        raise SettingsError("endpoint", f"unknown key(s) {sorted(unknown)}")
+    d = InstanceEndpoint()
+    instance = InstanceEndpoint(
+        instance_type=_instance_type(
+            "endpoint.instanceType", value.get("instanceType"), d.instance_type
+        ),
+        initial_instance_count=_int(
+            "endpoint.initialInstanceCount",
+            value.get("initialInstanceCount"),
+            d.initial_instance_count,
+            1,
+            100,
+        ),
+        min_instances=_int(
+            "endpoint.minInstances", value.get("minInstances"), d.min_instances, 1, 100
+        ),
+        max_instances=_int(
+            "endpoint.maxInstances", value.get("maxInstances"), d.max_instances, 1, 100
+        ),
+        target_invocations_per_instance=_positive(
+            "endpoint.targetInvocationsPerInstance",
+            value.get("targetInvocationsPerInstance"),
+            d.target_invocations_per_instance,
+        ),
+    )
+    if instance.min_instances > instance.max_instances:
+        raise SettingsError("endpoint.minInstances", "must not exceed endpoint.maxInstances")
+    if not instance.min_instances <= instance.initial_instance_count <= instance.max_instances:
+        raise SettingsError(
+            "endpoint.initialInstanceCount",
+            "must lie between endpoint.minInstances and endpoint.maxInstances",
+        )
+    return instance
+
+
+def _serverless(value: Mapping[str, Any]) -> ServerlessEndpoint:
+    unknown = set(value) - _SERVERLESS_KEYS
+    if unknown:
+        raise SettingsError("endpoint.serverless", f"unknown key(s) {sorted(unknown)}")
+    d = ServerlessEndpoint()
+    memory = _int(
+        "endpoint.serverless.memorySizeMb", value.get("memorySizeMb"), d.memory_size_mb, 1024,
+        6144,
+    )
+    if memory not in SERVERLESS_MEMORY_MB:
+        raise SettingsError(
+            "endpoint.serverless.memorySizeMb", f"must be one of {SERVERLESS_MEMORY_MB}"
+        )
+    return ServerlessEndpoint(
+        memory_size_mb=memory,
+        max_concurrency=_int(
+            "endpoint.serverless.maxConcurrency",
+            value.get("maxConcurrency"),
+            d.max_concurrency,
+            1,
+            200,
+        ),
+    )
