@@ -1,0 +1,121 @@
+"""Send the image to the SageMaker endpoint and check the answer is a probability list."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from lambdas.errors import (
+    EndpointError,
+    EndpointUnavailable,
+    ImageTooLarge,
+    InvalidEvent,
+    InvalidImage,
+)
+from lambdas.image_format import detect_image_type
+
+# SageMaker runtime error codes that another attempt can fix (throttling, cold model, outages).
+_TRANSIENT_CODES = {
+    "ThrottlingException",
+    "ServiceUnavailable",
+    "InternalFailure",
+    "InternalDependencyException",
+    "ModelNotReadyException",
+}
+_TRANSIENT_HTTP = {429, 502, 503, 504}
+_SUM_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class Prediction:
+    probabilities: list[float]
+    body: str
+    content_type: str
+    variant: str
+
+
+def decode_image(event: dict[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(event["image_data"], validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidEvent(f"classify_image: image_data is not valid base64 ({exc})") from None
+
+
+def parse_probabilities(body: str, classes: tuple[str, ...]) -> list[float]:
+    """Check the endpoint's answer is a JSON list of len(classes) probabilities summing to 1."""
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        raise EndpointError(f"endpoint answered non-JSON: {body[:120]!r}") from None
+    if (
+        not isinstance(value, list)
+        or len(value) != len(classes)
+        or not all(isinstance(p, int | float) and not isinstance(p, bool) for p in value)
+    ):
+        raise EndpointError(
+            f"endpoint answered {body[:120]!r}; expected a list of {len(classes)} probabilities "
+            f"in class order {list(classes)}"
+        )
+    probs = [float(p) for p in value]
+    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs) or not math.isclose(
+        sum(probs), 1.0, abs_tol=_SUM_TOLERANCE
+    ):
+        raise EndpointError(f"endpoint answered {probs}, which is not a probability distribution")
+    return probs
+
+
+def _client_error(exc: Any, endpoint_name: str) -> Exception:
+    response = exc.response
+    code = str(response.get("Error", {}).get("Code", ""))
+    message = str(response.get("Error", {}).get("Message", ""))
+    status = response.get("OriginalStatusCode") or response.get("ResponseMetadata", {}).get(
+        "HTTPStatusCode"
+    )
+    status = int(status) if str(status).isdigit() else 0
+    where = f"endpoint {endpoint_name!r}"
+    if code in _TRANSIENT_CODES or status in _TRANSIENT_HTTP:
+        return EndpointUnavailable(f"{where}: {code or status}: {message}")
+    if code == "ModelError":
+        # The container's own status: 400 = not a decodable image, 413 = body too big.
+        if status == 400:
+            return InvalidImage(f"{where} could not decode the image: {message}")
+        if status == 413:
+            return ImageTooLarge(f"{where} refused the image as too large: {message}")
+    return EndpointError(f"{where}: {code or status}: {message}")
+
+
+def invoke(runtime: Any, endpoint_name: str, data: bytes, classes: tuple[str, ...]) -> Prediction:
+    """Call invoke_endpoint; map every failure to EndpointError/EndpointUnavailable/InvalidImage."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    content_type = detect_image_type(data)
+    try:
+        response = runtime.invoke_endpoint(
+            EndpointName=endpoint_name,
+            ContentType=content_type,
+            Accept="application/json",
+            Body=data,
+        )
+        body = response["Body"].read().decode("utf-8", errors="replace")
+    except ClientError as exc:
+        raise _client_error(exc, endpoint_name) from None
+    except BotoCoreError as exc:  # connection refused, timeouts: the endpoint may come back
+        raise EndpointUnavailable(f"endpoint {endpoint_name!r} unreachable: {exc}") from None
+    probs = parse_probabilities(body, classes)
+    return Prediction(
+        probabilities=probs,
+        body=body,
+        content_type=content_type,
+        variant=str(response.get("InvokedProductionVariant") or "AllTraffic"),
+    )
+
+
+def classified(event: dict[str, Any], prediction: Prediction) -> dict[str, Any]:
+    """The event with the endpoint's list as ``inferences`` and ``image_data`` dropped."""
+    out = {k: v for k, v in event.items() if k != "image_data"}
+    out["inferences"] = prediction.probabilities
+    return out

@@ -1,0 +1,78 @@
+"""JSON schemas of each step's input, and validation that raises the named InvalidEvent.
+
+Validation uses Powertools' validator (fastjsonschema underneath). The entry schema is strict
+(no unknown fields) so a typo such as ``s3_Key`` is reported instead of silently ignored; later
+steps accept the fields earlier steps added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.validation import SchemaValidationError, validate
+
+from lambdas.errors import InvalidEvent
+
+# Bucket naming rules (3-63 chars, lowercase letters, digits, dots, hyphens).
+_BUCKET = {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"}
+# An object key: 1..1024 chars, no control characters, not a "folder" (trailing slash).
+_KEY = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 1024,
+    "pattern": "^[^\\u0000-\\u001f\\u007f]*[^/\\u0000-\\u001f\\u007f]$",
+}
+_DRIVER = {"type": "string", "minLength": 1, "maxLength": 128}
+_BASE_PROPERTIES = {"s3_bucket": _BUCKET, "s3_key": _KEY, "driver_id": _DRIVER}
+
+SERIALIZE_INPUT: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": _BASE_PROPERTIES,
+    "required": ["s3_bucket", "s3_key"],
+    "additionalProperties": False,
+}
+
+CLASSIFY_INPUT: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        **_BASE_PROPERTIES,
+        "image_data": {"type": "string", "minLength": 1},
+        "inferences": {"type": "array"},
+    },
+    "required": ["s3_bucket", "s3_key", "image_data"],
+}
+
+FILTER_INPUT: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        **_BASE_PROPERTIES,
+        "inferences": {"type": "array", "minItems": 2, "items": {"type": "number"}},
+    },
+    "required": ["s3_bucket", "s3_key", "inferences"],
+}
+
+ROUTE_INPUT: dict[str, Any] = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "type": "object",
+    "properties": {
+        **_BASE_PROPERTIES,
+        "label": {"type": "string", "minLength": 1},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+    },
+    "required": ["s3_bucket", "s3_key", "label", "confidence"],
+}
+
+
+def validate_event(event: Any, schema: dict[str, Any], step: str) -> dict[str, Any]:
+    """Return the event if it matches ``schema``; raise InvalidEvent naming what is wrong."""
+    if not isinstance(event, dict):
+        raise InvalidEvent(f"{step}: the event must be a JSON object, got {type(event).__name__}")
+    try:
+        validate(event=event, schema=schema)
+    except SchemaValidationError as exc:
+        detail = exc.validation_message or str(exc)
+        raise InvalidEvent(f"{step}: invalid event: {detail}") from None
+    return event

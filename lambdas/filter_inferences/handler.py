@@ -1,0 +1,43 @@
+"""Step 3: accept the prediction when its confidence meets CONFIDENCE_THRESHOLD."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from lambdas.config import parse_classes, parse_threshold
+from lambdas.errors import LowConfidence
+from lambdas.events import FILTER_INPUT, validate_event
+from lambdas.filter_inferences.logic import decide, filtered
+from lambdas.observability import powertools
+
+logger, metrics, tracer = powertools("filter_inferences")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    classes = parse_classes(os.environ)
+    threshold = parse_threshold(os.environ)
+    event = validate_event(event, FILTER_INPUT, "filter_inferences")
+    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    confidence = max(event["inferences"]) if event["inferences"] else 0.0
+    metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=float(confidence))
+    try:
+        label, confidence = decide(event["inferences"], classes, threshold)
+    except LowConfidence:
+        metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
+        logger.info("low confidence: needs human review", extra={"confidence": confidence})
+        raise
+    metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=0)
+    metrics.add_metadata(key="label", value=label)
+    # Per-label count as its own EMF document, so the label dimension does not split the others.
+    with single_metric(
+        name="Predictions", unit=MetricUnit.Count, value=1, namespace=metrics.provider.namespace
+    ) as metric:
+        metric.add_dimension(name="label", value=label)
+    logger.info("accepted", extra={"label": label, "confidence": confidence})
+    return filtered(event, label, confidence)

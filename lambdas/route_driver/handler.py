@@ -1,0 +1,37 @@
+"""Step 4: decide the driver's route from the label and publish the routing event."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+
+from lambdas.aws import client
+from lambdas.config import parse_classes, parse_routes
+from lambdas.events import ROUTE_INPUT, validate_event
+from lambdas.observability import powertools
+from lambdas.route_driver.logic import (
+    choose_route,
+    make_publisher,
+    publish_route,
+    routed,
+    routing_event,
+)
+
+logger, metrics, tracer = powertools("route_driver")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
+    routes = parse_routes(os.environ, parse_classes(os.environ))
+    publish = make_publisher(os.environ, client)
+    event = validate_event(event, ROUTE_INPUT, "route_driver")
+    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    route = choose_route(event["label"], routes)
+    message_id = publish_route(publish, routing_event(event, route))
+    metrics.add_metric(name="Routed", unit=MetricUnit.Count, value=1)
+    logger.info("routed", extra={"route": route, "message_id": message_id})
+    return routed(event, route)

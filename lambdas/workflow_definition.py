@@ -1,0 +1,216 @@
+"""The one Amazon States Language definition of the routing workflow.
+
+Used by the Pulumi component (through ``Output.all(...).apply``) and by local mode, so the cloud
+and the offline run execute the same graph:
+
+    Serialize -> Classify -> Filter -> Route -> RouteChoice -> Routed_<route> (Succeed)
+         |           |          |         |            \\-> NoRoute (Fail)
+         |           |          |         \\-> InvalidEvent / UnexpectedError (Fail)
+         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> NeedsHumanReview
+         |           \\-> EndpointError / InvalidImage / ImageTooLarge / InvalidEvent (Fail)
+         \\-> InvalidEvent / ImageNotFound / InvalidImage / ImageTooLarge (Fail)
+
+Only transient errors are retried (Lambda service errors and the classify step's
+EndpointUnavailable), with exponential backoff and full jitter; the named errors are caught
+into Fail states whose Cause is the function's error payload (errorType + errorMessage).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from lambdas.config import DEFAULT_ROUTES
+
+FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+
+# AWS's recommended retry list for the lambda:invoke integration (service-side hiccups only).
+LAMBDA_TRANSIENT_ERRORS = [
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+]
+ENDPOINT_TRANSIENT_ERRORS = ["EndpointUnavailable"]
+
+# Which named errors each step can raise (what its Catch list routes to a Fail state).
+_STEP_ERRORS: dict[str, list[str]] = {
+    "Serialize": ["InvalidEvent", "ImageNotFound", "InvalidImage", "ImageTooLarge"],
+    "Classify": ["InvalidEvent", "InvalidImage", "ImageTooLarge", "EndpointError"],
+    "Filter": ["InvalidEvent"],
+    "Route": ["InvalidEvent"],
+}
+
+
+def _route_state_name(route: str) -> str:
+    return "Routed_" + re.sub(r"[^A-Za-z0-9_-]", "_", route)[:60]
+
+
+def _retry(errors: list[str], attempts: int, interval: int, max_delay: int) -> dict[str, Any]:
+    return {
+        "ErrorEquals": errors,
+        "IntervalSeconds": interval,
+        "MaxAttempts": attempts,
+        "BackoffRate": 2.0,
+        "MaxDelaySeconds": max_delay,
+        "JitterStrategy": "FULL",
+    }
+
+
+def _lambda_task(
+    function_arn: str, next_state: str, retries: list[dict[str, Any]], catches: list[dict]
+) -> dict[str, Any]:
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function_arn, "Payload.$": "$"},
+        # The function returns the whole event with its fields added; keep only that payload,
+        # not the invocation metadata (StatusCode, headers) around it.
+        "OutputPath": "$.Payload",
+        "Retry": retries,
+        "Catch": catches,
+        "Next": next_state,
+    }
+
+
+def _catch(errors: list[str], target: str) -> dict[str, Any]:
+    # ResultPath keeps the failing step's input and adds {"Error", "Cause"} under "error".
+    return {"ErrorEquals": errors, "ResultPath": "$.error", "Next": target}
+
+
+def _fail(error: str, comment: str) -> dict[str, Any]:
+    return {"Type": "Fail", "Comment": comment, "Error": error, "CausePath": "$.error.Cause"}
+
+
+def build_definition(
+    function_arns: Mapping[str, str],
+    *,
+    review_topic_arn: str,
+    routes: Mapping[str, str] | None = None,
+    retry_attempts: int = 3,
+    retry_interval_seconds: int = 1,
+    retry_max_delay_seconds: int = 8,
+) -> dict[str, Any]:
+    """Return the state machine definition as a dict (``json.dumps`` it for the API).
+
+    ``function_arns`` maps the four keys in FUNCTION_KEYS to Lambda ARNs; ``routes`` maps each
+    class to its route (default bicycle -> nearby, motorcycle -> distant) and yields one Succeed
+    state per distinct route after the final Choice.
+    """
+    missing = [k for k in FUNCTION_KEYS if not function_arns.get(k)]
+    if missing:
+        raise ValueError(f"build_definition: no function ARN for {missing}")
+    if not review_topic_arn:
+        raise ValueError("build_definition: review_topic_arn is required")
+    if retry_interval_seconds < 1 or retry_attempts < 0:
+        raise ValueError("build_definition: IntervalSeconds must be >= 1 and attempts >= 0")
+    routes = dict(routes or DEFAULT_ROUTES)
+
+    lambda_retry = _retry(
+        LAMBDA_TRANSIENT_ERRORS, retry_attempts, retry_interval_seconds, retry_max_delay_seconds
+    )
+    endpoint_retry = _retry(
+        ENDPOINT_TRANSIENT_ERRORS, retry_attempts, retry_interval_seconds, retry_max_delay_seconds
+    )
+    unexpected = _catch(["States.ALL"], "UnexpectedError")
+
+    def catches(step: str, extra: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        named = [
+            _catch(
+                [e, "EndpointUnavailable"] if e == "EndpointError" else [e],
+                e,
+            )
+            for e in _STEP_ERRORS[step]
+        ]
+        return [*(extra or []), *named, unexpected]
+
+    distinct_routes = sorted(set(routes.values()))
+    states: dict[str, Any] = {
+        "Serialize": _lambda_task(
+            function_arns["serialize_image"], "Classify", [lambda_retry], catches("Serialize")
+        ),
+        "Classify": _lambda_task(
+            function_arns["classify_image"],
+            "Filter",
+            [lambda_retry, endpoint_retry],
+            catches("Classify"),
+        ),
+        "Filter": _lambda_task(
+            function_arns["filter_inferences"],
+            "Route",
+            [lambda_retry],
+            catches("Filter", [_catch(["LowConfidence"], "PublishForReview")]),
+        ),
+        "Route": _lambda_task(
+            function_arns["route_driver"], "RouteChoice", [lambda_retry], catches("Route")
+        ),
+        "RouteChoice": {
+            "Type": "Choice",
+            "Choices": [
+                {"Variable": "$.route", "StringEquals": r, "Next": _route_state_name(r)}
+                for r in distinct_routes
+            ],
+            "Default": "NoRoute",
+        },
+        "PublishForReview": {
+            "Type": "Task",
+            "Comment": "Low confidence: hand the case to a person instead of dropping it.",
+            "Resource": "arn:aws:states:::sns:publish",
+            "Parameters": {
+                "TopicArn": review_topic_arn,
+                "Subject": "Driver image needs human review",
+                "Message.$": "States.JsonToString($)",
+            },
+            "ResultSelector": {"MessageId.$": "$.MessageId"},
+            "ResultPath": "$.review",
+            "Retry": [_retry(["States.TaskFailed"], 2, retry_interval_seconds, 4)],
+            "Catch": [
+                {
+                    "ErrorEquals": ["States.ALL"],
+                    "ResultPath": "$.review_error",
+                    "Next": "ReviewNotPublished",
+                }
+            ],
+            "Next": "NeedsHumanReview",
+        },
+        "NeedsHumanReview": _fail(
+            "LowConfidence", "Published for human review; the driver is not routed automatically."
+        ),
+        "ReviewNotPublished": {
+            "Type": "Fail",
+            "Comment": "A low-confidence case could not be handed to review.",
+            "Error": "ReviewNotPublished",
+            "CausePath": "$.review_error.Cause",
+        },
+        "NoRoute": {
+            "Type": "Fail",
+            "Comment": "The route step returned a route the definition does not know.",
+            "Error": "InvalidEvent",
+            "Cause": "route_driver returned a route outside the configured routes",
+        },
+        "UnexpectedError": {
+            "Type": "Fail",
+            "Comment": "Anything not named: a bug or a misconfiguration; the Cause says which.",
+            "ErrorPath": "$.error.Error",
+            "CausePath": "$.error.Cause",
+        },
+    }
+    for error in (
+        "InvalidEvent",
+        "ImageNotFound",
+        "InvalidImage",
+        "ImageTooLarge",
+        "EndpointError",
+    ):
+        states[error] = _fail(error, f"Named error {error}: the Cause carries the message.")
+    for route in distinct_routes:
+        states[_route_state_name(route)] = {
+            "Type": "Succeed",
+            "Comment": f"Driver routed: {route}",
+        }
+    return {
+        "Comment": "Scones Unlimited: classify a driver's vehicle image and route the driver.",
+        "StartAt": "Serialize",
+        "States": states,
+    }

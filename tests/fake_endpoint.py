@@ -1,0 +1,80 @@
+"""A scripted stand-in for the SageMaker runtime API, over real HTTP on loopback.
+
+moto's canned sagemaker-runtime cannot take a binary (image) body, and its answers cannot
+be errors; this server speaks the runtime's wire format (``POST /endpoints/<name>/invocations``,
+errors as ``x-amzn-ErrorType`` + JSON body) so the real boto3 client, its error parsing and the
+handler's error mapping are all exercised. boto3 reaches it via AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+Answer = tuple[int, dict[str, str], bytes]
+
+
+def ok(probabilities: list[float]) -> Answer:
+    return 200, {"Content-Type": "application/json"}, json.dumps(probabilities).encode()
+
+
+def error(code: str, status: int, message: str, original_status: int | None = None) -> Answer:
+    body: dict[str, Any] = {"message": message}
+    if original_status is not None:
+        body.update(OriginalStatusCode=original_status, OriginalMessage=message)
+    return (
+        status,
+        {"x-amzn-ErrorType": code, "Content-Type": "application/json"},
+        json.dumps(body).encode(),
+    )
+
+
+class FakeEndpoint:
+    def __init__(self, endpoint_name: str) -> None:
+        self.endpoint_name = endpoint_name
+        self.answers: deque[Answer] = deque()
+        self.default: Answer = ok([0.97, 0.03])
+        self.requests: list[dict[str, Any]] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length", 0))
+                body = self.rfile.read(length)
+                fake.requests.append(
+                    {
+                        "path": self.path,
+                        "content_type": self.headers.get("Content-Type"),
+                        "body": body,
+                    }
+                )
+                if self.path != f"/endpoints/{fake.endpoint_name}/invocations":
+                    answer = error("ValidationError", 400, f"Endpoint {self.path} not found.")
+                else:
+                    answer = fake.answers.popleft() if fake.answers else fake.default
+                status, headers, payload = answer
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("x-Amzn-Invoked-Production-Variant", "AllTraffic")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeEndpoint:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
