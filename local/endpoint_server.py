@@ -222,7 +222,6 @@ class _State:
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: boto3 and benchmark clients reuse connections
     server_version = "scones-local-endpoint"
-    sys_version = ""
     # Buffer the response so status line, headers and body leave in one write (one TCP segment
     # for small answers); BaseHTTPRequestHandler flushes after each request.
     wbufsize = 64 * 1024
@@ -233,6 +232,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         super().setup()
         # Small request/response pairs: Nagle's algorithm plus delayed ACKs would add ~40 ms.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def version_string(self) -> str:
+        return self.server_version
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.state.access_log:
@@ -565,9 +567,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if args.threads is not None:
-        # model_fn reads the thread count from the environment (default 1); the flag wins.
-        os.environ[inference.THREADS_ENV] = str(args.threads)
+    # model_fn applies $SCONES_TORCH_THREADS; a serving process defaults to 1 (see
+    # inference.configure_threads), and the flag wins over the environment.
+    threads = args.threads or int(os.environ.get(inference.THREADS_ENV) or 1)
+    os.environ[inference.THREADS_ENV] = str(threads)
+    inference.configure_threads(threads)
     try:
         server = EndpointServer(
             args.model,

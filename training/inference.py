@@ -95,9 +95,10 @@ def _toolkit_errors(func: _F) -> _F:
 def configure_threads(threads: int | None = None) -> int:
     """Set torch's intra-op thread count for serving and return it.
 
-    Default: $SCONES_TORCH_THREADS, else 1. A batch-1 forward pass of this small network gains
-    little from a second thread, while concurrent requests each running multi-threaded ops
-    oversubscribe the cores and inflate tail latency; one thread per request scales better.
+    `threads` defaults to $SCONES_TORCH_THREADS, else 1. A batch-1 forward pass of this small
+    network gains little from a second thread, while concurrent requests each running
+    multi-threaded ops oversubscribe the cores and inflate tail latency; one thread per request
+    scales better (benchmarks/serve_benchmark.py measures both).
     """
     if threads is None:
         raw = os.environ.get(THREADS_ENV, "1")
@@ -178,7 +179,10 @@ def model_fn(model_dir: str) -> LoadedModel:
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         raise ModelArtifactError(f"{weights} does not fit the arch in {META_FILE} ({exc})") from exc
     module.eval()
-    configure_threads()
+    if os.environ.get(THREADS_ENV):
+        # Serving processes set this (the local server does; the SageMaker model's environment
+        # should); a batch job such as evaluation keeps torch's own default.
+        configure_threads()
     loaded = LoadedModel(
         module=module,
         classes=classes,

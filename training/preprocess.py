@@ -46,8 +46,13 @@ def _open(data: bytes) -> Image.Image:
             # Pillow warns (then errors) on huge images; we enforce our own limit below.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(bytes(data)))
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InvalidImage(f"body is not a decodable image ({exc})") from exc
+    except UnidentifiedImageError:
+        raise InvalidImage(
+            f"data is not an image in a known format "
+            f"({len(data)} bytes starting {bytes(data[:8])!r})"
+        ) from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InvalidImage(f"data is not a decodable image ({exc})") from exc
     except Image.DecompressionBombError as exc:
         raise InvalidImage(f"image is too large to decode ({exc})") from exc
     width, height = image.size
