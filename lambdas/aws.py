@@ -17,7 +17,7 @@ _clients: dict[str, Any] = {}
 # and a short read timeout keeps a stuck endpoint from holding the state machine.
 _CONFIGS: dict[str, dict[str, Any]] = {
     "sagemaker-runtime": {
-        "retries": {"max_attempts": 1, "mode": "standard"},
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
         "connect_timeout": 5,
         "read_timeout": 30,
     },

@@ -1,0 +1,255 @@
+"""The ASL definition executed by moto's interpreter, with the real handlers run in-process
+from the real zip: every path, and a catalogue of bad events each ending in its named state."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fake_endpoint import FakeEndpoint, error, ok
+from moto import mock_aws
+from workflow_support import (
+    BUCKET,
+    ENDPOINT,
+    Workflow,
+    big_png_bytes,
+    deploy,
+    jpeg_bytes,
+    png_bytes,
+    png_chunk,
+)
+
+from lambdas import aws
+from local import lambda_runtime
+
+PNG_OK = png_bytes(seed=1)
+JPEG_OK = jpeg_bytes(seed=2)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workflow, FakeEndpoint]]:
+    saved = {
+        k: os.environ.get(k)
+        for k in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    }
+    os.environ.update(
+        AWS_DEFAULT_REGION="us-east-1", AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing"
+    )
+    aws.reset_clients()
+    tmp = tmp_path_factory.mktemp("workflow")
+    with (
+        mock_aws(config={"stepfunctions": {"execute_state_machine": True}}),
+        FakeEndpoint(ENDPOINT) as endpoint,
+        lambda_runtime.installed(tmp / "code"),
+    ):
+        wf = deploy(tmp, endpoint_url=endpoint.url)
+        objects = {
+            "test/bicycle_s_000001.png": PNG_OK,
+            "test/motorcycle_s_000002.jpg": JPEG_OK,
+            "test/notes.png": b"these are not the pixels you are looking for\n",
+            "test/truncated.png": PNG_OK[: len(PNG_OK) // 2],
+            "test/header_only.png": PNG_OK[:33],
+            "test/empty.png": b"",
+            "test/bad_crc.png": PNG_OK[:40] + bytes([PNG_OK[40] ^ 0xFF]) + PNG_OK[41:],
+            "test/truncated.jpg": JPEG_OK[: len(JPEG_OK) - 10],
+            "test/huge.png": big_png_bytes(),
+            "test/image.gif": b"GIF89a\x01\x00\x01\x00\x00\x00\x00;",
+            "test/no_idat.png": PNG_OK[:33] + png_chunk(b"IEND", b""),
+        }
+        for key, body in objects.items():
+            wf.s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+        yield wf, endpoint
+    aws.reset_clients()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _event(key: str, **extra: object) -> dict[str, object]:
+    return {"s3_bucket": BUCKET, "s3_key": key, **extra}
+
+
+def _run(wf: Workflow, event: object) -> tuple[dict, str]:
+    arn = wf.start(event)
+    desc = wf.wait(arn)
+    return desc, wf.final_state(arn)
+
+
+def _cause(desc: dict) -> dict:
+    return json.loads(desc["cause"])
+
+
+def test_bicycle_png_is_routed_nearby_and_published(stack: tuple[Workflow, FakeEndpoint]) -> None:
+    wf, endpoint = stack
+    endpoint.answers.append(ok([0.97, 0.03]))
+    desc, final = _run(wf, _event("test/bicycle_s_000001.png", driver_id="d-42"))
+    assert desc["status"] == "SUCCEEDED", desc.get("cause")
+    assert final == "Routed_nearby"
+    out = json.loads(desc["output"])
+    assert out == {
+        "s3_bucket": BUCKET,
+        "s3_key": "test/bicycle_s_000001.png",
+        "driver_id": "d-42",
+        "inferences": [0.97, 0.03],
+        "label": "bicycle",
+        "confidence": 0.97,
+        "route": "nearby",
+    }
+    request = endpoint.requests[-1]
+    assert request["content_type"] == "image/png" and request["body"] == PNG_OK
+    messages = wf.messages(wf.routing_queue)
+    assert {"driver_id": "d-42", "label": "bicycle", "route": "nearby"}.items() <= messages[
+        -1
+    ].items()
+
+
+def test_motorcycle_jpeg_is_routed_distant(stack: tuple[Workflow, FakeEndpoint]) -> None:
+    wf, endpoint = stack
+    endpoint.answers.append(ok([0.01, 0.99]))
+    desc, final = _run(wf, _event("test/motorcycle_s_000002.jpg"))
+    assert desc["status"] == "SUCCEEDED", desc.get("cause")
+    assert final == "Routed_distant"
+    assert json.loads(desc["output"])["route"] == "distant"
+    assert endpoint.requests[-1]["content_type"] == "image/jpeg"
+    assert wf.messages(wf.routing_queue)[-1]["route"] == "distant"
+
+
+def test_low_confidence_is_published_for_human_review(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    wf, endpoint = stack
+    endpoint.answers.append(ok([0.61, 0.39]))
+    desc, final = _run(wf, _event("test/bicycle_s_000001.png", driver_id="d-7"))
+    assert desc["status"] == "FAILED"
+    assert final == "NeedsHumanReview"
+    assert desc["error"] == "LowConfidence"
+    assert "0.6100" in _cause(desc)["errorMessage"]
+    case = wf.messages(wf.review_queue)[-1]
+    assert case["driver_id"] == "d-7" and case["inferences"] == [0.61, 0.39]
+    assert case["error"]["Error"] == "LowConfidence"
+    assert wf.messages(wf.routing_queue) == []  # not routed automatically
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected_error", "expected_state"),
+    [
+        (ok([0.5]), "EndpointError", "EndpointError"),  # wrong number of classes
+        (ok([0.7, 0.7]), "EndpointError", "EndpointError"),  # not a distribution
+        (error("ModelError", 424, "model crashed", 500), "EndpointError", "EndpointError"),
+        (error("ValidationError", 400, "Endpoint x not found."), "EndpointError", "EndpointError"),
+        (error("ModelError", 424, "cannot decode", 400), "InvalidImage", "InvalidImage"),
+        (error("ModelError", 424, "too big", 413), "ImageTooLarge", "ImageTooLarge"),
+    ],
+)
+def test_endpoint_failures_end_in_named_states(
+    stack: tuple[Workflow, FakeEndpoint], answer, expected_error: str, expected_state: str
+) -> None:
+    wf, endpoint = stack
+    before = len(endpoint.requests)
+    endpoint.answers.append(answer)
+    desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
+    assert (desc["status"], desc["error"], final) == ("FAILED", expected_error, expected_state)
+    assert _cause(desc)["errorType"] in {expected_error}
+    assert len(endpoint.requests) == before + 1  # named errors are not retried
+
+
+def test_transient_endpoint_error_is_retried_then_succeeds(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    wf, endpoint = stack
+    before = len(endpoint.requests)
+    endpoint.answers.extend([error("ThrottlingException", 400, "Rate exceeded"), ok([0.02, 0.98])])
+    desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
+    assert desc["status"] == "SUCCEEDED", desc.get("cause")
+    assert final == "Routed_distant"
+    assert len(endpoint.requests) == before + 2
+
+
+def test_endpoint_down_exhausts_retries_into_endpoint_error(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    wf, endpoint = stack
+    before = len(endpoint.requests)
+    endpoint.answers.extend([error("ServiceUnavailable", 503, "down")] * 4)
+    desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
+    assert (desc["status"], desc["error"], final) == ("FAILED", "EndpointError", "EndpointError")
+    assert _cause(desc)["errorType"] == "EndpointUnavailable"
+    assert len(endpoint.requests) == before + 4  # first attempt + MaxAttempts (3) retries
+
+
+LONG_KEY = "test/" + "k" * 1100 + ".png"
+
+# (event, expected error, expected final state); >= 15 bad events, each must end in its state.
+BAD_EVENTS = [
+    pytest.param({}, "InvalidEvent", id="empty-object"),
+    pytest.param({"s3_bucket": BUCKET}, "InvalidEvent", id="missing-key"),
+    pytest.param({"s3_key": "test/bicycle_s_000001.png"}, "InvalidEvent", id="missing-bucket"),
+    pytest.param({"s3_bucket": BUCKET, "s3_key": 42}, "InvalidEvent", id="key-not-string"),
+    pytest.param({"s3_bucket": [BUCKET], "s3_key": "a.png"}, "InvalidEvent", id="bucket-list"),
+    pytest.param(_event("test/bicycle_s_000001.png", driver_id=7), "InvalidEvent", id="driver-int"),
+    pytest.param(_event("test/bicycle_s_000001.png", s3_Key="x"), "InvalidEvent", id="typo-field"),
+    pytest.param(
+        _event("test/bicycle_s_000001.png", image_data="AAAA"),
+        "InvalidEvent",
+        id="injected-image-data",
+    ),
+    # (A non-object execution input is refused by moto's interpreter before any task runs, so
+    # lists/strings are covered by the handler tests, not here.)
+    pytest.param({"s3_bucket": None, "s3_key": "a.png"}, "InvalidEvent", id="null-bucket"),
+    pytest.param({"s3_bucket": BUCKET, "s3_key": 1.5}, "InvalidEvent", id="key-float"),
+    pytest.param({"s3_bucket": "Bad_Bucket!", "s3_key": "a.png"}, "InvalidEvent", id="bad-bucket"),
+    pytest.param(_event(""), "InvalidEvent", id="empty-key"),
+    pytest.param(_event("test/"), "InvalidEvent", id="folder-key"),
+    pytest.param(_event("test/a\nb.png"), "InvalidEvent", id="control-char-key"),
+    pytest.param(_event(LONG_KEY), "InvalidEvent", id="key-too-long"),
+    pytest.param(
+        {"s3_bucket": "no-such-bucket-here", "s3_key": "a.png"},
+        "ImageNotFound",
+        id="unknown-bucket",
+    ),
+    pytest.param(_event("test/missing.png"), "ImageNotFound", id="missing-object"),
+    pytest.param(_event("../../etc/passwd"), "ImageNotFound", id="path-traversal-key"),
+    pytest.param(_event("test/notes.png"), "InvalidImage", id="text-file"),
+    pytest.param(_event("test/truncated.png"), "InvalidImage", id="truncated-png"),
+    pytest.param(_event("test/header_only.png"), "InvalidImage", id="png-header-only"),
+    pytest.param(_event("test/no_idat.png"), "InvalidImage", id="png-without-pixels"),
+    pytest.param(_event("test/bad_crc.png"), "InvalidImage", id="corrupt-png"),
+    pytest.param(_event("test/empty.png"), "InvalidImage", id="empty-object"),
+    pytest.param(_event("test/truncated.jpg"), "InvalidImage", id="truncated-jpeg"),
+    pytest.param(_event("test/image.gif"), "InvalidImage", id="gif"),
+    pytest.param(_event("test/huge.png"), "ImageTooLarge", id="oversized-image"),
+]
+
+
+@pytest.mark.parametrize(("event", "expected"), BAD_EVENTS)
+def test_bad_event_ends_in_its_named_failure_state(
+    stack: tuple[Workflow, FakeEndpoint], event: object, expected: str
+) -> None:
+    wf, endpoint = stack
+    before = len(endpoint.requests)
+    desc, final = _run(wf, event)
+    assert desc["status"] == "FAILED"
+    assert (desc["error"], final) == (expected, expected), desc.get("cause")
+    cause = _cause(desc)
+    assert cause["errorType"] == expected and cause["errorMessage"]
+    assert len(endpoint.requests) == before  # rejected before reaching the model
+
+
+def test_routing_publish_failure_is_reported_not_lost(
+    stack: tuple[Workflow, FakeEndpoint], tmp_path: Path
+) -> None:
+    wf, endpoint = stack
+    topic = os.environ["ROUTING_TOPIC_ARN"]  # applied by the adapter from the functions' env
+    wf.sns.delete_topic(TopicArn=topic)
+    try:
+        endpoint.answers.append(ok([0.97, 0.03]))
+        desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
+    finally:
+        wf.sns.create_topic(Name=topic.rsplit(":", 1)[1])
+    assert (desc["status"], final) == ("FAILED", "UnexpectedError")
+    assert desc["error"] == "RoutingError"
