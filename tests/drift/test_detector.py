@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import numpy as np
 import pytest
-from conftest import CLASSES, capture_line, confident_probs, png_bytes, scene_images
+from drift_support import CLASSES, capture_line, confident_probs, png_bytes, scene_images
 from moto import mock_aws
 
 from lambdas.detect_drift import capture

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
-from conftest import confident_probs, scene_images
+from drift_support import confident_probs, scene_images
 from moto import mock_aws
 
 from lambdas.detect_drift.publish import emit, metric_points
