@@ -3,14 +3,19 @@
 Usage (the deploy workflow passes the stack's outputs):
 
     python .github/scripts/smoke_test.py --bucket BUCKET --state-machine-arn ARN \
-        [--key test/bicycle_s_000513.png | --prefix data/test/ | --image local.png]
+        [--image FILE_OR_DIR | --key intake/x.png | --prefix intake/]
 
-The image is chosen, in order: `--key` (an object that must exist), `--image` (a local file
-uploaded under `smoke-tests/` and removed afterwards), else the first PNG/JPEG under `--prefix`
-in the stack's bucket (the staged test split). It starts one execution with the DESIGN event
-`{"s3_bucket", "s3_key", "driver_id"}`, waits for it, and exits 0 only when it SUCCEEDED.
-STANDARD state machines are polled with DescribeExecution; EXPRESS ones cannot be described,
-so they run through StartSyncExecution instead.
+The image is, in order: `--key` (an object already in the bucket), `--image` (a local file, or
+the first image in sorted order in a local folder such as a staged test split, uploaded under
+`--upload-prefix`), else the first image under `--prefix` in the bucket.
+
+An upload under `intake/` also fires the stack's EventBridge rule, which starts an execution by
+itself. So after an upload the script first waits `--trigger-wait` seconds for an execution whose
+input names the uploaded key and follows that one; only if none appears does it start one
+itself, with the DESIGN event `{"s3_bucket", "s3_key", "driver_id"}`. Either way exactly one
+execution is judged, and the script exits 0 only when it SUCCEEDED. STANDARD state machines
+are polled with DescribeExecution; EXPRESS ones can be neither listed nor described, so they
+run through StartSyncExecution.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from typing import Any
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
-UPLOAD_PREFIX = "smoke-tests/"
+# Where the stack's Lambdas may read images and where its EventBridge rule listens.
+UPLOAD_PREFIX = "intake/smoke-tests/"
 
 
 class SmokeTestError(Exception):
@@ -96,8 +102,18 @@ def ensure_key_exists(s3: Any, bucket: str, key: str) -> None:
         raise NoTestImage(f"s3://{bucket}/{key} is not readable: {err}") from err
 
 
-def upload_image(s3: Any, bucket: str, path: Path, name: str) -> str:
-    key = f"{UPLOAD_PREFIX}{name}{path.suffix.lower()}"
+def pick_local_image(path: Path) -> Path:
+    """`path` itself, or the first image (sorted by name) in the folder `path`."""
+    if path.is_file():
+        return path
+    images = sorted(p for p in path.glob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise NoTestImage(f"no .png/.jpg image in {path}")
+    return images[0]
+
+
+def upload_image(s3: Any, bucket: str, path: Path, name: str, prefix: str = UPLOAD_PREFIX) -> str:
+    key = f"{prefix}{name}{path.suffix.lower()}"
     content_type = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
     s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes(), ContentType=content_type)
     return key
@@ -117,7 +133,20 @@ def run_standard(
     started = sfn.start_execution(
         stateMachineArn=state_machine_arn, name=name, input=json.dumps(event)
     )
-    arn = started["executionArn"]
+    return wait_for(
+        sfn, started["executionArn"], timeout_s=timeout_s, poll_s=poll_s, sleep=sleep, clock=clock
+    )
+
+
+def wait_for(
+    sfn: Any,
+    arn: str,
+    *,
+    timeout_s: float,
+    poll_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> ExecutionResult:
     deadline = clock() + timeout_s
     while True:
         desc = sfn.describe_execution(executionArn=arn)
@@ -134,6 +163,46 @@ def run_standard(
             raise ExecutionTimedOut(
                 f"execution {arn} still {status} after {timeout_s:.0f} s"
             )
+        sleep(poll_s)
+
+
+def input_names_key(raw_input: str | None, bucket: str, key: str) -> bool:
+    """Whether an execution's input is the DESIGN event for s3://bucket/key."""
+    try:
+        event = json.loads(raw_input or "")
+    except json.JSONDecodeError:
+        return False
+    return isinstance(event, dict) and event.get("s3_key") == key and (
+        event.get("s3_bucket") in (None, bucket)
+    )
+
+
+def find_triggered_execution(
+    sfn: Any,
+    state_machine_arn: str,
+    bucket: str,
+    key: str,
+    *,
+    wait_s: float,
+    poll_s: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> str | None:
+    """The execution the upload's S3 event started, if one shows up within `wait_s`."""
+    deadline = clock() + wait_s
+    seen: set[str] = set()
+    while True:
+        page = sfn.list_executions(stateMachineArn=state_machine_arn, maxResults=25)
+        for execution in page.get("executions", []):
+            arn = execution["executionArn"]
+            if arn in seen:
+                continue
+            seen.add(arn)
+            desc = sfn.describe_execution(executionArn=arn)
+            if input_names_key(desc.get("input"), bucket, key):
+                return arn
+        if clock() >= deadline:
+            return None
         sleep(poll_s)
 
 
@@ -161,6 +230,8 @@ def run_smoke_test(
     key: str | None = None,
     prefix: str = "",
     image: Path | None = None,
+    upload_prefix: str = UPLOAD_PREFIX,
+    trigger_wait_s: float = 30.0,
     driver_id: str = "smoke-test",
     run_id: str | None = None,
     timeout_s: float = 600.0,
@@ -169,30 +240,30 @@ def run_smoke_test(
 ) -> tuple[str, ExecutionResult]:
     """Send one image through the state machine; returns (key used, result)."""
     name = execution_name(run_id)
+    kind = sfn.describe_state_machine(stateMachineArn=state_machine_arn).get("type", "STANDARD")
     uploaded = False
     if key:
         ensure_key_exists(s3, bucket, key)
     elif image is not None:
-        key = upload_image(s3, bucket, image, name)
+        key = upload_image(s3, bucket, pick_local_image(image), name, upload_prefix)
         uploaded = True
     else:
         key = pick_staged_key(s3, bucket, prefix)
     event = build_event(bucket, key, driver_id)
-    try:
-        kind = sfn.describe_state_machine(stateMachineArn=state_machine_arn).get(
-            "type", "STANDARD"
+    if kind == "EXPRESS":
+        return key, run_express(sfn, state_machine_arn, name, event)
+    triggered = None
+    if uploaded and trigger_wait_s > 0:
+        triggered = find_triggered_execution(
+            sfn, state_machine_arn, bucket, key, wait_s=trigger_wait_s, poll_s=poll_s, sleep=sleep
         )
-        if kind == "EXPRESS":
-            result = run_express(sfn, state_machine_arn, name, event)
-        else:
-            result = run_standard(
-                sfn, state_machine_arn, name, event,
-                timeout_s=timeout_s, poll_s=poll_s, sleep=sleep,
-            )
-    finally:
-        # The uploaded image is ours alone; staged images belong to the stack.
-        if uploaded:
-            s3.delete_object(Bucket=bucket, Key=key)
+    if triggered is not None:
+        print(f"following the execution the upload triggered: {triggered}")
+        result = wait_for(sfn, triggered, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep)
+    else:
+        result = run_standard(
+            sfn, state_machine_arn, name, event, timeout_s=timeout_s, poll_s=poll_s, sleep=sleep
+        )
     return key, result
 
 
@@ -213,19 +284,27 @@ def summary_markdown(bucket: str, key: str, result: ExecutionResult) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bucket", required=True, help="the stack's data bucket (output bucketName)")
-    p.add_argument("--state-machine-arn", required=True, help="stack output stateMachineArn")
+    p.add_argument("--bucket", required=True, help="stack output `bucket`")
+    p.add_argument("--state-machine-arn", required=True, help="stack output `stateMachineArn`")
     p.add_argument("--key", default=None, help="an existing image key in the bucket")
     p.add_argument("--prefix", default="", help="where staged test images live in the bucket")
-    p.add_argument("--image", type=Path, default=None, help="a local image to upload and send")
+    p.add_argument(
+        "--image", type=Path, default=None,
+        help="a local image, or a folder whose first image (sorted) is used; uploaded",
+    )
+    p.add_argument("--upload-prefix", default=UPLOAD_PREFIX, help="bucket prefix for --image")
+    p.add_argument(
+        "--trigger-wait", type=float, default=30.0,
+        help="seconds to wait for the execution an upload triggers before starting one",
+    )
     p.add_argument("--driver-id", default="smoke-test")
     p.add_argument("--timeout", type=float, default=600.0, help="seconds to wait (STANDARD)")
     p.add_argument("--poll", type=float, default=5.0, help="seconds between status polls")
     args = p.parse_args(argv)
     if not args.bucket.strip() or not args.state_machine_arn.strip():
         p.error("--bucket and --state-machine-arn must be non-empty (missing stack outputs?)")
-    if args.image is not None and not args.image.is_file():
-        p.error(f"--image {args.image} is not a file")
+    if args.image is not None and not args.image.exists():
+        p.error(f"--image {args.image} does not exist")
     return args
 
 
@@ -243,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             key=args.key,
             prefix=args.prefix,
             image=args.image,
+            upload_prefix=args.upload_prefix,
+            trigger_wait_s=args.trigger_wait,
             driver_id=args.driver_id,
             run_id=os.environ.get("GITHUB_RUN_ID"),
             timeout_s=args.timeout,

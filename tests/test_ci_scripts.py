@@ -1,0 +1,368 @@
+"""The scripts the GitHub workflows run: post-deploy smoke test (against moto), the dataset
+archive provider, and the destroy summary."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import boto3
+import pytest
+from moto import mock_aws
+
+SCRIPTS = Path(__file__).resolve().parent.parent / ".github" / "scripts"
+REGION = "us-east-1"
+ROLE = "arn:aws:iam::123456789012:role/sfn-role"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"ci_{name}", SCRIPTS / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+smoke = _load("smoke_test")
+fetch = _load("fetch_cifar_archive")
+destroy = _load("destroy_summary")
+
+SUCCEED = {"StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}}
+LOW_CONFIDENCE = {
+    "StartAt": "Filter",
+    "States": {
+        "Filter": {"Type": "Fail", "Error": "LowConfidence", "Cause": "confidence 0.61 < 0.93"}
+    },
+}
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(var, "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    for var in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SFN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        s3 = boto3.client("s3", region_name=REGION)
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        s3.create_bucket(Bucket="stack-bucket")
+        yield s3, sfn
+
+
+def _machine(sfn, definition: dict, name: str = "workflow", kind: str = "STANDARD") -> str:
+    return sfn.create_state_machine(
+        name=name, definition=json.dumps(definition), roleArn=ROLE, type=kind
+    )["stateMachineArn"]
+
+
+def _png(tmp_path: Path, name: str = "bicycle_s_000513.png") -> Path:
+    path = tmp_path / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 32)
+    return path
+
+
+def _no_sleep(_: float) -> None:
+    return None
+
+
+def test_standard_success_starts_one_execution_with_the_design_event(aws, tmp_path) -> None:
+    s3, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    folder = tmp_path / "test"
+    folder.mkdir()
+    _png(folder, "motorcycle_s_000001.png")
+    _png(folder, "bicycle_s_000002.png")
+    (folder / "dataset.npz").write_bytes(b"not an image")
+
+    key, result = smoke.run_smoke_test(
+        s3, sfn, bucket="stack-bucket", state_machine_arn=arn, image=folder,
+        trigger_wait_s=0, poll_s=0.05, sleep=_no_sleep, run_id="42",
+    )
+
+    assert result.succeeded and result.status == "SUCCEEDED"
+    assert key.startswith("intake/smoke-tests/smoke-42-") and key.endswith(".png")
+    # The first image by name was uploaded, bytes intact, and left for the workflow to read.
+    body = s3.get_object(Bucket="stack-bucket", Key=key)["Body"].read()
+    assert body == (folder / "bicycle_s_000002.png").read_bytes()
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    sent = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])
+    assert sent == {"s3_bucket": "stack-bucket", "s3_key": key, "driver_id": "smoke-test"}
+
+
+def test_failed_execution_fails_the_smoke_test_with_its_error(aws, tmp_path, capsys) -> None:
+    s3, sfn = aws
+    arn = _machine(sfn, LOW_CONFIDENCE)
+    s3.put_object(Bucket="stack-bucket", Key="intake/bike.png", Body=b"x")
+
+    rc = smoke.main([
+        "--bucket", "stack-bucket", "--state-machine-arn", arn,
+        "--key", "intake/bike.png", "--poll", "0.05",
+    ])
+
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "FAILED" in err and "LowConfidence" in err and "0.61" in err
+
+
+def test_main_succeeds_and_writes_the_job_summary(aws, tmp_path, monkeypatch) -> None:
+    _, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    monkeypatch.setenv("GITHUB_RUN_ID", "777")
+
+    rc = smoke.main([
+        "--bucket", "stack-bucket", "--state-machine-arn", arn,
+        "--image", str(_png(tmp_path)), "--trigger-wait", "0", "--poll", "0.05",
+    ])
+
+    assert rc == 0
+    text = summary.read_text()
+    assert "SUCCEEDED" in text and "s3://stack-bucket/intake/smoke-tests/smoke-777-" in text
+
+
+def test_follows_the_execution_the_upload_triggered(aws, tmp_path) -> None:
+    s3, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    # An unrelated execution must not be mistaken for ours.
+    sfn.start_execution(
+        stateMachineArn=arn, name="other",
+        input=json.dumps({"s3_bucket": "stack-bucket", "s3_key": "intake/other.png"}),
+    )
+    triggered: list[str] = []
+    real_upload = smoke.upload_image
+
+    def upload_then_trigger(s3c, bucket, path, name, prefix):
+        # Stands in for the stack's EventBridge rule reacting to the new object.
+        key = real_upload(s3c, bucket, path, name, prefix)
+        event = {"s3_bucket": bucket, "s3_key": key}
+        triggered.append(sfn.start_execution(
+            stateMachineArn=arn, name="from-eventbridge", input=json.dumps(event)
+        )["executionArn"])
+        return key
+
+    smoke_upload = smoke.upload_image
+    smoke.upload_image = upload_then_trigger
+    try:
+        _, result = smoke.run_smoke_test(
+            s3, sfn, bucket="stack-bucket", state_machine_arn=arn, image=_png(tmp_path),
+            trigger_wait_s=1, poll_s=0.05, sleep=_no_sleep,
+        )
+    finally:
+        smoke.upload_image = smoke_upload
+
+    assert result.execution_arn == triggered[0] and result.succeeded
+    assert len(sfn.list_executions(stateMachineArn=arn)["executions"]) == 2  # no third one
+
+
+def test_picks_the_first_staged_image_under_a_prefix(aws) -> None:
+    s3, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    for key in ("intake/b.png", "intake/a.jpg", "intake/a.txt", "other/0.png"):
+        s3.put_object(Bucket="stack-bucket", Key=key, Body=b"x")
+    key, result = smoke.run_smoke_test(
+        s3, sfn, bucket="stack-bucket", state_machine_arn=arn, prefix="intake/",
+        poll_s=0.05, sleep=_no_sleep,
+    )
+    assert key == "intake/a.jpg" and result.succeeded
+
+
+def test_no_image_and_missing_key_are_named_errors(aws) -> None:
+    s3, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    with pytest.raises(smoke.NoTestImage, match="intake/"):
+        smoke.run_smoke_test(s3, sfn, bucket="stack-bucket", state_machine_arn=arn,
+                             prefix="intake/")
+    with pytest.raises(smoke.NoTestImage, match=r"gone\.png"):
+        smoke.run_smoke_test(s3, sfn, bucket="stack-bucket", state_machine_arn=arn,
+                             key="intake/gone.png")
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+
+
+def test_empty_stack_outputs_are_rejected() -> None:
+    with pytest.raises(SystemExit) as exc:
+        smoke.parse_args(["--bucket", "", "--state-machine-arn", "arn:x"])
+    assert exc.value.code == 2
+
+
+class _StuckSfn:
+    """A state machine whose execution never finishes (moto's always do)."""
+
+    def describe_state_machine(self, stateMachineArn):
+        return {"type": "STANDARD"}
+
+    def start_execution(self, **kwargs):
+        return {"executionArn": "arn:exec:stuck"}
+
+    def describe_execution(self, executionArn):
+        return {"status": "RUNNING"}
+
+
+def test_gives_up_after_the_timeout() -> None:
+    ticks = iter(range(0, 10_000, 5))
+    with pytest.raises(smoke.ExecutionTimedOut, match="RUNNING after 30 s"):
+        smoke.run_standard(
+            _StuckSfn(), "arn:sm", "n", {}, timeout_s=30, poll_s=5,
+            sleep=_no_sleep, clock=lambda: float(next(ticks)),
+        )
+
+
+class _ExpressSfn:
+    def __init__(self, status: str) -> None:
+        self.status = status
+        self.calls: list[dict] = []
+
+    def describe_state_machine(self, stateMachineArn):
+        return {"type": "EXPRESS"}
+
+    def start_sync_execution(self, **kwargs):
+        self.calls.append(kwargs)
+        return {"executionArn": "arn:exec:express", "status": self.status,
+                "error": "EndpointError" if self.status == "FAILED" else None}
+
+
+@pytest.mark.parametrize("status", ["SUCCEEDED", "FAILED"])
+def test_express_machines_run_synchronously(aws, status) -> None:
+    s3, _ = aws
+    s3.put_object(Bucket="stack-bucket", Key="intake/x.png", Body=b"x")
+    sfn = _ExpressSfn(status)
+    _, result = smoke.run_smoke_test(
+        s3, sfn, bucket="stack-bucket", state_machine_arn="arn:sm", key="intake/x.png"
+    )
+    assert result.succeeded == (status == "SUCCEEDED")
+    (call,) = sfn.calls
+    assert json.loads(call["input"])["s3_key"] == "intake/x.png"
+
+
+def test_execution_names_are_valid_and_unique() -> None:
+    names = {smoke.execution_name("run/1 2") for _ in range(50)}
+    assert len(names) == 50
+    for name in names:
+        assert len(name) <= 80 and all(c.isalnum() or c in "-_" for c in name)
+
+
+def test_input_matching() -> None:
+    assert smoke.input_names_key('{"s3_bucket": "b", "s3_key": "k"}', "b", "k")
+    assert smoke.input_names_key('{"s3_key": "k"}', "b", "k")
+    assert not smoke.input_names_key('{"s3_bucket": "other", "s3_key": "k"}', "b", "k")
+    assert not smoke.input_names_key("not json", "b", "k")
+    assert not smoke.input_names_key('["k"]', "b", "k")
+
+
+# --- fetch_cifar_archive.py ------------------------------------------------------------------
+
+
+def test_archive_from_env_path(tmp_path) -> None:
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(b"data")
+    assert fetch.resolve({"SCONES_CIFAR_ARCHIVE": str(archive)}, tmp_path / "c") == archive
+    with pytest.raises(fetch.ArchiveFetchError, match="is not a file"):
+        fetch.resolve({"SCONES_CIFAR_ARCHIVE": str(tmp_path / "nope")}, tmp_path / "c")
+
+
+def test_archive_download_is_hash_checked_and_cached(tmp_path) -> None:
+    source = tmp_path / "src" / "cifar-100-vehicles-dev.tar.gz"
+    source.parent.mkdir()
+    source.write_bytes(b"archive bytes")
+    sha = hashlib.sha256(b"archive bytes").hexdigest()
+    env = {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": sha}
+    cache = tmp_path / "cache"
+
+    got = fetch.resolve(env, cache)
+    assert got == (cache / source.name).resolve() and got.read_bytes() == b"archive bytes"
+    source.unlink()  # a second run uses the cached copy
+    assert fetch.resolve(env, cache) == got
+    assert [p.name for p in cache.iterdir()] == [source.name]  # no partial files left
+
+
+def test_archive_with_wrong_hash_is_rejected_and_not_kept(tmp_path) -> None:
+    source = tmp_path / "dev.tar.gz"
+    source.write_bytes(b"tampered")
+    env = {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": "0" * 64}
+    with pytest.raises(fetch.ArchiveFetchError, match="SHA-256"):
+        fetch.resolve(env, tmp_path / "cache")
+    assert list((tmp_path / "cache").iterdir()) == []
+    with pytest.raises(fetch.ArchiveFetchError, match="SCONES_CIFAR_ARCHIVE_SHA256 is not"):
+        fetch.resolve({"SCONES_CIFAR_ARCHIVE_URL": source.as_uri()}, tmp_path / "cache")
+    with pytest.raises(fetch.ArchiveFetchError, match="64 hex"):
+        fetch.resolve(
+            {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": "abc"},
+            tmp_path / "cache",
+        )
+
+
+def test_archive_default_goes_through_the_project_loader(tmp_path, monkeypatch) -> None:
+    import training.cifar
+
+    calls = []
+
+    def fake_resolve(archive, cache_dir):
+        calls.append((archive, cache_dir))
+        path = Path(cache_dir) / "cifar-100-python.tar.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+        return path
+
+    monkeypatch.setattr(training.cifar, "resolve_archive", fake_resolve)
+    got = fetch.resolve({}, tmp_path / "cache")
+    assert calls == [(None, tmp_path / "cache")] and got.name == "cifar-100-python.tar.gz"
+
+
+def test_archive_main_exports_to_github_env(tmp_path, monkeypatch, dev_archive) -> None:
+    monkeypatch.setenv("SCONES_CIFAR_ARCHIVE", str(dev_archive))
+    github_env = tmp_path / "github_env"
+    assert fetch.main(["--cache-dir", str(tmp_path / "c"), "--github-env", str(github_env)]) == 0
+    assert github_env.read_text() == f"SCONES_CIFAR_ARCHIVE={dev_archive.resolve()}\n"
+
+
+# --- destroy_summary.py ----------------------------------------------------------------------
+
+
+def _export(path: Path, resources: list[dict]) -> Path:
+    path.write_text(json.dumps({"version": 3, "deployment": {"resources": resources}}))
+    return path
+
+
+def _res(name: str, rtype: str, **extra) -> dict:
+    return {"urn": f"urn:pulumi:dev::scones::{rtype}::{name}", "type": rtype,
+            "id": f"{name}-id", **extra}
+
+
+def test_destroy_summary_splits_deleted_retained_and_left(tmp_path, monkeypatch) -> None:
+    stack = _res("dev", "pulumi:pulumi:Stack")
+    provider = _res("default", "pulumi:providers:aws")
+    fn = _res("classify", "aws:lambda/function:Function")
+    bucket = _res("data", "aws:s3/bucket:Bucket", retainOnDelete=True)
+    endpoint = _res("endpoint", "aws:sagemaker/endpoint:Endpoint", protect=True)
+    before = _export(tmp_path / "before.json", [stack, provider, fn, bucket, endpoint])
+    after = _export(tmp_path / "after.json", [stack, endpoint])
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    assert destroy.main(["--stack", "dev", "--before", str(before), "--after", str(after),
+                         "--outcome", "failure"]) == 0
+
+    text = summary.read_text()
+    assert "1 deleted, 1 kept in AWS (retainOnDelete), 1 still in the stack." in text
+    deleted = text.split("### Deleted")[1].split("###")[0]
+    assert "`classify`" in deleted and "`data`" not in deleted
+    assert "`data-id`" in text.split("kept in AWS (retainOnDelete)\n")[1].split("###")[0]
+    assert "`endpoint`" in text.split("Still in the stack")[1]
+    assert "pulumi:providers" not in text and "pulumi:pulumi:Stack" not in text
+
+
+def test_destroy_summary_of_a_missing_or_empty_stack(tmp_path) -> None:
+    text = destroy.summarize(
+        "prod", destroy.load_resources(tmp_path / "none.json"), {}, "skipped"
+    )
+    assert "0 deleted" in text and "held no resources" in text
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(SystemExit, match="not a pulumi stack export"):
+        destroy.load_resources(bad)
