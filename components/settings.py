@@ -32,7 +32,24 @@ latencyP99Ms              500                                    ModelLatency p9
 lowConfidenceRateMax      0.2                                    share of low-confidence results
                                                                  that raises an alarm
 cifarArchive              (none; SCONES_CIFAR_ARCHIVE)           the local CIFAR-100 archive
+driftScheduleMinutes      15                                     how often the drift detector runs
+driftWindowMinutes        60                                     traffic each run analyses (windows
+                                                                 overlap: a shift shows in 4 runs)
+driftConfidencePsi        0.25                                   ConfidencePSI alarm ("large shift"
+                                                                 level, above clean-window noise)
+driftInputPsi             0.25                                   InputPSI alarm (largest PSI of the
+                                                                 input statistics), same reasoning
+driftClassShareTolerance  0.25                                   ClassShare alarm when the share
+                                                                 is this far from the expected
+driftMinSamples           30                                     smaller windows publish no drift
+                                                                 metric (too noisy to alarm on)
+expectedClassShare        (uniform)                              {class: share} the ClassShare
+                                                                 alarms compare with
 ========================  =====================================  ==================================
+
+The drift thresholds are ``lambdas.detect_drift.rules.DriftThresholds``'s defaults (one source
+for the Lambda, the alarms and local mode); ``lowConfidenceRateMax`` is also the
+``LowConfidenceRate`` drift alarm's threshold. docs/monitoring.md gives the measurements.
 """
 
 from __future__ import annotations
@@ -43,6 +60,8 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from lambdas.detect_drift.rules import DriftThresholds
 
 NAMESPACE = "scones"
 
@@ -102,6 +121,24 @@ class Settings:
     latency_p99_ms: float = 500.0
     low_confidence_rate_max: float = 0.2
     cifar_archive: str | None = None
+    drift_schedule_minutes: int = 15
+    drift_window_minutes: int = 60
+    drift_confidence_psi: float = DriftThresholds.confidence_psi
+    drift_input_psi: float = DriftThresholds.input_psi
+    drift_class_share_tolerance: float = DriftThresholds.class_share_tolerance
+    drift_min_samples: int = DriftThresholds.min_samples
+    expected_class_share: Mapping[str, float] | None = None
+
+    def drift_thresholds(self) -> DriftThresholds:
+        """The thresholds the drift Lambda, its CloudWatch alarms and local monitor share."""
+        return DriftThresholds(
+            confidence_psi=self.drift_confidence_psi,
+            input_psi=self.drift_input_psi,
+            low_confidence_rate=self.low_confidence_rate_max,
+            class_share_tolerance=self.drift_class_share_tolerance,
+            min_samples=self.drift_min_samples,
+            expected_class_share=self.expected_class_share,
+        )
 
     @property
     def serverless(self) -> bool:
@@ -136,6 +173,7 @@ class Settings:
                 "lowConfidenceRateMax", get("lowConfidenceRateMax"), d.low_confidence_rate_max
             ),
             cifar_archive=_optional_str(get("cifarArchive")),
+            **_drift(get, d),
         )
 
 
@@ -336,3 +374,43 @@ def _serverless(value: Mapping[str, Any]) -> ServerlessEndpoint:
             200,
         ),
     )
+
+
+def _drift(get: Callable[[str], Any], d: Settings) -> dict[str, Any]:
+    """The drift-monitor keys (schedule, window, alarm thresholds, expected class mix)."""
+    classes = _classes(get("classes"), d.classes)
+    return {
+        "drift_schedule_minutes": _int(
+            "driftScheduleMinutes", get("driftScheduleMinutes"), d.drift_schedule_minutes, 1, 1440
+        ),
+        "drift_window_minutes": _int(
+            "driftWindowMinutes", get("driftWindowMinutes"), d.drift_window_minutes, 5, 10080
+        ),
+        "drift_confidence_psi": _positive(
+            "driftConfidencePsi", get("driftConfidencePsi"), d.drift_confidence_psi
+        ),
+        "drift_input_psi": _positive("driftInputPsi", get("driftInputPsi"), d.drift_input_psi),
+        "drift_class_share_tolerance": _fraction(
+            "driftClassShareTolerance",
+            get("driftClassShareTolerance"),
+            d.drift_class_share_tolerance,
+        ),
+        "drift_min_samples": _int(
+            "driftMinSamples", get("driftMinSamples"), d.drift_min_samples, 1, 100_000
+        ),
+        "expected_class_share": _class_share(get("expectedClassShare"), classes),
+    }
+
+
+def _class_share(raw: Any, classes: tuple[str, ...]) -> dict[str, float] | None:
+    if _unset(raw):
+        return None
+    value = _json("expectedClassShare", raw)
+    if not isinstance(value, Mapping) or set(value) != set(classes):
+        raise SettingsError(
+            "expectedClassShare", f"must map exactly the classes {list(classes)} to shares"
+        )
+    shares = {c: _number(f"expectedClassShare.{c}", value[c]) for c in classes}
+    if any(not 0.0 <= v <= 1.0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
+        raise SettingsError("expectedClassShare", "shares must be within [0, 1] and sum to 1")
+    return shares
