@@ -107,6 +107,11 @@ class _DirectorySink:
     def __init__(self, root: str) -> None:
         self.root = Path(root)
         self.description = str(self.root)
+        try:
+            # Fail at start-up, not at the first flush, when the folder cannot be made.
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CaptureError(f"capture directory {root} cannot be created ({exc})") from exc
 
     def write(self, relative: str, data: bytes) -> str:
         path = self.root / relative
@@ -148,6 +153,7 @@ class _S3Sink:
 
 _STOP = object()
 _FINAL_RETRIES = 3
+_RETRY_BASE_SECONDS = 0.5
 
 
 class CaptureWriter:
@@ -266,7 +272,7 @@ class CaptureWriter:
                 if not self._pending:
                     break
                 # Last chance before shutdown: a brief outage of the target should not lose data.
-                time.sleep(0.5 * 2**attempt)
+                time.sleep(_RETRY_BASE_SECONDS * 2**attempt)
                 self._write_pending()
             for waiter in waiters:
                 waiter.set()

@@ -556,22 +556,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until SIGTERM/SIGINT; exit 1 if the model cannot be loaded."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    capture = None
-    if args.capture:
-        capture = CaptureWriter(
-            args.capture,
-            args.endpoint_name,
-            args.variant,
-            flush_interval=args.capture_flush_seconds,
-        )
+    try:
+        # --threads, else $SCONES_TORCH_THREADS, else 1 (see inference.configure_threads).
+        threads = inference.configure_threads(args.threads)
+        if os.environ.get(inference.THREADS_ENV):
+            # model_fn re-applies the environment's count on load; keep the flag's.
+            os.environ[inference.THREADS_ENV] = str(threads)
+        capture = None
+        if args.capture:
+            capture = CaptureWriter(
+                args.capture,
+                args.endpoint_name,
+                args.variant,
+                flush_interval=args.capture_flush_seconds,
+            )
+    except (ValueError, CaptureError) as exc:
+        print(f"endpoint_server: {exc}", file=sys.stderr)
+        return 2
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    # model_fn applies $SCONES_TORCH_THREADS; a serving process defaults to 1 (see
-    # inference.configure_threads), and the flag wins over the environment.
-    threads = args.threads or int(os.environ.get(inference.THREADS_ENV) or 1)
-    os.environ[inference.THREADS_ENV] = str(threads)
-    inference.configure_threads(threads)
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set())
+        for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        return _serve(args, capture, stop)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(args: argparse.Namespace, capture: CaptureWriter | None, stop: threading.Event) -> int:
     try:
         server = EndpointServer(
             args.model,
