@@ -49,11 +49,46 @@ def cutout(x: torch.Tensor, rng: np.random.Generator, size: int) -> torch.Tensor
     return x * (~inside)[:, None, :, :].to(x.dtype)
 
 
-def augment(
-    x: torch.Tensor, rng: np.random.Generator, *, padding: int = 4, cutout_size: int = 8
+def color_jitter(
+    x: torch.Tensor,
+    rng: np.random.Generator,
+    strength: float,
+    mean: torch.Tensor,
+    std: torch.Tensor,
 ) -> torch.Tensor:
-    """The standard CIFAR recipe: random crop with padding, horizontal flip, cutout."""
-    return cutout(random_flip(random_crop(x, rng, padding), rng), rng, cutout_size)
+    """Random brightness and contrast per image, applied in normalised space.
+
+    Brightness b scales raw pixels: x_raw * b is, normalised, b * x + (b - 1) * mean / std.
+    Contrast c scales each channel around the image's own mean (the same in either space).
+    Besides regularising, this makes the model less sensitive to lighting (drift) changes.
+    """
+    if strength <= 0:
+        return x
+    n = x.shape[0]
+    b = torch.from_numpy(rng.uniform(1 - strength, 1 + strength, n).astype(np.float32))
+    c = torch.from_numpy(rng.uniform(1 - strength, 1 + strength, n).astype(np.float32))
+    b, c = b[:, None, None, None], c[:, None, None, None]
+    shift = (mean / std).view(1, -1, 1, 1)
+    x = b * x + (b - 1) * shift
+    centre = x.mean(dim=(2, 3), keepdim=True)
+    return (x - centre) * c + centre
+
+
+def augment(
+    x: torch.Tensor,
+    rng: np.random.Generator,
+    *,
+    padding: int = 4,
+    cutout_size: int = 8,
+    jitter: float = 0.0,
+    mean: torch.Tensor | None = None,
+    std: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The CIFAR recipe: random crop with padding, horizontal flip, colour jitter, cutout."""
+    x = random_flip(random_crop(x, rng, padding), rng)
+    if jitter > 0 and mean is not None and std is not None:
+        x = color_jitter(x, rng, jitter, mean, std)
+    return cutout(x, rng, cutout_size)
 
 
 def mixup(

@@ -72,6 +72,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mixup-alpha", type=float, default=0.2, help="0 disables mixup")
     p.add_argument("--cutout", type=int, default=8, help="cutout square side, 0 disables")
     p.add_argument("--padding", type=int, default=4, help="random-crop padding")
+    p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter")
+    p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay per step, 0 = off")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--widths", default=",".join(map(str, DEFAULT_ARCH["widths"])))
@@ -134,6 +136,8 @@ def fit(
     rng: np.random.Generator,
     x_val: torch.Tensor,
     y_val: np.ndarray,
+    mean: list[float],
+    std: list[float],
     log: Any = print,
 ) -> list[dict[str, float]]:
     """Train in place; returns one history row per epoch (printed as progress)."""
@@ -156,6 +160,17 @@ def fit(
         return args.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
+    mean_t = torch.tensor(mean, dtype=torch.float32)
+    std_t = torch.tensor(std, dtype=torch.float32)
+    ema = None
+    if args.ema > 0:
+        # An exponential moving average of the weights (and BatchNorm statistics) is a cheap
+        # ensemble over the last few hundred steps: steadier and usually better on small data.
+        ema = torch.optim.swa_utils.AveragedModel(
+            model,
+            multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
+            use_buffers=True,
+        )
     history = []
     step = 0
     start = time.perf_counter()
@@ -165,7 +180,15 @@ def fit(
         loss_sum, correct, seen = 0.0, 0.0, 0
         for b in range(steps_per_epoch):  # drop the ragged last batch: BatchNorm needs > 1
             idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            xb = augment(x[idx], rng, padding=args.padding, cutout_size=args.cutout)
+            xb = augment(
+                x[idx],
+                rng,
+                padding=args.padding,
+                cutout_size=args.cutout,
+                jitter=args.jitter,
+                mean=mean_t,
+                std=std_t,
+            )
             yb = y[idx]
             xb, ya, yb2, lam = mixup(xb, yb, rng, args.mixup_alpha)
             for group in optimizer.param_groups:
@@ -175,12 +198,14 @@ def fit(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if ema is not None:
+                ema.update_parameters(model)
             step += 1
             loss_sum += float(loss.detach()) * len(idx)
             pred = logits.argmax(1)
             correct += lam * float((pred == ya).sum()) + (1 - lam) * float((pred == yb2).sum())
             seen += len(idx)
-        val_logits = _logits(model, x_val)
+        val_logits = _logits(ema.module if ema is not None else model, x_val)
         row = {
             "epoch": epoch,
             "loss": loss_sum / max(seen, 1),
@@ -195,6 +220,8 @@ def fit(
             f"lr {lr_at(step - 1):.4f}  {row['elapsed_s']:.1f}s",
             flush=True,
         )
+    if ema is not None:
+        model.load_state_dict(ema.module.state_dict())
     return history
 
 
@@ -319,7 +346,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     y_fit = torch.from_numpy(train_split.labels[fit_idx])
     x_val = to_tensor(val.images, mean, std)
     train_start = time.perf_counter()
-    history = fit(model, x_fit, y_fit, args, rng, x_val, val.labels, log)
+    history = fit(model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log)
     train_seconds = time.perf_counter() - train_start
 
     val_logits = _logits(model, x_val)
