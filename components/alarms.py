@@ -91,7 +91,7 @@ class Alarms(pulumi.ComponentResource):
                     threshold=0,
                     comparison_operator="GreaterThanThreshold",
                     treat_missing_data="notBreaching",
-                    alarm_description=f"{args.endpoint_name} answers 5xx (model or container fault)",
+                    alarm_description=f"{args.endpoint_name} answers 5xx (model/container fault)",
                 ),
                 widget_metrics=[["AWS/SageMaker", "Invocation5XXErrors", *_flat(endpoint_dims)]],
             ),

@@ -46,7 +46,7 @@ class EncryptionKey(pulumi.ComponentResource):
                     "Sid": "CloudWatchAlarmsPublishToEncryptedTopics",
                     "Effect": "Allow",
                     "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                    "Action": ["kms:Decrypt", "kms:GenerateDataKey*"],
+                    "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
                     "Resource": "*",
                     "Condition": {"StringEquals": {"aws:SourceAccount": args.account_id}},
                 },

@@ -21,6 +21,7 @@ import pulumi_aws as aws
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
 from components.iam import assume_role_policy, document, statement
 from components.images import ecr_repository_arn
+from components.model_registration import ModelRegistration
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -30,13 +31,19 @@ def file_sha256(path: Path) -> str:
 
 
 def training_hyperparameters(
-    *, epochs: int, seed: int, min_accuracy: float, classes: Sequence[str]
+    *,
+    epochs: int,
+    seed: int,
+    min_accuracy: float,
+    threshold: float,
+    classes: Sequence[str],
 ) -> dict[str, str]:
     """The script's own arguments (--epochs ... --classes a,b), as SageMaker passes them."""
     return {
         "epochs": str(epochs),
         "seed": str(seed),
         "min-accuracy": repr(float(min_accuracy)),
+        "threshold": repr(float(threshold)),
         "classes": ",".join(classes),
     }
 
@@ -65,9 +72,11 @@ class ModelTrainingArgs:
     data_hash: str
     source_bundle: Path
     image_uri: str
+    inference_image_uri: str
     instance_type: str
     epochs: int
     min_accuracy: float
+    confidence_threshold: float
     classes: Sequence[str]
     seed: int = 0
     max_runtime_seconds: int = 3 * 3600
@@ -164,7 +173,10 @@ class ModelTraining(pulumi.ComponentResource):
             opts=child,
         )
         hyperparameters = training_hyperparameters(
-            epochs=args.epochs, seed=args.seed, min_accuracy=args.min_accuracy,
+            epochs=args.epochs,
+            seed=args.seed,
+            min_accuracy=args.min_accuracy,
+            threshold=args.confidence_threshold,
             classes=args.classes,
         )
         self.job_name = training_job_name(
@@ -223,23 +235,37 @@ class ModelTraining(pulumi.ComponentResource):
             # The role's policy must exist before SageMaker assumes it.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy, self.source]),
         )
-        # TrainingJob has no artifact output; SageMaker's layout is fixed:
-        # {s3_output_path}/{job name}/output/model.tar.gz. Derived from the job's own name
-        # output so that consumers wait for the job to finish.
-        self.model_data_url = pulumi.Output.concat(
-            output_path, "/", self.job.training_job_name, "/output/model.tar.gz"
-        )
         self.model_package_group = aws.sagemaker.ModelPackageGroup(
             f"{name}-registry",
             model_package_group_name=f"scones-{args.stack}-vehicle-classifier",
             model_package_group_description="Models that passed the training quality gate",
             opts=child,
         )
+        # Waits for the job: a failed quality gate stops `pulumi up` here, before the endpoint.
+        self.registration = ModelRegistration(
+            f"{name}-model-package",
+            job_name=self.job.training_job_name,
+            group_name=self.model_package_group.model_package_group_name,
+            image_uri=args.inference_image_uri,
+            region=args.region,
+            kms_key_arn=args.kms_key_arn,
+            opts=child,
+        )
+        # TrainingJob has no artifact output; SageMaker's layout is fixed:
+        # {s3_output_path}/{job name}/output/model.tar.gz. Gated on the registration so that
+        # the endpoint only ever sees a model that passed.
+        self.model_data_url = pulumi.Output.all(
+            pulumi.Output.concat(
+                output_path, "/", self.job.training_job_name, "/output/model.tar.gz"
+            ),
+            self.registration.model_package_arn,
+        ).apply(lambda values: values[0])
         self.register_outputs(
             {
                 "jobName": self.job_name,
                 "modelDataUrl": self.model_data_url,
                 "roleArn": self.role.arn,
                 "modelPackageGroup": self.model_package_group.model_package_group_name,
+                "modelPackageArn": self.registration.model_package_arn,
             }
         )

@@ -1,0 +1,210 @@
+"""InferenceFunctions: the workflow's four Lambda functions, each with a role of its own.
+
+One deterministic zip of the `lambdas/` package (lambdas.package.build_lambda_zip) serves all
+four, as in local mode; Powertools comes from AWS's published layer, resolved for the region
+from its public SSM parameter at the pinned version. Each role grants exactly what its handler
+touches: serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
+records when the endpoint is serverless), route publishes to the routing topic; all write only
+to their own log group, plus X-Ray segments.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX
+from components.iam import (
+    XRAY_WRITE_ACTIONS,
+    assume_role_policy,
+    document,
+    log_group_arns,
+    statement,
+)
+
+FUNCTIONS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+RUNTIME = "python3.12"
+# Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
+POWERTOOLS_VERSION = "3.37.0"
+METRICS_NAMESPACE = "SconesUnlimited/Inference"
+_MEMORY = {"classify_image": 512}
+_TIMEOUT = {"classify_image": 60}  # a serverless endpoint's cold start takes tens of seconds
+
+
+def powertools_layer_parameter(version: str = POWERTOOLS_VERSION, arch: str = "x86_64") -> str:
+    """Powertools' public SSM parameter holding the layer ARN for the current region."""
+    return f"/aws/service/powertools/python/{arch}/{RUNTIME}/{version}"
+
+
+def function_name(stack: str, function: str) -> str:
+    return f"scones-{stack}-{function.replace('_', '-')}"
+
+
+def zip_source_hash(zip_path: Path) -> str:
+    return base64.b64encode(hashlib.sha256(zip_path.read_bytes()).digest()).decode()
+
+
+@dataclass
+class InferenceFunctionsArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    lambda_zip: Path
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    endpoint_name: pulumi.Input[str]
+    endpoint_arn: pulumi.Input[str]
+    classes: Sequence[str]
+    confidence_threshold: float
+    routes: Mapping[str, str]
+    log_retention_days: int
+    capture_s3_uri: pulumi.Input[str] | None = None
+    partition: str = "aws"
+
+
+class InferenceFunctions(pulumi.ComponentResource):
+    functions: dict[str, aws.lambda_.Function]
+    roles: dict[str, aws.iam.Role]
+    log_groups: dict[str, aws.cloudwatch.LogGroup]
+    routing_topic: aws.sns.Topic
+    service_name: str
+
+    def __init__(
+        self, name: str, args: InferenceFunctionsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:workflow:InferenceFunctions", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.service_name = f"scones-{args.stack}"
+        self.routing_topic = aws.sns.Topic(
+            f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
+        )
+        layer = aws.ssm.get_parameter_output(
+            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
+        ).value
+        common_env = {
+            "CLASSES": json.dumps(list(args.classes)),
+            "POWERTOOLS_SERVICE_NAME": self.service_name,
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        env: dict[str, dict[str, pulumi.Input[str]]] = {
+            "serialize_image": {},
+            "classify_image": {"ENDPOINT_NAME": args.endpoint_name},
+            "filter_inferences": {"CONFIDENCE_THRESHOLD": repr(args.confidence_threshold)},
+            "route_driver": {
+                "ROUTES": json.dumps(dict(args.routes), sort_keys=True),
+                "ROUTING_TOPIC_ARN": self.routing_topic.arn,
+            },
+        }
+        if args.capture_s3_uri is not None:
+            env["classify_image"]["CAPTURE_S3_URI"] = args.capture_s3_uri
+        key = [args.kms_key_arn]
+        own: dict[str, list] = {
+            "serialize_image": [
+                statement(
+                    ["s3:GetObject"],
+                    [pulumi.Output.concat(args.bucket_arn, f"/{INTAKE_PREFIX}/*")],
+                    sid="ReadIntakeImages",
+                ),
+                statement(["kms:Decrypt"], key, sid="DecryptIntakeImages"),
+            ],
+            "classify_image": [
+                statement(
+                    ["sagemaker:InvokeEndpoint"], [args.endpoint_arn], sid="InvokeTheEndpoint"
+                ),
+            ],
+            "filter_inferences": [],
+            "route_driver": [
+                statement(["sns:Publish"], [self.routing_topic.arn], sid="PublishRoutingEvents"),
+                statement(
+                    ["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedRoutingTopic"
+                ),
+            ],
+        }
+        if args.capture_s3_uri is not None:
+            own["classify_image"] += [
+                statement(
+                    ["s3:PutObject"],
+                    [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                    sid="WriteCaptureRecords",
+                ),
+                statement(["kms:GenerateDataKey"], key, sid="EncryptCaptureRecords"),
+            ]
+
+        code = pulumi.FileArchive(str(args.lambda_zip))
+        code_hash = zip_source_hash(args.lambda_zip)
+        self.functions, self.roles, self.log_groups, self.policies = {}, {}, {}, {}
+        for function in FUNCTIONS:
+            fname = function_name(args.stack, function)
+            short = function.replace("_", "-")
+            log_group = aws.cloudwatch.LogGroup(
+                f"{name}-{short}-logs",
+                name=f"/aws/lambda/{fname}",
+                retention_in_days=args.log_retention_days,
+                opts=child,
+            )
+            role = aws.iam.Role(
+                f"{name}-{short}-role",
+                description=f"scones {args.stack}: Lambda {function}",
+                assume_role_policy=assume_role_policy(
+                    "lambda.amazonaws.com", source_account=args.account_id
+                ),
+                opts=child,
+            )
+            policy = aws.iam.RolePolicy(
+                f"{name}-{short}-policy",
+                role=role.id,
+                policy=document(
+                    [
+                        *own[function],
+                        statement(
+                            ["logs:CreateLogStream", "logs:PutLogEvents"],
+                            log_group_arns(log_group.arn),
+                            sid="WriteOwnLogGroup",
+                        ),
+                        statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                    ]
+                ),
+                opts=child,
+            )
+            self.functions[function] = aws.lambda_.Function(
+                f"{name}-{short}",
+                name=fname,
+                description=f"scones {args.stack}: workflow step {function}",
+                runtime=RUNTIME,
+                architectures=["x86_64"],
+                handler=f"lambdas.{function}.handler.lambda_handler",
+                code=code,
+                source_code_hash=code_hash,
+                role=role.arn,
+                layers=[layer],
+                memory_size=_MEMORY.get(function, 256),
+                timeout=_TIMEOUT.get(function, 15),
+                environment={"variables": {**common_env, **env[function]}},
+                tracing_config={"mode": "Active"},
+                logging_config={
+                    "log_format": "JSON",
+                    "log_group": log_group.name,
+                    "application_log_level": "INFO",
+                    "system_log_level": "WARN",
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+            )
+            self.roles[function] = role
+            self.log_groups[function] = log_group
+            self.policies[function] = policy
+        self.function_arns = {f: fn.arn for f, fn in self.functions.items()}
+        self.register_outputs(
+            {
+                "functionArns": self.function_arns,
+                "routingTopicArn": self.routing_topic.arn,
+            }
+        )

@@ -1,0 +1,187 @@
+"""InferenceWorkflow: the Step Functions state machine and the S3 event that starts it.
+
+The definition comes from lambdas.workflow_definition.build_definition (the one local mode
+runs too), resolved with Output.all(...).apply and serialised with json.dumps. Images put under
+intake/ emit S3 "Object Created" events to EventBridge (the bucket has EventBridge notifications
+on); a rule maps each to DESIGN's event {"s3_bucket", "s3_key"} and starts an execution.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.data_staging import INTAKE_PREFIX
+from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, statement
+from lambdas.workflow_definition import build_definition
+
+# CloudWatch Logs delivery for Step Functions is configured through these account-level APIs,
+# which support only Resource "*" (AWS Step Functions developer guide, "IAM policies for logging
+# to CloudWatch Logs"); policy/rules.py lists them as an allowed exception.
+SFN_LOG_DELIVERY_ACTIONS = [
+    "logs:CreateLogDelivery",
+    "logs:DeleteLogDelivery",
+    "logs:DescribeLogGroups",
+    "logs:DescribeResourcePolicies",
+    "logs:GetLogDelivery",
+    "logs:ListLogDeliveries",
+    "logs:PutResourcePolicy",
+    "logs:UpdateLogDelivery",
+]
+XRAY_SAMPLING_ACTIONS = ["xray:GetSamplingRules", "xray:GetSamplingTargets"]
+
+
+def intake_event_pattern(bucket_name: str, prefix: str = INTAKE_PREFIX) -> dict:
+    """EventBridge pattern: objects created in this bucket under `prefix`/."""
+    return {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [bucket_name]},
+            "object": {"key": [{"prefix": f"{prefix}/"}]},
+        },
+    }
+
+
+# Maps the S3 event to the workflow's input event (DESIGN.md "The workflow's event").
+INPUT_PATHS = {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"}
+INPUT_TEMPLATE = '{"s3_bucket": <bucket>, "s3_key": <key>}'
+
+
+@dataclass
+class InferenceWorkflowArgs:
+    stack: str
+    function_arns: Mapping[str, pulumi.Input[str]]
+    routes: Mapping[str, str]
+    bucket_name: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    workflow_type: str
+    log_retention_days: int
+
+
+class InferenceWorkflow(pulumi.ComponentResource):
+    state_machine: aws.sfn.StateMachine
+    review_topic: aws.sns.Topic
+    definition: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: InferenceWorkflowArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:workflow:InferenceWorkflow", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        keys = sorted(args.function_arns)
+        function_arns = [args.function_arns[k] for k in keys]
+        self.review_topic = aws.sns.Topic(
+            f"{name}-review-topic", kms_master_key_id=args.kms_key_arn, opts=child
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            # The /aws/vendedlogs/ prefix keeps the log resource policy small (AWS guidance).
+            name=f"/aws/vendedlogs/states/scones-{args.stack}-workflow",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"scones {args.stack}: Step Functions workflow",
+            assume_role_policy=assume_role_policy("states.amazonaws.com"),
+            opts=child,
+        )
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(
+                [
+                    statement(["lambda:InvokeFunction"], function_arns, sid="InvokeTheFunctions"),
+                    statement(["sns:Publish"], [self.review_topic.arn], sid="PublishForReview"),
+                    statement(
+                        ["kms:Decrypt", "kms:GenerateDataKey"],
+                        [args.kms_key_arn],
+                        sid="EncryptedReviewTopic",
+                    ),
+                    statement(
+                        SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"
+                    ),
+                    statement(
+                        XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
+                        ["*"],
+                        sid="XRayHasNoResourceLevel",
+                    ),
+                ]
+            ),
+            opts=child,
+        )
+        self.definition = pulumi.Output.all(self.review_topic.arn, *function_arns).apply(
+            lambda values: json.dumps(
+                build_definition(
+                    dict(zip(keys, values[1:], strict=True)),
+                    review_topic_arn=values[0],
+                    routes=dict(args.routes),
+                ),
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        self.state_machine = aws.sfn.StateMachine(
+            f"{name}-state-machine",
+            name=f"scones-{args.stack}-routing",
+            type=args.workflow_type,
+            role_arn=self.role.arn,
+            definition=self.definition,
+            logging_configuration={
+                "level": "ALL",
+                # Events carry base64 images: execution data stays out of the logs.
+                "include_execution_data": False,
+                "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
+            },
+            tracing_configuration={"enabled": True},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+
+        self.events_role = aws.iam.Role(
+            f"{name}-events-role",
+            description=f"scones {args.stack}: EventBridge starts the workflow",
+            assume_role_policy=assume_role_policy("events.amazonaws.com"),
+            opts=child,
+        )
+        self.events_policy = aws.iam.RolePolicy(
+            f"{name}-events-policy",
+            role=self.events_role.id,
+            policy=document(
+                [
+                    statement(
+                        ["states:StartExecution"],
+                        [self.state_machine.arn],
+                        sid="StartTheWorkflow",
+                    )
+                ]
+            ),
+            opts=child,
+        )
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-intake-rule",
+            description=f"scones {args.stack}: image uploaded under {INTAKE_PREFIX}/",
+            event_pattern=pulumi.Output.from_input(args.bucket_name).apply(
+                lambda bucket: json.dumps(intake_event_pattern(bucket), sort_keys=True)
+            ),
+            opts=child,
+        )
+        self.target = aws.cloudwatch.EventTarget(
+            f"{name}-intake-target",
+            rule=self.rule.name,
+            arn=self.state_machine.arn,
+            role_arn=self.events_role.arn,
+            input_transformer={"input_paths": INPUT_PATHS, "input_template": INPUT_TEMPLATE},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.events_policy]),
+        )
+        self.register_outputs(
+            {
+                "stateMachineArn": self.state_machine.arn,
+                "reviewTopicArn": self.review_topic.arn,
+                "intakeRule": self.rule.name,
+            }
+        )

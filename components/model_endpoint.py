@@ -1,0 +1,227 @@
+"""ModelEndpoint: SageMaker Model, EndpointConfiguration and Endpoint (+ autoscaling).
+
+Replacing the model never breaks the live endpoint: Model and EndpointConfiguration are
+auto-named (Pulumi adds a random suffix), so a new model yields a new configuration that is
+created before the old one is deleted, and the Endpoint (fixed name, which the Lambdas and
+alarms use) is updated in place to it with a blue/green deployment that rolls back on the
+endpoint alarms. Serverless endpoints (dev) have no Data Capture, blue/green or autoscaling:
+`capture_s3_uri` is then set for the classify Lambda, which writes the capture records itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
+from components.iam import assume_role_policy, document, statement
+from components.images import ecr_repository_arn
+from components.settings import InstanceEndpoint, ServerlessEndpoint
+
+VARIANT_NAME = "AllTraffic"
+
+
+@dataclass
+class ModelEndpointArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    endpoint_name: str
+    model_data_url: pulumi.Input[str]
+    image_uri: str
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    endpoint: InstanceEndpoint | ServerlessEndpoint
+    data_capture_percent: int
+    rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
+    variant_name: str = VARIANT_NAME
+    partition: str = "aws"
+
+
+class ModelEndpoint(pulumi.ComponentResource):
+    model: aws.sagemaker.Model
+    config: aws.sagemaker.EndpointConfiguration
+    endpoint: aws.sagemaker.Endpoint
+    endpoint_name: pulumi.Output[str]
+    endpoint_arn: pulumi.Output[str]
+    capture_s3_uri: pulumi.Output[str]
+    lambda_capture_s3_uri: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:serving:ModelEndpoint", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        p = args.partition
+        serverless = isinstance(args.endpoint, ServerlessEndpoint)
+        self.capture_s3_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{CAPTURE_PREFIX}")
+        log_group = pulumi.Output.concat(
+            f"arn:{p}:logs:{args.region}:",
+            args.account_id,
+            f":log-group:/aws/sagemaker/Endpoints/{args.endpoint_name}",
+        )
+        statements = [
+            statement(
+                ["s3:GetObject"],
+                [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
+                sid="ReadModelArtifacts",
+            ),
+            statement(
+                ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
+            ),
+            statement(
+                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                 "ecr:GetDownloadUrlForLayer"],
+                [ecr_repository_arn(args.image_uri, p)],
+                sid="PullTheInferenceImage",
+            ),
+            statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+            statement(["logs:CreateLogGroup"], [log_group], sid="EndpointLogGroup"),
+            statement(
+                ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                [pulumi.Output.concat(log_group, ":log-stream:*")],
+                sid="EndpointLogStreams",
+            ),
+            statement(
+                ["cloudwatch:PutMetricData"],
+                ["*"],
+                sid="EndpointMetricsHaveNoResourceLevel",
+                condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+            ),
+        ]
+        if not serverless:
+            statements.append(
+                statement(
+                    ["s3:PutObject"],
+                    [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                    sid="WriteDataCapture",
+                )
+            )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"scones {args.stack}: SageMaker model execution role",
+            assume_role_policy=assume_role_policy(
+                "sagemaker.amazonaws.com", source_account=args.account_id
+            ),
+            opts=child,
+        )
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-policy", role=self.role.id, policy=document(statements), opts=child
+        )
+        self.model = aws.sagemaker.Model(
+            f"{name}-model",
+            execution_role_arn=self.role.arn,
+            primary_container={
+                "image": args.image_uri,
+                "model_data_url": args.model_data_url,
+                "environment": {
+                    # The job's model.tar.gz carries code/inference.py (SageMaker's layout).
+                    "SAGEMAKER_PROGRAM": "inference.py",
+                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+                    "SAGEMAKER_REGION": args.region,
+                },
+            },
+            # The container needs no network: artifacts and capture are handled by SageMaker.
+            enable_network_isolation=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+        variant: dict = {"variant_name": args.variant_name, "model_name": self.model.name}
+        if isinstance(args.endpoint, ServerlessEndpoint):
+            variant["serverless_config"] = {
+                "memory_size_in_mb": args.endpoint.memory_size_mb,
+                "max_concurrency": args.endpoint.max_concurrency,
+            }
+            data_capture = None
+        else:
+            variant["instance_type"] = args.endpoint.instance_type
+            variant["initial_instance_count"] = args.endpoint.initial_instance_count
+            variant["initial_variant_weight"] = 1.0
+            data_capture = {
+                "enable_capture": True,
+                "initial_sampling_percentage": args.data_capture_percent,
+                "destination_s3_uri": self.capture_s3_uri,
+                "kms_key_id": args.kms_key_arn,
+                "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+                # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
+                # the record format DESIGN.md fixes and the drift monitor reads.
+                "capture_content_type_header": {"json_content_types": ["application/json"]},
+            }
+        self.config = aws.sagemaker.EndpointConfiguration(
+            f"{name}-config",
+            production_variants=[variant],
+            data_capture_config=data_capture,
+            kms_key_arn=None if serverless else args.kms_key_arn,
+            opts=child,
+        )
+        deployment = None
+        if not serverless:
+            deployment = {
+                "blue_green_update_policy": {
+                    "traffic_routing_configuration": {
+                        "type": "ALL_AT_ONCE",
+                        "wait_interval_in_seconds": 300,
+                    },
+                    "termination_wait_in_seconds": 300,
+                    "maximum_execution_timeout_in_seconds": 3600,
+                },
+                "auto_rollback_configuration": {
+                    "alarms": [{"alarm_name": n} for n in args.rollback_alarm_names]
+                },
+            }
+        self.endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=args.endpoint_name,
+            endpoint_config_name=self.config.name,
+            deployment_config=deployment,
+            opts=child,
+        )
+        self.endpoint_name = self.endpoint.name
+        self.endpoint_arn = self.endpoint.arn
+        # Serverless endpoints have no Data Capture: the classify Lambda writes the records.
+        self.lambda_capture_s3_uri = self.capture_s3_uri if serverless else None
+        self.scaling_target = None
+        self.scaling_policy = None
+        if isinstance(args.endpoint, InstanceEndpoint):
+            resource_id = pulumi.Output.concat(
+                "endpoint/", self.endpoint.name, f"/variant/{args.variant_name}"
+            )
+            self.scaling_target = aws.appautoscaling.Target(
+                f"{name}-scaling-target",
+                service_namespace="sagemaker",
+                resource_id=resource_id,
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                min_capacity=args.endpoint.min_instances,
+                max_capacity=args.endpoint.max_instances,
+                opts=child,
+            )
+            self.scaling_policy = aws.appautoscaling.Policy(
+                f"{name}-scaling-policy",
+                policy_type="TargetTrackingScaling",
+                service_namespace=self.scaling_target.service_namespace,
+                resource_id=self.scaling_target.resource_id,
+                scalable_dimension=self.scaling_target.scalable_dimension,
+                target_tracking_scaling_policy_configuration={
+                    "target_value": args.endpoint.target_invocations_per_instance,
+                    "predefined_metric_specification": {
+                        "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                    },
+                    # Scale out fast for bursts of drivers, in slowly to avoid flapping.
+                    "scale_out_cooldown": 60,
+                    "scale_in_cooldown": 300,
+                },
+                opts=child,
+            )
+        self.register_outputs(
+            {
+                "endpointName": self.endpoint_name,
+                "endpointArn": self.endpoint_arn,
+                "modelName": self.model.name,
+                "endpointConfigName": self.config.name,
+                "captureS3Uri": self.capture_s3_uri,
+            }
+        )

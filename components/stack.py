@@ -1,0 +1,275 @@
+"""The whole stack: settings -> components, in dependency order. __main__.py calls `deploy`.
+
+Artifacts are built from the repository at deploy time, by the same functions local mode and
+the tests use: the staged data set (training.stage), the training source bundle
+(training.bundle) and the Lambda zip (lambdas.package), under build/pulumi/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alarms import METRICS_NAMESPACE, Alarms, AlarmsArgs
+from components.data_staging import INTAKE_PREFIX, DataStaging, DataStagingArgs
+from components.encryption_key import EncryptionKey, EncryptionKeyArgs
+from components.images import pytorch_image_uri
+from components.inference_functions import InferenceFunctions, InferenceFunctionsArgs
+from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
+from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
+from components.model_training import ModelTraining, ModelTrainingArgs
+from components.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
+# Routing is a business rule, not deploy config: bicycles get nearby orders, motorcycles distant.
+DEFAULT_ROUTES = {"bicycle": "nearby", "motorcycle": "distant"}
+
+
+@dataclass
+class Artifacts:
+    staged_dir: Path
+    source_bundle: Path
+    lambda_zip: Path
+
+
+def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> Artifacts:
+    """Stage the data (reused while archive and classes are unchanged) and build the bundles."""
+    from lambdas.package import build_lambda_zip
+    from training.bundle import build_source_bundle
+    from training.cifar import resolve_archive
+
+    archive = resolve_archive(settings.cifar_archive, build_dir / "cifar-cache")
+    staged = build_dir / "staged"
+    stat = archive.stat()
+    stamp = json.dumps(
+        {"archive": str(archive.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns,
+         "classes": list(settings.classes)},
+        sort_keys=True,
+    )
+    stamp_file = build_dir / "staged.stamp"
+    if not (
+        (staged / "manifest.json").is_file()
+        and stamp_file.is_file()
+        and stamp_file.read_text() == stamp
+    ):
+        from training.stage import stage_dataset
+
+        stage_dataset(archive, staged, list(settings.classes))
+        stamp_file.write_text(stamp)
+    return Artifacts(
+        staged_dir=staged,
+        source_bundle=build_source_bundle(build_dir / "sourcedir.tar.gz"),
+        lambda_zip=build_lambda_zip(build_dir / "lambdas.zip"),
+    )
+
+
+def routes_for(classes: tuple[str, ...]) -> dict[str, str]:
+    missing = [c for c in classes if c not in DEFAULT_ROUTES]
+    if missing:
+        raise ValueError(f"scones:classes: no route defined for {missing}")
+    return {c: DEFAULT_ROUTES[c] for c in classes}
+
+
+def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts) -> dict:
+    """Create every component; returns the stack outputs (and the components, under `_`)."""
+    identity = aws.get_caller_identity_output()
+    account_id = identity.account_id
+    partition = "aws"
+    endpoint_name = f"scones-{stack}"
+    routes = routes_for(settings.classes)
+
+    key = EncryptionKey("key", EncryptionKeyArgs(stack=stack, account_id=account_id))
+    staging = DataStaging(
+        "data",
+        DataStagingArgs(
+            staged_dir=artifacts.staged_dir, kms_key_arn=key.arn, retain_data=settings.retain_data
+        ),
+    )
+    if staging.classes != list(settings.classes):
+        raise ValueError(
+            f"scones:classes {list(settings.classes)} differ from the staged data's "
+            f"{staging.classes}"
+        )
+    # Alarms first: the endpoint's blue/green rollback watches the endpoint alarms, which only
+    # need the endpoint's (fixed) name.
+    alarms = Alarms(
+        "alarms",
+        AlarmsArgs(
+            stack=stack,
+            region=region,
+            kms_key_arn=key.arn,
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+            latency_p99_ms=settings.latency_p99_ms,
+            alarm_email=settings.alarm_email,
+        ),
+    )
+    instance_for_lookup = (
+        "ml.m5.large" if settings.serverless else settings.endpoint.instance_type  # type: ignore[union-attr]
+    )
+    inference_image = pytorch_image_uri(region, "inference", instance_for_lookup)
+    training = ModelTraining(
+        "training",
+        ModelTrainingArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            bucket_name=staging.bucket_name,
+            bucket_arn=staging.bucket_arn,
+            kms_key_arn=key.arn,
+            data_prefix=staging.data_prefix,
+            data_hash=staging.data_hash,
+            source_bundle=artifacts.source_bundle,
+            image_uri=pytorch_image_uri(region, "training", settings.training_instance_type),
+            inference_image_uri=inference_image,
+            instance_type=settings.training_instance_type,
+            epochs=settings.epochs,
+            min_accuracy=settings.min_accuracy,
+            confidence_threshold=settings.confidence_threshold,
+            classes=settings.classes,
+            partition=partition,
+        ),
+    )
+    endpoint = ModelEndpoint(
+        "endpoint",
+        ModelEndpointArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            endpoint_name=endpoint_name,
+            model_data_url=training.model_data_url,
+            image_uri=inference_image,
+            bucket_name=staging.bucket_name,
+            bucket_arn=staging.bucket_arn,
+            kms_key_arn=key.arn,
+            endpoint=settings.endpoint,
+            data_capture_percent=settings.data_capture_percent,
+            rollback_alarm_names=alarms.endpoint_alarm_names,
+            partition=partition,
+        ),
+    )
+    functions = InferenceFunctions(
+        "functions",
+        InferenceFunctionsArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            lambda_zip=artifacts.lambda_zip,
+            bucket_name=staging.bucket_name,
+            bucket_arn=staging.bucket_arn,
+            kms_key_arn=key.arn,
+            endpoint_name=endpoint.endpoint_name,
+            endpoint_arn=endpoint.endpoint_arn,
+            classes=settings.classes,
+            confidence_threshold=settings.confidence_threshold,
+            routes=routes,
+            log_retention_days=settings.log_retention_days,
+            capture_s3_uri=endpoint.lambda_capture_s3_uri,
+            partition=partition,
+        ),
+    )
+    workflow = InferenceWorkflow(
+        "workflow",
+        InferenceWorkflowArgs(
+            stack=stack,
+            function_arns=functions.function_arns,
+            routes=routes,
+            bucket_name=staging.bucket_name,
+            kms_key_arn=key.arn,
+            workflow_type=settings.workflow_type,
+            log_retention_days=settings.log_retention_days,
+        ),
+    )
+    state_machine_arn = workflow.state_machine.arn
+    alarms.add_alarm(
+        "workflow-failed",
+        aws.cloudwatch.MetricAlarmArgs(
+            namespace="AWS/States",
+            metric_name="ExecutionsFailed",
+            dimensions={"StateMachineArn": state_machine_arn},
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_description=f"scones {stack}: routing workflow executions failed",
+        ),
+    )
+    # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
+    low_confidence_dims = {"service": functions.service_name}
+    alarms.add_alarm(
+        "low-confidence-rate",
+        aws.cloudwatch.MetricAlarmArgs(
+            namespace=METRICS_NAMESPACE,
+            metric_name="LowConfidence",
+            dimensions=low_confidence_dims,
+            statistic="Average",
+            period=900,
+            evaluation_periods=2,
+            datapoints_to_alarm=2,
+            threshold=settings.low_confidence_rate_max,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_description=(
+                f"scones {stack}: more than {settings.low_confidence_rate_max:.0%} of images "
+                "below the confidence threshold (sent to human review)"
+            ),
+        ),
+        widget_metrics=[[METRICS_NAMESPACE, "LowConfidence", "service", functions.service_name]],
+    )
+    alarms.add_widget(
+        state_machine_arn.apply(
+            lambda arn: {
+                "type": "metric",
+                "width": 12,
+                "height": 6,
+                "properties": {
+                    "title": "Workflow executions",
+                    "region": region,
+                    "stat": "Sum",
+                    "period": 300,
+                    "metrics": [
+                        ["AWS/States", m, "StateMachineArn", arn]
+                        for m in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
+                    ],
+                },
+            }
+        )
+    )
+    # (The drift monitor plugs in here: it adds its alarms/widgets to `alarms` before finish.)
+    alarms.finish()
+    return {
+        "bucket": staging.bucket_name,
+        "endpointName": endpoint.endpoint_name,
+        "stateMachineArn": state_machine_arn,
+        "alarmTopicArn": alarms.topic.arn,
+        "routingTopicArn": functions.routing_topic.arn,
+        "reviewTopicArn": workflow.review_topic.arn,
+        "dashboardUrl": alarms.dashboard_url,
+        "trainingJobName": training.job_name,
+        "modelDataUrl": training.model_data_url,
+        "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
+        "_": {
+            "key": key,
+            "staging": staging,
+            "alarms": alarms,
+            "training": training,
+            "endpoint": endpoint,
+            "functions": functions,
+            "workflow": workflow,
+        },
+    }
+
+
+def region_from_config() -> str:
+    region = pulumi.Config("aws").get("region") or os.environ.get("AWS_REGION")
+    if not region:
+        raise ValueError("aws:region is not set: pulumi config set aws:region eu-west-1")
+    return region
