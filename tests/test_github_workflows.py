@@ -305,8 +305,9 @@ def test_preview_comments_once_per_stack_with_policies(
     assert "environment" not in job  # PR runs never hold the deploy roles
 
 
-def test_policy_pack_directory_exists() -> None:
-    assert (REPO / "policy").is_dir(), "preview/deploy apply policyPacks: policy"
+def test_policy_pack_exists() -> None:
+    # preview.yml and deploy.yml pass `policyPacks: policy`; the CLI needs the pack's project file.
+    assert (REPO / "policy" / "PulumiPolicy.yaml").is_file(), "policy/PulumiPolicy.yaml is missing"
 
 
 def test_deploy_goes_dev_then_gated_prod_with_smoke_tests(
@@ -432,3 +433,109 @@ def test_deploy_role_policy_limits_iam() -> None:
             assert stmt["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME_PREFIX*"
         if "iam:PassRole" in actions:
             assert "iam:PassedToService" in stmt["Condition"]["StringEquals"]
+
+
+# --- the inline scripts themselves ------------------------------------------------------------
+
+EXPR = re.compile(r"\$\{\{.*?\}\}")
+
+
+def test_run_scripts_are_valid_bash(workflows: dict[str, dict[str, Any]]) -> None:
+    bash = shutil.which("bash")
+    assert bash
+    for name, wf in workflows.items():
+        for job_id, job in wf["jobs"].items():
+            for step in _steps(job):
+                if "run" not in step:
+                    continue
+                # Expressions are substituted before bash runs; any word stands in for them.
+                script = EXPR.sub("EXPR", step["run"])
+                proc = subprocess.run(
+                    [bash, "-n", "-c", script], capture_output=True, text=True, timeout=30
+                )
+                assert proc.returncode == 0, (name, job_id, step.get("name"), proc.stderr)
+
+
+DRIFT_HARNESS = r"""
+const fs = require('fs');
+const calls = [];
+const issues = JSON.parse(process.env.OPEN_ISSUES);
+const github = {
+  paginate: async (fn, args) => fn(args),
+  rest: { issues: {
+    listForRepo: (args) => { calls.push(['list', args.state]); return issues; },
+    create: async (a) => {
+      calls.push(['create', a.title, a.body]);
+      return { data: { number: 99 } };
+    },
+    createComment: async (a) => { calls.push(['comment', a.issue_number, a.body]); },
+    update: async (a) => { calls.push(['update', a.issue_number, a.state]); },
+  } },
+};
+const context = { repo: { owner: 'o', repo: 'r' }, runId: 7, serverUrl: 'https://gh.example' };
+const core = {
+  info: () => {}, warning: () => {},
+  setFailed: (m) => calls.push(['failed', m]),
+};
+const body = fs.readFileSync(process.argv[2], 'utf8');
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+new AsyncFunction('require', 'github', 'context', 'core', body)(require, github, context, core)
+  .then(() => process.stdout.write(JSON.stringify(calls)));
+"""
+
+
+def _run_drift_report(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path, results: dict[str, str], open_issues
+) -> list[list[Any]]:
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node not on PATH: the drift report script is JavaScript (github-script)")
+    script = _step(workflows["drift.yml"]["jobs"]["report"], "actions/github-script")["with"][
+        "script"
+    ]
+    (tmp_path / "script.js").write_text(script, encoding="utf-8")
+    (tmp_path / "harness.js").write_text(DRIFT_HARNESS, encoding="utf-8")
+    out = tmp_path / "drift-results"
+    out.mkdir()
+    for stack, outcome in results.items():
+        (out / f"{stack}.json").write_text(json.dumps({"stack": stack, "outcome": outcome}))
+    proc = subprocess.run(
+        [node, "harness.js", "script.js"], cwd=tmp_path, capture_output=True, text=True,
+        timeout=60, env={"OPEN_ISSUES": json.dumps(open_issues), "PATH": "/usr/bin:/bin"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_drift_report_opens_updates_and_closes_issues(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    open_issues = [
+        {"number": 5, "title": "Drift detected on stack prod"},
+        {"number": 6, "title": "Drift detected on stack dev", "pull_request": {}},  # a PR
+    ]
+    calls = _run_drift_report(
+        workflows, tmp_path, {"dev": "failure", "prod": "failure"}, open_issues
+    )
+    kinds = [c[:2] for c in calls]
+    assert ["create", "Drift detected on stack dev"] in kinds  # the PR does not count
+    assert ["comment", 5] in kinds  # prod's open issue is updated, not duplicated
+    assert not any(c[0] == "update" for c in calls)
+    created = next(c for c in calls if c[0] == "create")
+    assert "https://gh.example/o/r/actions/runs/7" in created[2]
+
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    calls = _run_drift_report(
+        workflows, clean, {"dev": "success", "prod": "success"}, open_issues[:1]
+    )
+    assert ["comment", 5] in [c[:2] for c in calls]
+    assert ["update", 5, "closed"] in calls
+    assert not any(c[0] == "create" for c in calls)
+
+
+def test_drift_report_fails_without_results(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    calls = _run_drift_report(workflows, tmp_path, {}, [])
+    assert calls and calls[0][0] == "failed"
