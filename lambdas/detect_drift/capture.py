@@ -277,21 +277,45 @@ def parse_lines(
         result.observations.append(Observation(when, probs, image, where))
 
 
+def list_all_capture_keys(s3: Any, location: S3Location, endpoint: str, variant: str) -> list[str]:
+    """Every capture object key of an endpoint variant, oldest first (local mode's --all)."""
+    paginator = s3.get_paginator("list_objects_v2")
+    keys = [
+        obj["Key"]
+        for page in paginator.paginate(
+            Bucket=location.bucket,
+            Prefix=location.key(endpoint, variant) + "/",
+            PaginationConfig={"PageSize": LIST_PAGE_SIZE},
+        )
+        for obj in page.get("Contents", [])
+        if obj["Key"].endswith(".jsonl")
+    ]
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return sorted(keys, key=lambda k: (file_time(k) or epoch, k))
+
+
 def read_s3_window(
     s3: Any,
     location: S3Location,
     endpoint: str,
     variant: str,
-    start: datetime,
-    end: datetime,
+    start: datetime | None,
+    end: datetime | None,
     *,
     n_classes: int,
     image_size: Sequence[int],
     max_records: int,
 ) -> ParseResult:
-    """Every usable record of [start, end) under the capture prefix."""
+    """Every usable record of [start, end) under the capture prefix (everything when both are
+    None)."""
     result = ParseResult()
-    for key in list_capture_keys(s3, location, endpoint, variant, start, end):
+    if start is None and end is None:
+        keys = list_all_capture_keys(s3, location, endpoint, variant)
+    elif start is None or end is None:
+        raise ValueError("give both window start and end, or neither")
+    else:
+        keys = list_capture_keys(s3, location, endpoint, variant, start, end)
+    for key in keys:
         result.files += 1
         body = s3.get_object(Bucket=location.bucket, Key=key)["Body"].read()
         parse_lines(
