@@ -17,6 +17,7 @@ by `to_tensor` only).
 
 from __future__ import annotations
 
+import functools
 import io
 import warnings
 from collections.abc import Sequence
@@ -181,14 +182,20 @@ def to_tensor(batch: np.ndarray, mean: Sequence[float], std: Sequence[float]) ->
         raise ValueError(f"mean and std need 3 values (RGB), got {mean!r} and {std!r}")
     if any(float(s) <= 0 for s in std):
         raise ValueError(f"std values must be positive, got {std!r}")
-    # Fold /255, -mean and /std into one multiply-add: x * scale + shift.
-    scale = torch.tensor([1.0 / (255.0 * float(s)) for s in std], dtype=torch.float32)
-    shift = torch.tensor(
-        [-float(m) / float(s) for m, s in zip(mean, std, strict=True)], dtype=torch.float32
-    )
+    scale, shift = _affine(tuple(float(m) for m in mean), tuple(float(s) for s in std))
     if not array.flags.writeable or not array.flags.c_contiguous:
         # Arrays viewing a decoded PIL image are read-only; torch wants writable memory.
         array = np.array(array, order="C")
     tensor = torch.from_numpy(array).permute(0, 3, 1, 2).to(torch.float32)
-    tensor = torch.addcmul(shift.view(1, 3, 1, 1), tensor, scale.view(1, 3, 1, 1))
-    return tensor.contiguous()
+    return torch.addcmul(shift, tensor, scale).contiguous()
+
+
+@functools.lru_cache(maxsize=16)
+def _affine(mean: tuple[float, ...], std: tuple[float, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fold /255, -mean and /std into one multiply-add x * scale + shift (cached: building the
+    two small tensors costs more than applying them to a 32x32 image)."""
+    import torch
+
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32).view(1, 3, 1, 1)
+    shift = torch.tensor([-m / s for m, s in zip(mean, std, strict=True)], dtype=torch.float32)
+    return scale, shift.view(1, 3, 1, 1)
