@@ -195,8 +195,9 @@ def in_process(model_dir: str, body: bytes, threads: int, repeats: int) -> dict[
 
     from training import inference
 
-    os.environ[inference.THREADS_ENV] = str(threads)
     model = inference.model_fn(model_dir)
+    before = torch.get_num_threads()
+    inference.configure_threads(threads)
     x = torch.from_numpy(np.zeros((1, 3, *model.input_size), dtype=np.float32))
     forward: list[float] = []
     hooks: list[float] = []
@@ -214,11 +215,13 @@ def in_process(model_dir: str, body: bytes, threads: int, repeats: int) -> dict[
         data = inference.input_fn(body, "image/png")
         inference.output_fn(inference.predict_fn(data, model), "application/json")
         hooks.append(time.perf_counter() - start)
-    return {
+    result = {
         "torch_threads": torch.get_num_threads(),
         "forward_batch1": percentiles(forward),
         "hooks_without_http": percentiles(hooks),
     }
+    torch.set_num_threads(before)
+    return result
 
 
 def _git_commit() -> str:
