@@ -288,6 +288,18 @@ def test_ci_installs_and_tests_as_the_readme_says(workflows: dict[str, dict[str,
     assert "training.evaluate" in evaluate_runs and "--report build/ci/report" in evaluate_runs
 
 
+def test_ci_trains_with_the_dev_stacks_epochs_and_gate(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    dev = yaml.safe_load((REPO / "Pulumi.dev.yaml").read_text(encoding="utf-8"))["config"]
+    train = next(
+        s for s in _steps(workflows["ci.yml"]["jobs"]["evaluate"]) if s.get("name") == "Train"
+    )
+    assert '--min-accuracy "$MIN_ACCURACY"' in train["run"] and '--epochs "$EPOCHS"' in train["run"]
+    assert float(train["env"]["MIN_ACCURACY"]) == float(dev["scones:minAccuracy"])
+    assert int(train["env"]["EPOCHS"]) == int(dev["scones:epochs"])
+
+
 def test_preview_comments_once_per_stack_with_policies(
     workflows: dict[str, dict[str, Any]],
 ) -> None:
