@@ -366,3 +366,112 @@ def test_destroy_summary_of_a_missing_or_empty_stack(tmp_path) -> None:
     bad.write_text("{oops")
     with pytest.raises(SystemExit, match="not a pulumi stack export"):
         destroy.load_resources(bad)
+
+
+# --- choosing a confident image with the deployed model -----------------------------------------
+
+
+def test_most_confident_index_prefers_correct_and_sure() -> None:
+    import numpy as np
+
+    probs = np.array([[0.99, 0.01], [0.6, 0.4], [0.02, 0.98], [0.97, 0.03]])
+    labels = np.array([1, 0, 1, 0])  # row 0 is sure but wrong
+    assert smoke.most_confident_index(probs, labels) == 2
+    assert smoke.most_confident_index(probs, np.array([0, 1, 1, 1])) == 0
+    assert smoke.most_confident_index(np.array([[0.9, 0.1]]), np.array([1])) is None
+
+
+def _staged_split(folder: Path, filenames: list[str], labels: list[int]) -> None:
+    import numpy as np
+
+    folder.mkdir(parents=True)
+    np.savez(
+        folder / "dataset.npz",
+        images=np.zeros((len(filenames), 32, 32, 3), np.uint8),
+        labels=np.array(labels, np.int64),
+        filenames=np.array(filenames),
+        classes=np.array(["bicycle", "motorcycle"]),
+    )
+    for name in filenames:
+        _png(folder, name)
+
+
+def test_main_sends_the_image_the_deployed_model_is_surest_about(
+    aws, tmp_path, monkeypatch
+) -> None:
+    import numpy as np
+
+    import training.evaluate
+
+    s3, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    test_dir = tmp_path / "test"
+    _staged_split(test_dir, ["a_bike.png", "b_moto.png", "c_bike.png"], [0, 1, 0])
+    (test_dir / "c_bike.png").write_bytes(b"\x89PNG the chosen one")
+    s3.put_object(Bucket="stack-bucket", Key="models/job/output/model.tar.gz", Body=b"tar")
+    seen_models: list[bytes] = []
+
+    def fake_predict(model_path: Path, images):
+        seen_models.append(Path(model_path).read_bytes())
+        assert images.shape == (3, 32, 32, 3)
+        return np.array([[0.7, 0.3], [0.2, 0.8], [0.995, 0.005]]), None
+
+    monkeypatch.setattr(training.evaluate, "predict_probabilities", fake_predict)
+    rc = smoke.main([
+        "--bucket", "stack-bucket", "--state-machine-arn", arn, "--image", str(test_dir),
+        "--model-data-url", "s3://stack-bucket/models/job/output/model.tar.gz",
+        "--trigger-wait", "0", "--poll", "0.05",
+    ])
+
+    assert rc == 0 and seen_models == [b"tar"]
+    (execution,) = sfn.list_executions(stateMachineArn=arn)["executions"]
+    key = json.loads(sfn.describe_execution(executionArn=execution["executionArn"])["input"])[
+        "s3_key"
+    ]
+    assert s3.get_object(Bucket="stack-bucket", Key=key)["Body"].read() == b"\x89PNG the chosen one"
+
+
+def test_missing_model_is_a_named_failure(aws, tmp_path, capsys) -> None:
+    _, sfn = aws
+    arn = _machine(sfn, SUCCEED)
+    test_dir = tmp_path / "test"
+    _staged_split(test_dir, ["a.png"], [0])
+    rc = smoke.main([
+        "--bucket", "stack-bucket", "--state-machine-arn", arn, "--image", str(test_dir),
+        "--model-data-url", "s3://stack-bucket/models/none/model.tar.gz",
+    ])
+    assert rc == 1 and "cannot download s3://stack-bucket/models/none" in capsys.readouterr().err
+    assert sfn.list_executions(stateMachineArn=arn)["executions"] == []
+    with pytest.raises(smoke.SmokeTestError, match="s3://bucket/key"):
+        smoke.download_model(None, "stack-bucket/model.tar.gz", tmp_path)
+
+
+def test_chosen_image_gets_the_same_answer_from_the_serving_hooks(tmp_path) -> None:
+    """The choice runs the real serving code on a real (tiny, untrained) artifact; the PNG it
+    picks, sent as request bytes through input_fn/predict_fn, gets the confidence reported."""
+    import numpy as np
+    from PIL import Image
+    from serving_support import make_artifact, random_rgb
+
+    from training.inference import input_fn, model_fn, predict_fn
+
+    model_dir = make_artifact(tmp_path / "model")
+    test_dir = tmp_path / "test"
+    test_dir.mkdir()
+    images = np.stack([random_rgb(seed=i) for i in range(12)])
+    names = [f"img_{i:02d}.png" for i in range(12)]
+    for name, rgb in zip(names, images, strict=True):
+        Image.fromarray(rgb).save(test_dir / name)
+    model = model_fn(str(model_dir))
+    predicted = predict_fn(images, model).argmax(axis=1)
+    np.savez(
+        test_dir / "dataset.npz", images=images, labels=predicted.astype(np.int64),
+        filenames=np.array(names), classes=np.array(["bicycle", "motorcycle"]),
+    )
+
+    image, confidence = smoke.choose_confident_image(test_dir, model_dir)
+
+    served = predict_fn(input_fn(image.read_bytes(), "image/png"), model)
+    assert float(np.max(served)) == pytest.approx(confidence, abs=1e-5)
+    all_conf = predict_fn(images, model).max(axis=1)
+    assert confidence == pytest.approx(float(all_conf.max()), abs=1e-5)

@@ -6,8 +6,12 @@ Usage (the deploy workflow passes the stack's outputs):
         [--image FILE_OR_DIR | --key intake/x.png | --prefix intake/]
 
 The image is, in order: `--key` (an object already in the bucket), `--image` (a local file, or
-the first image in sorted order in a local folder such as a staged test split, uploaded under
-`--upload-prefix`), else the first image under `--prefix` in the bucket.
+a local folder such as a staged test split, uploaded under `--upload-prefix`), else the first
+image under `--prefix` in the bucket. For a staged split folder plus `--model-data-url` (stack
+output `modelDataUrl`), the deployed model is run locally through the serving code and the
+image it classifies correctly with the highest confidence is sent: a smoke test checks the
+plumbing, and an image below the confidence threshold would end in `LowConfidence` (a Fail
+state) however healthy the stack is. Without a model, the folder's first image by name is used.
 
 An upload under `intake/` also fires the stack's EventBridge rule, which starts an execution by
 itself. So after an upload the script first waits `--trigger-wait` seconds for an execution whose
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -110,6 +115,49 @@ def pick_local_image(path: Path) -> Path:
     if not images:
         raise NoTestImage(f"no .png/.jpg image in {path}")
     return images[0]
+
+
+def most_confident_index(probabilities: Any, labels: Any) -> int | None:
+    """Index of the correctly classified row with the highest top probability, if any."""
+    import numpy as np
+
+    probs = np.asarray(probabilities)
+    correct = np.flatnonzero(probs.argmax(axis=1) == np.asarray(labels))
+    if correct.size == 0:
+        return None
+    return int(correct[np.argmax(probs[correct].max(axis=1))])
+
+
+def choose_confident_image(test_dir: Path, model_path: Path) -> tuple[Path, float]:
+    """The staged image the model is surest about (and right), with that confidence."""
+    # The serving hooks themselves, so the choice matches what the endpoint will answer.
+    from training.evaluate import predict_probabilities
+    from training.stage import read_split
+
+    split, _classes = read_split(test_dir)
+    probabilities, _model = predict_probabilities(model_path, split.images)
+    best = most_confident_index(probabilities, split.labels)
+    if best is None:
+        raise NoTestImage(f"the model classifies no image in {test_dir} correctly")
+    image = test_dir / split.filenames[best]
+    if not image.is_file():
+        raise NoTestImage(f"{image} is listed in {test_dir}/dataset.npz but missing")
+    return image, float(probabilities[best].max())
+
+
+def download_model(s3: Any, s3_uri: str, dest_dir: Path) -> Path:
+    """Fetch s3://bucket/key (the training job's model.tar.gz) into dest_dir."""
+    from botocore.exceptions import ClientError
+
+    if not s3_uri.startswith("s3://") or "/" not in s3_uri[5:]:
+        raise SmokeTestError(f"--model-data-url must be s3://bucket/key, got {s3_uri!r}")
+    bucket, key = s3_uri[5:].split("/", 1)
+    dest = dest_dir / Path(key).name
+    try:
+        s3.download_file(bucket, key, str(dest))
+    except ClientError as err:
+        raise SmokeTestError(f"cannot download {s3_uri}: {err}") from err
+    return dest
 
 
 def upload_image(s3: Any, bucket: str, path: Path, name: str, prefix: str = UPLOAD_PREFIX) -> str:
@@ -294,6 +342,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--upload-prefix", default=UPLOAD_PREFIX, help="bucket prefix for --image")
     p.add_argument(
+        "--model-data-url", default="",
+        help="stack output `modelDataUrl`: pick the folder's most confident correct image",
+    )
+    p.add_argument(
         "--trigger-wait", type=float, default=30.0,
         help="seconds to wait for the execution an upload triggers before starting one",
     )
@@ -315,13 +367,19 @@ def main(argv: list[str] | None = None) -> int:
     s3 = boto3.client("s3")
     sfn = boto3.client("stepfunctions")
     try:
+        image = args.image
+        if image is not None and image.is_dir() and args.model_data_url and not args.key:
+            with tempfile.TemporaryDirectory(prefix="smoke-model-") as tmp:
+                model = download_model(s3, args.model_data_url, Path(tmp))
+                image, confidence = choose_confident_image(image, model)
+            print(f"chosen image: {image.name} (model confidence {confidence:.4f})")
         key, result = run_smoke_test(
             s3, sfn,
             bucket=args.bucket,
             state_machine_arn=args.state_machine_arn,
             key=args.key,
             prefix=args.prefix,
-            image=args.image,
+            image=image,
             upload_prefix=args.upload_prefix,
             trigger_wait_s=args.trigger_wait,
             driver_id=args.driver_id,
@@ -349,4 +407,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Run from the repo root so `training` imports; the script lives in .github/scripts.
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     sys.exit(main())
