@@ -43,8 +43,9 @@ from lambdas.detect_drift.rules import DriftThresholds
 from training.baseline import BaselineError, psi_against, round_confidence, validate_baseline
 from training.image_stats import batch_statistics
 
-STATE_FILE = Path(".scones") / "state.json"
-DEFAULT_REPORT_DIR = Path(".scones") / "monitor"
+STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
+STATE_FILE = STATE_DIR / "state.json"
+DEFAULT_REPORT_DIR = STATE_DIR / "monitor"
 EXIT_DRIFT = 3
 
 
@@ -69,10 +70,18 @@ def s3_client(endpoint_url: str | None) -> Any:
     import boto3
 
     # AWS_ENDPOINT_URL_S3 (local mode) is honoured by boto3 itself when no URL is passed.
+    local = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3")
+    # moto accepts any credentials; a shell without AWS credentials must still reach it.
+    creds = (
+        {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if local and not os.environ.get("AWS_ACCESS_KEY_ID")
+        else {}
+    )
     return boto3.client(
         "s3",
         endpoint_url=endpoint_url or None,
         region_name=os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        **creds,
     )
 
 
@@ -91,7 +100,9 @@ def load_baseline(source: str, s3: Any | None) -> dict[str, Any]:
         raise MonitorError(f"baseline {source}: {exc}") from exc
 
 
-def load_thresholds(config: Path | None) -> tuple[DriftThresholds, float, int]:
+def load_thresholds(
+    config: Path | None, confidence_threshold: float | None = None
+) -> tuple[DriftThresholds, float, int]:
     """(drift thresholds, confidence threshold, window minutes) from the stack config.
 
     ``config`` is a ``Pulumi.<stack>.yaml``; its ``scones:*`` keys go through the same
@@ -119,7 +130,7 @@ def load_thresholds(config: Path | None) -> tuple[DriftThresholds, float, int]:
         raise MonitorError(str(exc)) from exc
     return (
         settings.drift_thresholds(),
-        settings.confidence_threshold,
+        settings.confidence_threshold if confidence_threshold is None else confidence_threshold,
         settings.drift_window_minutes,
     )
 
@@ -354,9 +365,15 @@ def run(
     stack: str = "local",
     now: datetime | None = None,
     bucket_size: int | None = None,
+    confidence_threshold: float | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
-    """Analyse the capture and (with report_dir) write the report folder; returns (report, html)."""
-    thresholds, confidence_threshold, default_window = load_thresholds(config)
+    """Analyse the capture and (with report_dir) write the report folder; returns (report, html).
+
+    ``confidence_threshold`` overrides the config's (local mode passes the one it deployed).
+    """
+    thresholds, confidence_threshold, default_window = load_thresholds(
+        config, confidence_threshold
+    )
     needs_s3 = capture.startswith("s3://") or baseline_source.startswith("s3://")
     s3 = s3_client(s3_endpoint_url) if needs_s3 else None
     baseline = load_baseline(baseline_source, s3)
@@ -397,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                        help="analyse the last N minutes (default: config driftWindowMinutes)")
     group.add_argument("--all", action="store_true", help="analyse the whole capture")
     p.add_argument("--config", type=Path, default=None, help="Pulumi.<stack>.yaml for thresholds")
+    p.add_argument("--confidence-threshold", type=float, default=None,
+                   help="low-confidence cut (default: local mode's, else config's)")
     p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
     p.add_argument("--no-report", action="store_true", help="print only, write no report folder")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -417,6 +436,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             config=args.config,
             report_dir=None if args.no_report else args.report_dir,
             s3_endpoint_url=args.s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3"),
+            confidence_threshold=(
+                args.confidence_threshold
+                if args.confidence_threshold is not None
+                else (None if args.config else state.get("threshold"))
+            ),
         )
     except MonitorError as exc:
         print(f"monitor: {exc}", file=sys.stderr)

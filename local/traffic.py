@@ -101,26 +101,36 @@ SHIFTS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
 SCENARIOS: tuple[str, ...] = ("clean", *SHIFTS, "patterns")
 
 
-def scenario_images(
+def scenario_sample(
     scenario: str, source: np.ndarray, count: int, seed: int = 0
-) -> Iterator[np.ndarray]:
-    """``count`` images of a scenario, cycling through ``source`` (uint8 N,H,W,3) in a seeded
-    random order."""
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """``count`` images of a scenario and the index of the source image each was made from
+    (-1 for generated patterns). Sources are visited in a seeded random order, cycling when
+    ``count`` exceeds them."""
     if scenario not in SCENARIOS:
         raise ValueError(f"unknown scenario {scenario!r}; choose from {', '.join(SCENARIOS)}")
     if count < 0:
         raise ValueError(f"count must not be negative, got {count}")
-    rng = np.random.default_rng(seed)
-    if source.ndim != 4 or source.shape[0] == 0:
+    if source.ndim != 4 or source.shape[0] == 0 or source.shape[-1] != 3:
         raise ValueError(f"source must be a non-empty uint8 (N, H, W, 3) batch, got {source.shape}")
+    rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(len(source)) for _ in range(count // len(source) + 1)])
+    images, indices = [], np.full(count, -1, dtype=np.int64)
     for i in range(count):
         if scenario == "patterns":
-            yield pattern(source.shape[1:3], rng)
-        elif scenario == "clean":
-            yield source[order[i]]
-        else:
-            yield SHIFTS[scenario](source[order[i]], rng)
+            images.append(pattern(source.shape[1:3], rng))
+            continue
+        indices[i] = order[i]
+        img = source[order[i]]
+        images.append(img if scenario == "clean" else SHIFTS[scenario](img, rng))
+    return images, indices
+
+
+def scenario_images(
+    scenario: str, source: np.ndarray, count: int, seed: int = 0
+) -> Iterator[np.ndarray]:
+    """The images of :func:`scenario_sample`, one at a time."""
+    yield from scenario_sample(scenario, source, count, seed)[0]
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -129,14 +139,15 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def load_source_images(images: str | Path) -> np.ndarray:
-    """Staged split (``DIR/test`` with dataset.npz, as ``python -m training.stage`` writes)."""
+def load_source(images: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a staged split (``DIR/test`` holding dataset.npz, as
+    ``python -m training.stage`` writes it)."""
     path = Path(images)
     npz = path / "dataset.npz" if path.is_dir() else path
     if not npz.is_file():
         raise FileNotFoundError(f"{npz} not found: stage the data with `python -m training.stage`")
     with np.load(npz, allow_pickle=False) as data:
-        return np.asarray(data["images"], dtype=np.uint8)
+        return np.asarray(data["images"], dtype=np.uint8), np.asarray(data["labels"])
 
 
 # --- sending ---------------------------------------------------------------------------------
@@ -203,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--endpoint-name", default="scones-local")
     args = p.parse_args(argv)
     try:
-        source = load_source_images(args.images)
+        source, _ = load_source(args.images)
         client = EndpointClient(args.url, args.endpoint_name)
         answers = send(client, scenario_images(args.scenario, source, args.count, args.seed))
         client.close()
