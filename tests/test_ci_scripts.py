@@ -475,3 +475,14 @@ def test_chosen_image_gets_the_same_answer_from_the_serving_hooks(tmp_path) -> N
     assert float(np.max(served)) == pytest.approx(confidence, abs=1e-5)
     all_conf = predict_fn(images, model).max(axis=1)
     assert confidence == pytest.approx(float(all_conf.max()), abs=1e-5)
+
+
+def test_unreadable_model_or_split_is_a_smoke_test_error(tmp_path) -> None:
+    test_dir = tmp_path / "test"
+    _staged_split(test_dir, ["a.png"], [0])
+    bad_model = tmp_path / "model.tar.gz"
+    bad_model.write_bytes(b"not a tarball")
+    with pytest.raises(smoke.SmokeTestError, match="ArtifactError"):
+        smoke.choose_confident_image(test_dir, bad_model)
+    with pytest.raises(smoke.SmokeTestError, match="StagedDataError"):
+        smoke.choose_confident_image(tmp_path, bad_model)  # no dataset.npz there
