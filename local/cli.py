@@ -1,0 +1,405 @@
+"""``python -m local up|run|down|monitor``: the whole workflow on this machine, offline.
+
+up       stage the data set, train a model (or reuse the cached one), start a moto server
+         (S3, Lambda, Step Functions, SNS; ASL interpreter on; handlers run in-process from the
+         deployment zip) and the local SageMaker endpoint, then create bucket, data, topics,
+         functions and the state machine in it. State: .scones/ (or --state-dir).
+run      start N executions on random staged test images (plus M bad events), show progress,
+         then a table of results and a summary (accuracy, outcomes, latency, throughput).
+down     stop the servers and remove .scones/ (--purge-cache also drops the trained-model cache).
+monitor  the drift report over captured traffic (local.monitor).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
+
+
+def _defaults() -> tuple[list[str], float]:
+    """Classes and threshold defaults from the stack settings (one source of defaults)."""
+    try:
+        from components.settings import Settings
+
+        d = Settings.from_mapping(lambda _key: None)
+        return list(d.classes), float(d.confidence_threshold)
+    except Exception:  # settings unavailable: the Lambda defaults are the same values
+        from lambdas.config import DEFAULT_CLASSES, DEFAULT_THRESHOLD
+
+        return list(DEFAULT_CLASSES), DEFAULT_THRESHOLD
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "state.json"
+
+
+def _read_state(state_dir: Path) -> dict[str, Any] | None:
+    path = _state_file(state_dir)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _write_state(state_dir: Path, state: dict[str, Any]) -> None:
+    path = _state_file(state_dir)
+    tmp = path.with_name("state.json.tmp")
+    tmp.write_text(json.dumps(state, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _service_env(extra: dict[str, str]) -> dict[str, str]:
+    """The user's environment minus any AWS settings (nothing may reach a real account)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_"))}
+    env.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION="us-east-1",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    env.update(extra)
+    return env
+
+
+def _alive(state: dict[str, Any]) -> bool:
+    from local.processes import is_alive
+
+    pids = [p["pid"] for p in state.get("processes", {}).values()]
+    return bool(pids) and all(is_alive(pid) for pid in pids)
+
+
+def _stop_all(state: dict[str, Any], echo: bool = True) -> None:
+    from local.processes import stop_process
+
+    # Endpoint first: it flushes its capture buffer to S3 (moto) on SIGTERM.
+    order = sorted(state.get("processes", {}).items(), key=lambda kv: kv[0] != "endpoint")
+    for name, proc in order:
+        if stop_process(int(proc["pid"])) and echo:
+            print(f"stopped {name} (pid {proc['pid']})")
+
+
+def _stage(archive_arg: str | None, data_dir: Path, classes: list[str]) -> dict[str, Any]:
+    from training.cifar import file_md5, resolve_archive
+    from training.stage import stage_dataset
+
+    archive = resolve_archive(archive_arg)
+    manifest_path = data_dir / "manifest.json"
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("classes") == classes and manifest["archive"]["md5"] == file_md5(archive):
+            print(f"data: reusing staged {data_dir} ({archive.name})")
+            return manifest
+    print(f"data: staging {classes} from {archive} ...")
+    return stage_dataset(archive, data_dir, classes)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from local.deploy import deploy_workflow
+    from local.model_cache import ensure_model
+    from local.processes import (
+        free_port,
+        start_background,
+        wait_http_ok,
+        wait_ready_file,
+    )
+
+    state_dir: Path = args.state_dir.resolve()
+    existing = _read_state(state_dir)
+    if existing and existing.get("status") == "up" and _alive(existing):
+        print(f"already up (state in {state_dir}); `python -m local down` stops it")
+        return 0
+    if existing:
+        _stop_all(existing)
+    classes_default, threshold_default = _defaults()
+    classes = args.classes.split(",") if args.classes else classes_default
+    threshold = args.threshold if args.threshold is not None else threshold_default
+    epochs = args.epochs or os.environ.get("SCONES_EPOCHS")
+    train_args = ["--seed", "0"] + (["--epochs", str(int(epochs))] if epochs else [])
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    state: dict[str, Any] = {"status": "starting", "processes": {}, "classes": classes}
+    _write_state(state_dir, state)
+    t0 = time.perf_counter()
+    try:
+        data_dir = state_dir / "data"
+        manifest = _stage(args.archive, data_dir, classes)
+        print(f"data: {manifest['counts']}")
+        print(f"model: training.train {' '.join(train_args)} (or cached) ...")
+        model_dir, reused = ensure_model(data_dir, train_args, logs / "train.log")
+        metrics = json.loads((model_dir / "metrics.json").read_text())
+        print(
+            f"model: {'reused cached' if reused else 'trained'} {model_dir} "
+            f"(test accuracy {metrics.get('test', {}).get('accuracy', float('nan')):.3f})"
+        )
+
+        ready = state_dir / "moto.json"
+        ready.unlink(missing_ok=True)
+        moto = start_background(
+            [
+                "-m",
+                "local.moto_service",
+                "--ready-file",
+                str(ready),
+                "--code-dir",
+                str(state_dir / "lambda-code"),
+            ],
+            logs / "moto.log",
+            _service_env({}),
+        )
+        state["processes"]["moto"] = {"pid": moto.pid, "log": str(logs / "moto.log")}
+        _write_state(state_dir, state)
+        moto_url = wait_ready_file(moto, ready, "moto server", logs / "moto.log", 60)["url"]
+        print(f"moto: {moto_url} (S3, Lambda, Step Functions, SNS)")
+
+        from local.deploy import BUCKET, CAPTURE_PREFIX, ENDPOINT_NAME
+
+        port = free_port()
+        endpoint_url = f"http://127.0.0.1:{port}"
+        endpoint = start_background(
+            [
+                "-m",
+                "local.endpoint_server",
+                "--model",
+                str(model_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--capture",
+                f"s3://{BUCKET}/{CAPTURE_PREFIX}",
+                "--endpoint-name",
+                ENDPOINT_NAME,
+            ],
+            logs / "endpoint.log",
+            _service_env({"AWS_ENDPOINT_URL_S3": moto_url}),
+        )
+        state["processes"]["endpoint"] = {"pid": endpoint.pid, "log": str(logs / "endpoint.log")}
+        _write_state(state_dir, state)
+
+        deployed = deploy_workflow(
+            moto_url=moto_url,
+            endpoint_url=endpoint_url,
+            data_dir=data_dir,
+            build_dir=state_dir / "build",
+            classes=classes,
+            threshold=threshold,
+        )
+        wait_http_ok(
+            endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
+        )
+        print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {deployed['capture_uri']})")
+        state.update(
+            status="up",
+            moto_url=moto_url,
+            endpoint_url=endpoint_url,
+            model_dir=str(model_dir),
+            data_dir=str(data_dir),
+            threshold=threshold,
+            **deployed,
+        )
+        _write_state(state_dir, state)
+    except BaseException as exc:
+        _stop_all(state, echo=False)
+        state["status"] = "failed"
+        _write_state(state_dir, state)
+        if isinstance(exc, KeyboardInterrupt):
+            print("\ninterrupted: stopped the servers it had started", file=sys.stderr)
+            return 130
+        print(f"up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"servers stopped; logs in {logs}; `python -m local down` cleans up", file=sys.stderr)
+        return 1
+    print(
+        f"up in {time.perf_counter() - t0:.1f}s: state machine {deployed['state_machine_arn']} "
+        f"({deployed['uploaded_files']} files in s3://{deployed['bucket']})"
+    )
+    return 0
+
+
+def _require_up(state_dir: Path) -> dict[str, Any]:
+    state = _read_state(state_dir.resolve())
+    if not state or state.get("status") != "up":
+        raise SystemExit("not up: run `python -m local up` first")
+    if not _alive(state):
+        raise SystemExit("local services are not running: `python -m local down` then `up`")
+    return state
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    from rich.table import Table
+
+    from local.deploy import aws_client
+    from local.runner import load_test_items, make_events, run_events, summarize
+
+    state = _require_up(args.state_dir)
+    console = Console()
+    sfn = aws_client("stepfunctions", state["moto_url"])
+    sqs = aws_client("sqs", state["moto_url"])
+    routing_queue = state["observer_queues"]["scones-routing"]
+
+    def queued() -> int:
+        attrs = sqs.get_queue_attributes(
+            QueueUrl=routing_queue, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+    items = load_test_items(Path(state["data_dir"]), state["classes"])
+    specs = make_events(items, state["bucket"], args.events, args.bad_events, args.seed)
+    before = queued()
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("executions", total=len(specs))
+        results, wall = run_events(
+            sfn,
+            state["state_machine_arn"],
+            specs,
+            args.concurrency,
+            on_done=lambda _r: progress.advance(task),
+        )
+    summary = summarize(results, wall)
+    summary["routing_events_published"] = queued() - before
+
+    table = Table(title=f"{len(results)} executions")
+    for col in ("image", "true label", "predicted", "confidence", "outcome", "latency ms"):
+        table.add_column(col, justify="right" if col in ("confidence", "latency ms") else "left")
+    shown = results if args.show_all or len(results) <= 60 else results[:60]
+    for r in shown:
+        style = None if r.as_expected else "red"
+        outcome = r.outcome
+        if r.expected_error:
+            outcome += " (expected)" if r.as_expected else f" (expected {r.expected_error})"
+        wrong = r.true_label and r.predicted and r.predicted != r.true_label
+        table.add_row(
+            r.image,
+            r.true_label or "-",
+            f"[yellow]{r.predicted}[/]" if wrong else (r.predicted or "-"),
+            _fmt(r.confidence, ".3f"),
+            outcome,
+            f"{r.latency_ms:.1f}",
+            style=style,
+        )
+    console.print(table)
+    if len(shown) < len(results):
+        console.print(f"({len(results) - len(shown)} more rows in the saved report)")
+    lat = summary["latency_ms"]
+    console.print(
+        f"[bold]accuracy[/] {_fmt(summary['accuracy_routed'], '.1%')} of routed, "
+        f"{_fmt(summary['accuracy_all_predictions'], '.1%')} of all predictions  |  "
+        f"routed {_fmt(summary['routed_share'], '.1%')} of good events  |  "
+        f"outcomes {summary['outcomes']}"
+    )
+    console.print(
+        f"[bold]latency[/] p50 {_fmt(lat['p50'], '.1f')} ms, p95 {_fmt(lat['p95'], '.1f')} ms  |  "
+        f"[bold]throughput[/] {_fmt(summary['throughput_per_s'], '.1f')} executions/s "
+        f"({len(results)} in {wall:.2f}s, concurrency {args.concurrency})  |  "
+        f"bad events in expected state {summary['bad_events_in_expected_state']}/"
+        f"{summary['bad_events']}  |  "
+        f"routing events published {summary['routing_events_published']}"
+    )
+    runs = args.state_dir.resolve() / "runs"
+    runs.mkdir(exist_ok=True)
+    report = runs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    from dataclasses import asdict
+
+    report.write_text(
+        json.dumps({"summary": summary, "results": [asdict(r) for r in results]}, indent=2)
+    )
+    console.print(f"report: {report}")
+    if summary["unexpected"]:
+        console.print(f"[red]{len(summary['unexpected'])} execution(s) ended unexpectedly[/]")
+        return 1
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    state_dir: Path = args.state_dir.resolve()
+    state = _read_state(state_dir)
+    if state:
+        _stop_all(state)
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+        print(f"removed {state_dir}")
+    else:
+        print("nothing to remove")
+    if args.purge_cache:
+        from local.model_cache import models_cache_dir
+
+        shutil.rmtree(models_cache_dir(), ignore_errors=True)
+        print(f"removed trained-model cache {models_cache_dir()}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m local",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=DEFAULT_STATE_DIR,
+        help="local state directory (default .scones, or $SCONES_STATE_DIR)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="stage data, train/reuse model, start services, deploy")
+    up.add_argument(
+        "--archive",
+        help="cifar-100-python.tar.gz (else $SCONES_CIFAR_ARCHIVE, "
+        "else a verified download into the cache)",
+    )
+    up.add_argument(
+        "--epochs",
+        type=int,
+        help="training epochs (else $SCONES_EPOCHS, else training.train's default)",
+    )
+    up.add_argument("--classes", help="comma-separated classes (default from settings)")
+    up.add_argument("--threshold", type=float, help="confidence threshold (default from settings)")
+    run = sub.add_parser("run", help="send test events through the state machine")
+    run.add_argument("--events", type=int, default=40, help="good events (random test images)")
+    run.add_argument("--bad-events", type=int, default=0, help="bad events mixed in")
+    run.add_argument("--concurrency", type=int, default=8, help="executions in flight")
+    run.add_argument("--seed", type=int, default=None, help="seed for choosing images")
+    run.add_argument("--show-all", action="store_true", help="print every row")
+    down = sub.add_parser("down", help="stop everything and remove local state")
+    down.add_argument("--purge-cache", action="store_true", help="also drop cached models")
+    sub.add_parser(
+        "monitor", help="drift report over captured traffic (local.monitor)", add_help=False
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `monitor` hands all its arguments to local.monitor, imported only when asked for.
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--state-dir" else 1
+    if i < len(argv) and argv[i] == "monitor":
+        from local.monitor import main as monitor_main
+
+        return int(monitor_main(argv[i + 1 :]) or 0)
+    args = build_parser().parse_args(argv)
+    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down}
+    return handlers[args.command](args)

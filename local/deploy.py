@@ -1,0 +1,186 @@
+"""Create the workflow's resources in the local moto server: the same zip and the same ASL
+definition the cloud deploys, configured through the same environment variables."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lambdas.package import HANDLERS, build_lambda_zip
+from lambdas.workflow_definition import build_definition
+
+REGION = "us-east-1"
+BUCKET = "scones-local"
+ENDPOINT_NAME = "scones-local"
+VARIANT = "AllTraffic"
+CAPTURE_PREFIX = "capture"
+STATE_MACHINE = "scones-routing"
+ROUTING_TOPIC = "scones-routing"
+REVIEW_TOPIC = "scones-review"
+
+
+def aws_client(service: str, moto_url: str) -> Any:
+    import boto3
+
+    return boto3.client(
+        service,
+        region_name=REGION,
+        endpoint_url=moto_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def bad_objects(sample_png: bytes) -> dict[str, bytes]:
+    """Objects for `run --bad-events`: each must end in its named failure state."""
+
+    def chunk(ctype: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(ctype + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+
+    noise = bytes((i * 7919 + 13) % 256 for i in range(220_000))
+    return {
+        "bad/notes.txt": b"driver notes: not an image\n",
+        "bad/renamed-text.png": b"hello, I only look like a PNG by name\n",
+        "bad/truncated.png": sample_png[: len(sample_png) // 2],
+        "bad/empty.png": b"",
+        # A structurally valid PNG too big for the 256 KiB state once base64-encoded.
+        "bad/huge.png": sample_png[:33] + chunk(b"IDAT", noise) + chunk(b"IEND", b""),
+    }
+
+
+def upload_dir(s3: Any, data_dir: Path, bucket: str, workers: int = 8) -> int:
+    files = [p for p in sorted(data_dir.rglob("*")) if p.is_file()]
+
+    def put(path: Path) -> None:
+        s3.put_object(
+            Bucket=bucket, Key=path.relative_to(data_dir).as_posix(), Body=path.read_bytes()
+        )
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(put, files))
+    return len(files)
+
+
+def function_environment(
+    *,
+    moto_url: str,
+    endpoint_url: str,
+    routing_topic_arn: str,
+    classes: Sequence[str],
+    routes: dict[str, str],
+    threshold: float,
+) -> dict[str, str]:
+    """One configuration shared by all four functions (the in-process adapter applies the union
+    of the functions' variables to one process, so they must agree on shared keys)."""
+    return {
+        "ENDPOINT_NAME": ENDPOINT_NAME,
+        "CONFIDENCE_THRESHOLD": str(threshold),
+        "CLASSES": json.dumps(list(classes)),
+        "ROUTES": json.dumps(routes),
+        "ROUTING_TOPIC_ARN": routing_topic_arn,
+        "POWERTOOLS_SERVICE_NAME": "scones-local",
+        "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        # The standard per-service variables: the handlers have no local code path.
+        "AWS_ENDPOINT_URL_S3": moto_url,
+        "AWS_ENDPOINT_URL_SNS": moto_url,
+        "AWS_ENDPOINT_URL_EVENTS": moto_url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
+    }
+
+
+def deploy_workflow(
+    *,
+    moto_url: str,
+    endpoint_url: str,
+    data_dir: Path,
+    build_dir: Path,
+    classes: Sequence[str],
+    threshold: float,
+    routes: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Create bucket + data, topics (with SQS queues to observe them), functions, state machine."""
+    routes = routes or {"bicycle": "nearby", "motorcycle": "distant"}
+    s3 = aws_client("s3", moto_url)
+    s3.create_bucket(Bucket=BUCKET)
+    n_files = upload_dir(s3, data_dir, BUCKET)
+    sample = next(p for p in sorted((data_dir / "test").glob("*.png")))
+    for key, body in bad_objects(sample.read_bytes()).items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+
+    sns = aws_client("sns", moto_url)
+    sqs = aws_client("sqs", moto_url)
+    topics: dict[str, str] = {}
+    queues: dict[str, str] = {}
+    for name in (ROUTING_TOPIC, REVIEW_TOPIC):
+        topics[name] = sns.create_topic(Name=name)["TopicArn"]
+        queues[name] = sqs.create_queue(QueueName=f"{name}-observer")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queues[name], AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        sns.subscribe(
+            TopicArn=topics[name],
+            Protocol="sqs",
+            Endpoint=queue_arn,
+            Attributes={"RawMessageDelivery": "true"},
+        )
+
+    iam = aws_client("iam", moto_url)
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
+            }
+        ],
+    }
+    role_arn = iam.create_role(RoleName="scones-local", AssumeRolePolicyDocument=json.dumps(trust))[
+        "Role"
+    ]["Arn"]
+    zip_path = build_lambda_zip(build_dir / "lambdas.zip")
+    env = function_environment(
+        moto_url=moto_url,
+        endpoint_url=endpoint_url,
+        routing_topic_arn=topics[ROUTING_TOPIC],
+        classes=classes,
+        routes=routes,
+        threshold=threshold,
+    )
+    lam = aws_client("lambda", moto_url)
+    function_arns = {}
+    for key, handler in HANDLERS.items():
+        function_arns[key] = lam.create_function(
+            FunctionName=f"scones-{key.replace('_', '-')}",
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler=handler,
+            Code={"ZipFile": zip_path.read_bytes()},
+            Timeout=30,
+            MemorySize=512,
+            Environment={"Variables": env},
+        )["FunctionArn"]
+    definition = build_definition(
+        function_arns, review_topic_arn=topics[REVIEW_TOPIC], routes=routes
+    )
+    sfn = aws_client("stepfunctions", moto_url)
+    state_machine_arn = sfn.create_state_machine(
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn=role_arn
+    )["stateMachineArn"]
+    return {
+        "bucket": BUCKET,
+        "uploaded_files": n_files,
+        "topics": topics,
+        "observer_queues": queues,
+        "function_arns": function_arns,
+        "state_machine_arn": state_machine_arn,
+        "capture_uri": f"s3://{BUCKET}/{CAPTURE_PREFIX}",
+        "endpoint_name": ENDPOINT_NAME,
+    }

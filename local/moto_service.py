@@ -1,0 +1,89 @@
+"""The local AWS: a moto server on loopback with the ASL interpreter on and Lambda in-process.
+
+    python -m local.moto_service --ready-file .scones/moto.json [--code-dir .scones/lambda-code]
+
+Binds 127.0.0.1 on a free port (the OS picks it, so there is no race with other programs),
+sets MOTO_PORT to it before serving (moto's Step Functions interpreter calls Lambda at
+``http://localhost:$MOTO_PORT``; ThreadedMotoServer does not set it), turns on
+``stepfunctions.execute_state_machine``, installs the in-process Lambda adapter
+(local/lambda_runtime.py), then writes ``{"pid", "port", "url"}`` to the ready file (atomically)
+and serves until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+HOST = "127.0.0.1"
+
+
+def _write_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m local.moto_service")
+    parser.add_argument("--ready-file", required=True, type=Path)
+    parser.add_argument("--code-dir", type=Path, default=Path(".scones") / "lambda-code")
+    parser.add_argument(
+        "--no-speedups", action="store_true", help="run moto's interpreter without the caches"
+    )
+    args = parser.parse_args(argv)
+
+    # Credentials and region for moto's own clients and for handlers running in this process.
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        os.environ.setdefault(key, value)
+
+    from moto.core.config import default_user_config
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+    from werkzeug.serving import make_server
+
+    from local import lambda_runtime, moto_speedups
+
+    default_user_config["stepfunctions"] = {"execute_state_machine": True}
+    lambda_runtime.install(args.code_dir.resolve())
+    if not args.no_speedups:
+        moto_speedups.install()
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)
+    port = int(server.server_address[1])
+    os.environ["MOTO_PORT"] = str(port)
+
+    def stop(*_: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    _write_atomic(
+        args.ready_file, {"pid": os.getpid(), "port": port, "url": f"http://{HOST}:{port}"}
+    )
+    print(f"moto listening on http://{HOST}:{port}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+        lambda_runtime.uninstall()
+        moto_speedups.uninstall()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Send events through the local state machine and summarise what happened.
+
+Latency is the execution's own duration as Step Functions reports it (stopDate - startDate),
+so the client's polling interval does not inflate it; throughput is executions finished per
+second of wall time, from the first start to the last completion seen.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EventSpec:
+    event: dict[str, Any]
+    image: str
+    true_label: str | None = None  # None for bad events
+    expected_error: str | None = None  # set for bad events
+
+
+@dataclass
+class Result:
+    image: str
+    true_label: str | None
+    predicted: str | None
+    confidence: float | None
+    outcome: str  # "routed:<route>", "needs_review", or the error name
+    status: str
+    latency_ms: float
+    expected_error: str | None = None
+    message: str = ""
+
+    @property
+    def as_expected(self) -> bool:
+        if self.expected_error is not None:
+            return self.outcome == self.expected_error
+        return self.outcome.startswith("routed:") or self.outcome == "needs_review"
+
+
+def load_test_items(data_dir: Path, classes: Sequence[str]) -> list[tuple[str, str]]:
+    """(s3 key, true label) for every staged test image, from test.lst (index, label, file)."""
+    items = []
+    for line in (data_dir / "test.lst").read_text().splitlines():
+        if not line.strip():
+            continue
+        _index, label, name = line.split("\t")
+        items.append((f"test/{name}", classes[int(label)]))
+    return items
+
+
+def bad_event_catalogue(bucket: str) -> list[EventSpec]:
+    """Bad events `run --bad-events` mixes in, each with the named state it must end in."""
+    specs = [
+        ({"s3_bucket": bucket}, "missing s3_key", "InvalidEvent"),
+        ({"s3_bucket": bucket, "s3_key": 42}, "s3_key not a string", "InvalidEvent"),
+        (
+            {"s3_bucket": bucket, "s3_key": "test/x.png", "extra": 1},
+            "unknown field",
+            "InvalidEvent",
+        ),
+        ({"s3_bucket": "no-such-bucket", "s3_key": "a.png"}, "unknown bucket", "ImageNotFound"),
+        ({"s3_bucket": bucket, "s3_key": "test/missing.png"}, "missing object", "ImageNotFound"),
+        ({"s3_bucket": bucket, "s3_key": "bad/notes.txt"}, "text file", "InvalidImage"),
+        (
+            {"s3_bucket": bucket, "s3_key": "bad/renamed-text.png"},
+            "text named .png",
+            "InvalidImage",
+        ),
+        ({"s3_bucket": bucket, "s3_key": "bad/truncated.png"}, "truncated PNG", "InvalidImage"),
+        ({"s3_bucket": bucket, "s3_key": "bad/empty.png"}, "empty object", "InvalidImage"),
+        ({"s3_bucket": bucket, "s3_key": "bad/huge.png"}, "oversized image", "ImageTooLarge"),
+    ]
+    return [EventSpec(event=e, image=f"<{d}>", expected_error=err) for e, d, err in specs]
+
+
+def make_events(
+    items: Sequence[tuple[str, str]], bucket: str, n: int, n_bad: int, seed: int | None
+) -> list[EventSpec]:
+    rng = random.Random(seed)
+    specs = []
+    for i in range(n):
+        key, label = items[rng.randrange(len(items))]
+        specs.append(
+            EventSpec(
+                event={"s3_bucket": bucket, "s3_key": key, "driver_id": f"d-{i:04d}"},
+                image=key.rsplit("/", 1)[-1],
+                true_label=label,
+            )
+        )
+    catalogue = bad_event_catalogue(bucket)
+    specs += [catalogue[i % len(catalogue)] for i in range(n_bad)]
+    rng.shuffle(specs)
+    return specs
+
+
+_CONFIDENCE = re.compile(r"best class '([^']+)' has confidence ([0-9.]+)")
+
+
+def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
+    status = desc["status"]
+    predicted = confidence = None
+    message = ""
+    if status == "SUCCEEDED":
+        output = json.loads(desc.get("output") or "{}")
+        predicted, confidence = output.get("label"), output.get("confidence")
+        outcome = f"routed:{output.get('route')}"
+    else:
+        error = desc.get("error") or status
+        try:
+            message = json.loads(desc.get("cause") or "{}").get("errorMessage", "")
+        except (json.JSONDecodeError, AttributeError):
+            message = str(desc.get("cause") or "")
+        outcome = "needs_review" if error == "LowConfidence" else error
+        found = _CONFIDENCE.search(message)
+        if found:
+            predicted, confidence = found.group(1), float(found.group(2))
+    return Result(
+        image=spec.image,
+        true_label=spec.true_label,
+        predicted=predicted,
+        confidence=confidence,
+        outcome=outcome,
+        status=status,
+        latency_ms=latency_ms,
+        expected_error=spec.expected_error,
+        message=message,
+    )
+
+
+def run_one(sfn: Any, state_machine_arn: str, spec: EventSpec, timeout: float = 120.0) -> Result:
+    started = time.perf_counter()
+    arn = sfn.start_execution(
+        stateMachineArn=state_machine_arn,
+        name=f"run-{uuid.uuid4().hex[:16]}",
+        input=json.dumps(spec.event),
+    )["executionArn"]
+    delay = 0.005
+    deadline = started + timeout
+    while True:
+        desc = sfn.describe_execution(executionArn=arn)
+        if desc["status"] != "RUNNING":
+            break
+        if time.perf_counter() > deadline:
+            return Result(
+                spec.image,
+                spec.true_label,
+                None,
+                None,
+                "Timeout",
+                "RUNNING",
+                timeout * 1000,
+                spec.expected_error,
+                "still running",
+            )
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.05)
+    if desc.get("stopDate") and desc.get("startDate"):
+        latency_ms = (desc["stopDate"] - desc["startDate"]).total_seconds() * 1000.0
+    else:
+        latency_ms = (time.perf_counter() - started) * 1000.0
+    return _result(spec, desc, latency_ms)
+
+
+def run_events(
+    sfn: Any,
+    state_machine_arn: str,
+    specs: Sequence[EventSpec],
+    concurrency: int,
+    on_done: Callable[[Result], None] | None = None,
+) -> tuple[list[Result], float]:
+    """Run all events with ``concurrency`` starts in flight; return (results, wall seconds)."""
+    lock = threading.Lock()
+
+    def task(spec: EventSpec) -> Result:
+        result = run_one(sfn, state_machine_arn, spec)
+        if on_done is not None:
+            with lock:
+                on_done(result)
+        return result
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max(1, concurrency)) as pool:
+        results = list(pool.map(task, specs))
+    return results, time.perf_counter() - started
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    lo, hi = int(rank), min(int(rank) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
+
+
+def summarize(results: Sequence[Result], wall_s: float) -> dict[str, Any]:
+    good = [r for r in results if r.expected_error is None]
+    bad = [r for r in results if r.expected_error is not None]
+    labelled = [r for r in good if r.predicted is not None]
+    routed = [r for r in good if r.outcome.startswith("routed:")]
+    latencies = [r.latency_ms for r in results]
+    return {
+        "events": len(results),
+        "good_events": len(good),
+        "bad_events": len(bad),
+        "outcomes": dict(sorted(Counter(r.outcome for r in results).items())),
+        "accuracy_routed": (
+            sum(r.predicted == r.true_label for r in routed) / len(routed) if routed else None
+        ),
+        "accuracy_all_predictions": (
+            sum(r.predicted == r.true_label for r in labelled) / len(labelled) if labelled else None
+        ),
+        "routed_share": len(routed) / len(good) if good else None,
+        "bad_events_in_expected_state": sum(r.as_expected for r in bad),
+        "unexpected": [asdict(r) for r in results if not r.as_expected],
+        "latency_ms": {
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "max": max(latencies) if latencies else None,
+        },
+        "wall_s": wall_s,
+        "throughput_per_s": len(results) / wall_s if wall_s > 0 else None,
+    }
