@@ -56,8 +56,9 @@ class MonitorError(RuntimeError):
 # --- inputs ------------------------------------------------------------------------------------
 
 
-def load_state(path: Path = STATE_FILE) -> dict[str, Any]:
+def load_state(path: Path | None = None) -> dict[str, Any]:
     """Local mode's state file, or {} when local mode is not up."""
+    path = path or STATE_FILE
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
