@@ -274,51 +274,143 @@ def test_archive_download_is_hash_checked_and_cached(tmp_path) -> None:
     env = {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": sha}
     cache = tmp_path / "cache"
 
-    got = fetch.resolve(env, cache)
+    got = fetch.resolve(env, cache, dev_subset=True)
     assert got == (cache / source.name).resolve() and got.read_bytes() == b"archive bytes"
     source.unlink()  # a second run uses the cached copy
-    assert fetch.resolve(env, cache) == got
+    assert fetch.resolve(env, cache, dev_subset=True) == got
     assert [p.name for p in cache.iterdir()] == [source.name]  # no partial files left
 
 
 def test_archive_with_wrong_hash_is_rejected_and_not_kept(tmp_path) -> None:
     source = tmp_path / "dev.tar.gz"
     source.write_bytes(b"tampered")
+    cache = tmp_path / "cache"
     env = {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": "0" * 64}
     with pytest.raises(fetch.ArchiveFetchError, match="SHA-256"):
-        fetch.resolve(env, tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+        fetch.resolve(env, cache, dev_subset=True)
+    assert list(cache.iterdir()) == []
     with pytest.raises(fetch.ArchiveFetchError, match="SCONES_CIFAR_ARCHIVE_SHA256 is not"):
-        fetch.resolve({"SCONES_CIFAR_ARCHIVE_URL": source.as_uri()}, tmp_path / "cache")
+        fetch.resolve({"SCONES_CIFAR_ARCHIVE_URL": source.as_uri()}, cache, dev_subset=True)
     with pytest.raises(fetch.ArchiveFetchError, match="64 hex"):
         fetch.resolve(
             {"SCONES_CIFAR_ARCHIVE_URL": source.as_uri(), "SCONES_CIFAR_ARCHIVE_SHA256": "abc"},
-            tmp_path / "cache",
+            cache, dev_subset=True,
         )
 
 
-def test_archive_default_goes_through_the_project_loader(tmp_path, monkeypatch) -> None:
+NAMES = ["apple", "bicycle", "cloud", "motorcycle"]
+
+
+def _official_like(path: Path, train_labels: list[int], test_labels: list[int]) -> Path:
+    """A small archive in the official layout (protocol-2 pickles, all label names)."""
+    import io
+    import pickle
+    import tarfile
+
+    import numpy as np
+
+    def batch(labels: list[int], tag: str) -> dict:
+        n = len(labels)
+        return {
+            b"filenames": [
+                f"{tag}_{i:03d}_{NAMES[lab]}.png".encode() for i, lab in enumerate(labels)
+            ],
+            b"batch_label": tag.encode(),
+            b"fine_labels": labels,
+            b"coarse_labels": [lab * 10 for lab in labels],
+            b"data": (np.arange(n * 3072) % 251).astype(np.uint8).reshape(n, 3072),
+        }
+
+    meta = {b"fine_label_names": [n.encode() for n in NAMES], b"coarse_label_names": [b"x"]}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, obj in (("train", batch(train_labels, "tr")), ("test", batch(test_labels, "te")),
+                          ("meta", meta)):
+            data = pickle.dumps(obj, protocol=2)
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_derived_dev_archive_keeps_the_first_images_of_each_class(tmp_path) -> None:
+    from training.cifar import load_cifar
+    from training.errors import EmptyClass
+
+    official = _official_like(
+        tmp_path / "official.tar.gz",
+        train_labels=[1, 0, 3, 1, 2, 1, 3, 3, 1, 0, 3],
+        test_labels=[3, 0, 1, 2, 1],
+    )
+    out = fetch.derive_dev_archive(official, tmp_path / "out" / "dev.tar.gz", train_per_class=2)
+    subset = load_cifar(out, ["bicycle", "motorcycle"])
+    full = load_cifar(official, ["bicycle", "motorcycle"])
+
+    # bicycle rows 0, 3 and motorcycle rows 2, 6 of the train batch, in archive order
+    assert subset.train.filenames == [
+        "tr_000_bicycle.png", "tr_002_motorcycle.png", "tr_003_bicycle.png",
+        "tr_006_motorcycle.png",
+    ]
+    keep = [full.train.filenames.index(f) for f in subset.train.filenames]
+    assert (subset.train.images == full.train.images[keep]).all()
+    assert subset.test.filenames == full.test.filenames  # every test image of the classes
+    assert (subset.test.images == full.test.images).all()
+    # All label names stay, so a valid name without images is still "valid but empty".
+    with pytest.raises(EmptyClass):
+        load_cifar(out, ["bicycle", "apple"])
+    # Deterministic bytes: the cache key and the staged manifest's MD5 stay stable.
+    again = fetch.derive_dev_archive(official, tmp_path / "again.tar.gz", train_per_class=2)
+    assert again.read_bytes() == out.read_bytes()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["dev.tar.gz"]
+
+
+def test_deriving_from_the_dev_archive_reproduces_it(tmp_path, dev_archive) -> None:
+    # The dev archive is itself in the official layout with 400 + 100 per class, so deriving
+    # from it must give back the same images, labels and names.
+    from training.cifar import load_cifar
+
+    out = fetch.derive_dev_archive(dev_archive, tmp_path / "derived.tar.gz")
+    a = load_cifar(dev_archive, ["bicycle", "motorcycle"])
+    b = load_cifar(out, ["bicycle", "motorcycle"])
+    for split in ("train", "test"):
+        x, y = getattr(a, split), getattr(b, split)
+        assert x.filenames == y.filenames and (x.labels == y.labels).all()
+        assert (x.images == y.images).all()
+    assert (len(b.train), len(b.test)) == (800, 200)
+
+
+def test_dev_subset_falls_back_to_deriving_from_the_official_archive(
+    tmp_path, monkeypatch
+) -> None:
     import training.cifar
 
+    official = _official_like(tmp_path / "cifar-100-python.tar.gz", [1, 3, 1], [3, 1])
     calls = []
+    monkeypatch.setattr(
+        training.cifar, "resolve_archive", lambda a, c: calls.append((a, c)) or official
+    )
+    cache = tmp_path / "cache"
 
-    def fake_resolve(archive, cache_dir):
-        calls.append((archive, cache_dir))
-        path = Path(cache_dir) / "cifar-100-python.tar.gz"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(b"x")
-        return path
-
-    monkeypatch.setattr(training.cifar, "resolve_archive", fake_resolve)
-    got = fetch.resolve({}, tmp_path / "cache")
-    assert calls == [(None, tmp_path / "cache")] and got.name == "cifar-100-python.tar.gz"
+    got = fetch.resolve({}, cache, dev_subset=True)
+    assert got == (cache / fetch.DERIVED_NAME).resolve()
+    first = got.read_bytes()
+    assert fetch.resolve({}, cache, dev_subset=True).read_bytes() == first
+    # Without --dev-subset the official archive itself is the training data; a URL is ignored.
+    env = {"SCONES_CIFAR_ARCHIVE_URL": "file:///nowhere", "SCONES_CIFAR_ARCHIVE_SHA256": "0" * 64}
+    assert fetch.resolve(env, cache) == official.resolve()
+    assert calls == [(None, cache)] * 3
 
 
-def test_archive_main_exports_to_github_env(tmp_path, monkeypatch, dev_archive) -> None:
-    monkeypatch.setenv("SCONES_CIFAR_ARCHIVE", str(dev_archive))
-    github_env = tmp_path / "github_env"
-    assert fetch.main(["--cache-dir", str(tmp_path / "c"), "--github-env", str(github_env)]) == 0
-    assert github_env.read_text() == f"SCONES_CIFAR_ARCHIVE={dev_archive.resolve()}\n"
+def test_loader_errors_become_fetch_errors(tmp_path, monkeypatch) -> None:
+    import training.cifar
+    from training.errors import DownloadUnavailable
+
+    def offline(archive, cache_dir):
+        raise DownloadUnavailable("no network")
+
+    monkeypatch.setattr(training.cifar, "resolve_archive", offline)
+    with pytest.raises(fetch.ArchiveFetchError, match="DownloadUnavailable: no network"):
+        fetch.resolve({}, tmp_path)
+    assert fetch.main(["--cache-dir", str(tmp_path), "--github-env", str(tmp_path / "e")]) == 1
 
 
 # --- destroy_summary.py ----------------------------------------------------------------------
