@@ -286,6 +286,12 @@ def test_ci_installs_and_tests_as_the_readme_says(workflows: dict[str, dict[str,
     # The dev archive is not in a GitHub checkout: provided (and cached) before the tests.
     fetch = next(i for i, r in enumerate(runs) if "fetch_cifar_archive.py" in r)
     assert fetch < runs.index("make test")
+    assert "--dev-subset" in runs[fetch]  # the tests check the dev archive's exact shape
+    for name, wf_other in workflows.items():
+        for job_id, job in wf_other["jobs"].items():
+            if (name, job_id) != ("ci.yml", "test"):
+                # Deploys and the evaluation train on the full official archive.
+                assert not any("--dev-subset" in s.get("run", "") for s in _steps(job))
     _step(test, "actions/cache")
     make_test = next(s for s in _steps(test) if s.get("run") == "make test")
     assert "--cov" in make_test["env"]["PYTEST_ADDOPTS"]
