@@ -463,6 +463,9 @@ def test_deploy_role_policy_limits_iam() -> None:
             assert stmt["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME_PREFIX*"
         if "iam:PassRole" in actions:
             assert "iam:PassedToService" in stmt["Condition"]["StringEquals"]
+        # The stack's roles carry inline policies only; attaching a managed policy (say
+        # AdministratorAccess) to a role it can pass would be an escalation path.
+        assert not {"iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"} & set(actions)
 
 
 # --- the inline scripts themselves ------------------------------------------------------------
