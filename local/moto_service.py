@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import signal
 import sys
@@ -28,6 +29,36 @@ def _write_atomic(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def _profile_threads(path: str) -> None:
+    """Profile every thread (cProfile per thread); write merged stats to ``path`` at exit."""
+    import atexit
+    import cProfile
+    import pstats
+
+    profiles: list[cProfile.Profile] = []
+    original_run = threading.Thread.run
+
+    def run(self: threading.Thread) -> None:
+        profile = cProfile.Profile()
+        profile.enable()
+        try:
+            original_run(self)
+        finally:
+            profile.disable()
+            profiles.append(profile)
+
+    threading.Thread.run = run  # type: ignore[method-assign]
+
+    def dump() -> None:
+        if profiles:
+            stats = pstats.Stats(profiles[0])
+            for profile in profiles[1:]:
+                stats.add(profile)
+            stats.dump_stats(path)
+
+    atexit.register(dump)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,7 +91,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install(args.code_dir.resolve())
     if not args.no_speedups:
-        moto_speedups.install()
+        moto_speedups.install(in_process_dispatch=True)
+    # Per-request access lines and moto's error report for every failed execution (expected
+    # outcomes here, kept in the execution history) cost more than they tell; warnings stay.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    logging.getLogger("moto.stepfunctions").setLevel(logging.CRITICAL)
+
+    profile_path = os.environ.get("SCONES_PROFILE")
+    if profile_path:  # benchmarks: where the server's time goes, all threads
+        _profile_threads(profile_path)
 
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)

@@ -9,7 +9,15 @@ execution, with no change to what it does (profile and figures in docs/workflow.
    14 ms each: service model, endpoint resolver, handler copies). Clients are thread-safe for
    calls, so one per (region, service, credentials, target) is reused.
 
-Local mode installs both in its moto server; the tests run the interpreter with and without.
+3. Module list once: moto's server dispatcher lists its own package directory (os.listdir +
+   isdir of ~200 entries) for every request, while holding the dispatcher lock; under
+   concurrent load that serialised all requests (20 ms each). The list cannot change at runtime.
+4. In-process dispatch (server only, ``in_process_dispatch=True``): the interpreter's calls to
+   Lambda and SNS are handed to moto's backends in-process by moto's own botocore stubber (the
+   mechanism of ``mock_aws``) instead of an HTTP round trip back into the same server.
+
+Local mode installs all of them in its moto server; the tests run the interpreter with and
+without the first two.
 """
 
 from __future__ import annotations
@@ -27,10 +35,11 @@ _CLIENT_USERS = (
 )
 
 
-def install(maxsize: int = 32) -> None:
+def install(maxsize: int = 32, in_process_dispatch: bool = False) -> None:
     """Memoise ASL parsing and the interpreter's boto3 clients (idempotent)."""
     import importlib
 
+    import moto.backends
     from moto.core.models import botocore_stubber
     from moto.settings import moto_server_port
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -73,16 +82,29 @@ def install(maxsize: int = 32) -> None:
             _originals[name] = module.boto_client_for
             module.boto_client_for = cached_client
 
+        modules = tuple(moto.backends.list_of_moto_modules())
+        _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
+        moto.backends.list_of_moto_modules = lambda: modules
+
+        if in_process_dispatch:
+            _originals["stubber_enabled"] = botocore_stubber.enabled
+            botocore_stubber.enabled = True
+
 
 def uninstall() -> None:
     import importlib
 
+    import moto.backends
+    from moto.core.models import botocore_stubber
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     with _lock:
         if not _originals:
             return
         AmazonStateLanguageParser.parse = _originals.pop("parse")
+        moto.backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
+        if "stubber_enabled" in _originals:
+            botocore_stubber.enabled = _originals.pop("stubber_enabled")
         for name in _CLIENT_USERS:
             importlib.import_module(name).boto_client_for = _originals.pop(name)
         _originals.clear()
