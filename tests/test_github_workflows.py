@@ -164,6 +164,8 @@ def test_every_action_is_pinned_to_a_commit_with_its_version(
 ) -> None:
     for path in workflow_files:
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if re.match(r"^\s*-?\s*uses:\s*\./", line):
+                continue  # a workflow or action of this repository, same commit
             if re.match(r"^\s*-?\s*uses:", line):
                 assert SHA_PIN.match(line), f"{path.name}:{n} not pinned to SHA + # vX: {line}"
 
@@ -268,6 +270,8 @@ def test_scripts_the_workflows_call_exist(workflow_files: list[Path]) -> None:
 def test_jobs_have_timeouts(workflows: dict[str, dict[str, Any]]) -> None:
     for name, wf in workflows.items():
         for job_id, job in wf["jobs"].items():
+            if "uses" in job:
+                continue  # a reusable-workflow call: its own jobs carry the timeouts
             assert 0 < job["timeout-minutes"] <= 120, (name, job_id)
 
 
@@ -276,8 +280,11 @@ def test_jobs_have_timeouts(workflows: dict[str, dict[str, Any]]) -> None:
 
 def test_ci_installs_and_tests_as_the_readme_says(workflows: dict[str, dict[str, Any]]) -> None:
     wf = workflows["ci.yml"]
-    assert set(wf["on"]) >= {"pull_request", "push"}
+    assert set(wf["on"]) >= {"pull_request", "push", "workflow_call"}
     assert wf["on"]["push"]["branches"] == ["main"]
+    # Superseded PR runs are cancelled; main's runs (and Deploy's gate) never are.
+    assert wf["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+    assert "github.workflow" in wf["concurrency"]["group"]
     test = wf["jobs"]["test"]
     runs = [s.get("run", "") for s in _steps(test)]
     assert "make venv" in runs and "make test" in runs
@@ -346,7 +353,10 @@ def test_deploy_goes_dev_then_gated_prod_with_smoke_tests(
     wf = workflows["deploy.yml"]
     assert wf["on"] == {"push": {"branches": ["main"]}}
     dev, prod = wf["jobs"]["dev"], wf["jobs"]["prod"]
-    assert prod["needs"] == "dev"
+    # Nothing reaches AWS untested: the CI workflow itself is the first job.
+    assert wf["jobs"]["ci"]["uses"] == "./.github/workflows/ci.yml"
+    assert wf["jobs"]["ci"]["permissions"] == {"contents": "read"}
+    assert dev["needs"] == "ci" and prod["needs"] == "dev"
     for stack, job in (("dev", dev), ("prod", prod)):
         assert job["environment"]["name"] == stack
         assert job["concurrency"] == {"group": f"pulumi-stack-{stack}", "cancel-in-progress": False}
