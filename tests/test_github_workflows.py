@@ -261,6 +261,18 @@ def test_pulumi_cli_matches_the_pinned_sdk(workflows: dict[str, dict[str, Any]])
                         assert step["with"]["pulumi-version"] == "${{ env.PULUMI_CLI_VERSION }}"
 
 
+def test_env_values_do_not_rely_on_tilde_expansion(workflows: dict[str, dict[str, Any]]) -> None:
+    # `env:` values reach processes verbatim; "~/x" would become a folder named "~".
+    for name, wf in workflows.items():
+        envs = [wf.get("env", {})]
+        for job in wf["jobs"].values():
+            envs.append(job.get("env", {}))
+            envs.extend(step.get("env", {}) for step in _steps(job))
+        for env in envs:
+            for key, value in env.items():
+                assert not str(value).startswith("~"), (name, key, value)
+
+
 def test_scripts_the_workflows_call_exist(workflow_files: list[Path]) -> None:
     for path in workflow_files:
         for script in re.findall(r"(\.github/scripts/[\w.-]+)", path.read_text(encoding="utf-8")):
