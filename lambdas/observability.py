@@ -19,7 +19,10 @@ METRICS_NAMESPACE = "SconesUnlimited/Inference"
 def powertools(step: str) -> tuple[Logger, Metrics, Tracer]:
     service = os.environ.get("POWERTOOLS_SERVICE_NAME") or "scones-workflow"
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE
-    logger = Logger(service=service, step=step)
+    # No per-function key on the Logger itself: Loggers of one service share one formatter, so
+    # when functions share a process (local mode) such a key would be the first one's. Handlers
+    # put "step" on each line instead.
+    logger = Logger(service=service)
     # Metrics() instances share one class-level metric set; a provider of its own per function
     # keeps two functions running in one process (local mode) from flushing each other's data.
     metrics = Metrics(provider=AmazonCloudWatchEMFProvider(namespace=namespace, service=service))

@@ -28,7 +28,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     capture_uri = env.get("CAPTURE_S3_URI", "").strip()
     capture_target = parse_s3_uri(capture_uri) if capture_uri else None
     event = validate_event(event, CLASSIFY_INPUT, "classify_image")
-    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    logger.append_keys(
+        step="classify_image", s3_key=event["s3_key"], driver_id=event.get("driver_id")
+    )
     data = decode_image(event)
     started = time.perf_counter()
     prediction = invoke(client("sagemaker-runtime"), endpoint, data, classes)

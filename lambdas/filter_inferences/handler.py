@@ -23,7 +23,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     classes = parse_classes(os.environ)
     threshold = parse_threshold(os.environ)
     event = validate_event(event, FILTER_INPUT, "filter_inferences")
-    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    logger.append_keys(
+        step="filter_inferences", s3_key=event["s3_key"], driver_id=event.get("driver_id")
+    )
     confidence = max(event["inferences"]) if event["inferences"] else 0.0
     metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=float(confidence))
     try:

@@ -29,7 +29,9 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     routes = parse_routes(os.environ, parse_classes(os.environ))
     publish = make_publisher(os.environ, client)
     event = validate_event(event, ROUTE_INPUT, "route_driver")
-    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    logger.append_keys(
+        step="route_driver", s3_key=event["s3_key"], driver_id=event.get("driver_id")
+    )
     route = choose_route(event["label"], routes)
     message_id = publish_route(publish, routing_event(event, route))
     metrics.add_metric(name="Routed", unit=MetricUnit.Count, value=1)

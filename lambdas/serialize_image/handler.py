@@ -19,7 +19,9 @@ logger, metrics, tracer = powertools("serialize_image")
 @tracer.capture_lambda_handler
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     event = validate_event(event, SERIALIZE_INPUT, "serialize_image")
-    logger.append_keys(s3_key=event["s3_key"], driver_id=event.get("driver_id"))
+    logger.append_keys(
+        step="serialize_image", s3_key=event["s3_key"], driver_id=event.get("driver_id")
+    )
     data = fetch_object(client("s3"), event["s3_bucket"], event["s3_key"])
     result = serialize(event, data)
     metrics.add_metric(name="ImageBytes", unit=MetricUnit.Bytes, value=len(data))
