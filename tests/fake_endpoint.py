@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -37,7 +38,10 @@ class FakeEndpoint:
         self.endpoint_name = endpoint_name
         self.answers: deque[Answer] = deque()
         self.default: Answer = ok([0.97, 0.03])
+        # Optional: answer by request body (for concurrent tests where queue order is unknown).
+        self.responder: Callable[[bytes], Answer] | None = None
         self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -54,7 +58,14 @@ class FakeEndpoint:
                 if self.path != f"/endpoints/{fake.endpoint_name}/invocations":
                     answer = error("ValidationError", 400, f"Endpoint {self.path} not found.")
                 else:
-                    answer = fake.answers.popleft() if fake.answers else fake.default
+                    with fake.lock:
+                        queued = fake.answers.popleft() if fake.answers else None
+                    if queued is not None:
+                        answer = queued
+                    elif fake.responder is not None:
+                        answer = fake.responder(body)
+                    else:
+                        answer = fake.default
                 status, headers, payload = answer
                 self.send_response(status)
                 for k, v in headers.items():

@@ -253,3 +253,93 @@ def test_routing_publish_failure_is_reported_not_lost(
         wf.sns.create_topic(Name=topic.rsplit(":", 1)[1])
     assert (desc["status"], final) == ("FAILED", "UnexpectedError")
     assert desc["error"] == "RoutingError"
+
+
+def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    """local/moto_speedups.py (parse once, shared clients) must not change any outcome, also
+    with executions running at once (retry counters live per execution, not in the tree)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from local import moto_speedups
+
+    wf, endpoint = stack
+    bodies = {
+        png_bytes(seed=11): ok([0.99, 0.01]),
+        png_bytes(seed=12): ok([0.02, 0.98]),
+        png_bytes(seed=13): ok([0.55, 0.45]),
+    }
+    for i, body in enumerate(bodies):
+        wf.s3.put_object(Bucket=BUCKET, Key=f"mix/{i}.png", Body=body)
+    throttled: set[bytes] = set()
+
+    def responder(body: bytes):
+        if body == png_bytes(seed=12) and body not in throttled:
+            throttled.add(body)  # the first call for this image is throttled, then retried
+            return error("ThrottlingException", 400, "Rate exceeded")
+        return bodies[body]
+
+    cases = [
+        (_event("mix/0.png"), "SUCCEEDED", "Routed_nearby"),
+        (_event("mix/1.png"), "SUCCEEDED", "Routed_distant"),
+        (_event("mix/2.png"), "FAILED", "NeedsHumanReview"),
+        (_event("test/truncated.png"), "FAILED", "InvalidImage"),
+        (_event("test/missing.png"), "FAILED", "ImageNotFound"),
+        ({"s3_bucket": BUCKET}, "FAILED", "InvalidEvent"),
+    ] * 3
+    endpoint.responder = responder
+    moto_speedups.install()
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            arns = list(
+                pool.map(lambda c: wf.start(c[0], name=f"mix-{id(c)}-{os.urandom(4).hex()}"), cases)
+            )
+            results = [(wf.wait(a)["status"], wf.final_state(a)) for a in arns]
+    finally:
+        moto_speedups.uninstall()
+        endpoint.responder = None
+    assert results == [(status, state) for _, status, state in cases]
+
+
+def test_definition_is_well_formed_asl() -> None:
+    from lambdas.errors import NAMED_ERRORS
+    from lambdas.workflow_definition import build_definition
+
+    arns = {
+        k: f"arn:aws:lambda:us-east-1:1:function:{k}"
+        for k in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+    }
+    d = build_definition(
+        arns,
+        review_topic_arn="arn:aws:sns:us-east-1:1:review",
+        routes={"bicycle": "nearby", "motorcycle": "distant", "scooter": "nearby"},
+    )
+    json.dumps(d)
+    states = d["States"]
+    assert d["StartAt"] in states
+    targets = set()
+    for name, state in states.items():
+        for key in ("Next", "Default"):
+            if key in state:
+                targets.add(state[key])
+        targets.update(c["Next"] for c in state.get("Catch", []) + state.get("Choices", []))
+        for retry in state.get("Retry", []):
+            assert retry["IntervalSeconds"] >= 1 and retry["BackoffRate"] > 1
+            assert retry["JitterStrategy"] == "FULL"
+            assert not set(retry["ErrorEquals"]) & set(NAMED_ERRORS), name
+        catches = state.get("Catch", [])
+        if catches:
+            assert catches[-1]["ErrorEquals"] == ["States.ALL"]
+        for value in (state.get("Parameters") or {}).values():
+            assert not (isinstance(value, str) and value.lstrip().startswith("{"))
+    assert targets <= set(states)
+    assert targets | {d["StartAt"]} == set(states)  # every state is reachable
+    fail_errors = {s.get("Error") for s in states.values() if s["Type"] == "Fail"}
+    assert set(NAMED_ERRORS) <= fail_errors
+    assert {c["StringEquals"] for c in states["RouteChoice"]["Choices"]} == {"nearby", "distant"}
+    assert states["PublishForReview"]["Resource"] == "arn:aws:states:::sns:publish"
+    with pytest.raises(ValueError, match="route_driver"):
+        build_definition(
+            {k: v for k, v in arns.items() if k != "route_driver"}, review_topic_arn="t"
+        )
