@@ -6,7 +6,9 @@ through ``AWS_ENDPOINT_URL_S3`` in local mode, moto in tests): no local-mode bra
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,11 +61,35 @@ def window_bounds(
     return end - timedelta(minutes=minutes), end
 
 
+BASELINE_MEMBER = "baseline.json"
+
+
+def baseline_from_model_tar(data: bytes) -> bytes:
+    """``baseline.json`` out of a SageMaker ``model.tar.gz`` (training puts it at the root)."""
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for member in tar.getmembers():
+                if member.isfile() and member.name.lstrip("./") == BASELINE_MEMBER:
+                    handle = tar.extractfile(member)
+                    if handle is not None:
+                        return handle.read()
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise BaselineUnavailable(f"model archive is not a readable tar.gz: {exc}") from exc
+    raise BaselineUnavailable(f"model archive has no {BASELINE_MEMBER}")
+
+
 def load_baseline(s3: Any, bucket: str, key: str) -> dict[str, Any]:
+    """The baseline from ``baseline.json`` or from inside the model's ``model.tar.gz``.
+
+    Reading it from the training job's own artifact means no copy step can go stale: the
+    baseline always belongs to the model the endpoint serves.
+    """
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     except Exception as exc:  # botocore ClientError and friends: report them by name
         raise BaselineUnavailable(f"cannot read baseline s3://{bucket}/{key}: {exc}") from exc
+    if key.endswith(".tar.gz"):
+        body = baseline_from_model_tar(body)
     try:
         return validate_baseline(json.loads(body))
     except (json.JSONDecodeError, UnicodeDecodeError, BaselineError) as exc:

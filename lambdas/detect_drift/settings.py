@@ -6,7 +6,8 @@ variable                        default   meaning
 CAPTURE_S3_URI                  required  s3://bucket/prefix the endpoint captures under
                                           (files below {prefix}/{endpoint}/{variant}/...)
 REPORT_S3_URI                   required  s3://bucket/prefix the JSON reports go to
-BASELINE_S3_URI                 required  s3://bucket/key of the model's baseline.json
+BASELINE_S3_URI                 required  s3://bucket/key of the model's baseline.json, or
+                                          of its model.tar.gz (baseline.json read inside)
 ENDPOINT_NAME                   required  endpoint whose capture is read (metric dimension)
 VARIANT_NAME                    AllTraffic production variant of the capture folder
 STACK_NAME                      local     stack name (metric dimension)

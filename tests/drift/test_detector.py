@@ -232,6 +232,24 @@ def test_baseline_problems_are_named(s3) -> None:
         load_baseline(s3, BUCKET, "bad.json")
 
 
+def test_baseline_read_from_model_tar(s3, baseline, tmp_path) -> None:
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in (("model.pth", b"weights"), ("baseline.json", json.dumps(baseline))):
+            raw = data if isinstance(data, bytes) else data.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    s3.put_object(Bucket=BUCKET, Key="models/job/output/model.tar.gz", Body=buf.getvalue())
+    assert load_baseline(s3, BUCKET, "models/job/output/model.tar.gz") == baseline
+    s3.put_object(Bucket=BUCKET, Key="broken.tar.gz", Body=b"not gzip")
+    with pytest.raises(BaselineUnavailable, match=r"tar\.gz"):
+        load_baseline(s3, BUCKET, "broken.tar.gz")
+
+
 def test_classes_must_match_baseline(s3) -> None:
     settings = load_settings(_env(CLASSES='["cat", "dog"]'))
     with pytest.raises(ConfigurationError, match="differ"):
