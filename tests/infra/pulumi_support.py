@@ -1,0 +1,152 @@
+"""Mocks and helpers for the Pulumi tests (tests/infra/conftest.py sets the mocks once).
+
+`run_stack(stack, overrides)` runs the real program (components.stack.deploy) against the
+stack's Pulumi.<stack>.yaml config and returns every registered resource (type, name, inputs as
+the engine sees them, camelCase; outputs; URN, which encodes the parent chain) and the resolved
+stack outputs. With preview=False every `apply` runs, so policies and the state machine
+definition are checked as they would be deployed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import yaml
+from pulumi.runtime.mocks import MockMonitor
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+LAYER_ARN = (
+    f"arn:aws:lambda:{REGION}:017000801446:layer:AWSLambdaPowertoolsPythonV3-python312-x86_64:1"
+)
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    outputs: dict[str, Any]
+    urn: str = ""
+
+    @property
+    def parent_types(self) -> list[str]:
+        """Types of the ancestors, outermost first (from the URN's type chain)."""
+        chain = self.urn.split("::")[2].split("$")
+        return chain[:-1]
+
+
+def _physical_name(args: pulumi.runtime.MockResourceArgs) -> str:
+    return args.inputs.get("name") or f"{args.name}-a1b2c3"
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like AWS would for the computed outputs the program reads (arn, name, ...)."""
+
+    def __init__(self) -> None:
+        self.records: list[Registered] = []
+        self.calls: list[tuple[str, dict]] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        typ, name = args.typ, _physical_name(args)
+        arn = None
+        if typ == "aws:s3/bucket:Bucket":
+            outputs["bucket"] = f"{args.name}-a1b2c3"
+            arn = f"arn:aws:s3:::{outputs['bucket']}"
+            rid = outputs["bucket"]
+        elif typ == "aws:kms/key:Key":
+            outputs["keyId"] = "1234abcd-12ab-34cd-56ef-1234567890ab"
+            arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{outputs['keyId']}"
+        elif typ == "aws:iam/role:Role":
+            outputs["name"] = name
+            arn = f"arn:aws:iam::{ACCOUNT}:role/{name}"
+            rid = name
+        elif typ == "aws:lambda/function:Function":
+            outputs["name"] = name
+            arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
+        elif typ == "aws:sns/topic:Topic":
+            arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
+        elif typ == "aws:sfn/stateMachine:StateMachine":
+            arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        elif typ == "aws:cloudwatch/logGroup:LogGroup":
+            arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
+        elif typ.startswith("aws:sagemaker/"):
+            outputs.setdefault("name", name)
+            kind = typ.split(":")[-1].lower()
+            arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:{kind}/{name.lower()}"
+        elif typ == "pulumi-python:dynamic:Resource":
+            outputs["model_package_arn"] = (
+                f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{args.name}/1"
+            )
+        else:
+            outputs.setdefault("name", name)
+            arn = f"arn:aws:mock:{REGION}:{ACCOUNT}:{typ.split(':')[-1]}/{name}"
+        if arn:
+            outputs["arn"] = arn
+        resource_id = locals().get("rid") or f"{args.name}-id"
+        self.records.append(Registered(typ, args.name, dict(args.inputs), outputs))
+        return resource_id, outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        self.calls.append((args.token, dict(args.args)))
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT,
+                "arn": f"arn:aws:iam::{ACCOUNT}:user/deployer",
+                "userId": "AIDAEXAMPLE",
+                "id": ACCOUNT,
+            }
+        if args.token == "aws:ssm/getParameter:getParameter":
+            return {
+                "name": args.args["name"],
+                "value": LAYER_ARN,
+                "type": "String",
+                "id": args.args["name"],
+                "arn": f"arn:aws:ssm:{REGION}::parameter{args.args['name']}",
+                "version": 1,
+                "insecureValue": LAYER_ARN,
+                "withDecryption": False,
+            }
+        raise AssertionError(f"unexpected invoke {args.token}")
+
+
+@dataclass
+class StackRun:
+    stack: str
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    components: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def of_type(self, typ: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str, name: str | None = None) -> Registered:
+        found = [r for r in self.of_type(typ) if name is None or r.name == name]
+        assert len(found) == 1, f"expected one {typ} {name or ''}, found {len(found)}"
+        return found[0]
+
+    def named(self, name: str) -> Registered:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]
+
+
+def stack_config(stack: str) -> dict[str, str]:
+    """Pulumi.<stack>.yaml as the engine hands it to the program (structured values as JSON)."""
+    raw = yaml.safe_load((REPO_ROOT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return {
+        key: value if isinstance(value, str) else json.dumps(value) for key, value in raw.items()
+    }
+
+
+MOCKS = RecordingMocks()
+MONITOR = MockMonitor(MOCKS)
+
+

@@ -1,0 +1,107 @@
+"""The resource graph of both stacks: every component and the children it owns."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+COMPONENT_CHILDREN = {
+    "scones:security:EncryptionKey": {"aws:kms/key:Key": 1, "aws:kms/alias:Alias": 1},
+    "scones:data:DataStaging": {
+        "aws:s3/bucket:Bucket": 1,
+        "aws:s3/bucketOwnershipControls:BucketOwnershipControls": 1,
+        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": 1,
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": 1,
+        "aws:s3/bucketVersioning:BucketVersioning": 1,
+        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": 1,
+        "aws:s3/bucketPolicy:BucketPolicy": 1,
+        "aws:s3/bucketNotification:BucketNotification": 1,
+        "aws:s3/bucketObjectv2:BucketObjectv2": 3,
+    },
+    "scones:training:ModelTraining": {
+        "aws:s3/bucketObjectv2:BucketObjectv2": 1,
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicy:RolePolicy": 1,
+        "aws:sagemaker/trainingJob:TrainingJob": 1,
+        "aws:sagemaker/modelPackageGroup:ModelPackageGroup": 1,
+        "pulumi-python:dynamic:Resource": 1,
+    },
+    "scones:workflow:InferenceFunctions": {
+        "aws:sns/topic:Topic": 1,
+        "aws:cloudwatch/logGroup:LogGroup": 4,
+        "aws:iam/role:Role": 4,
+        "aws:iam/rolePolicy:RolePolicy": 4,
+        "aws:lambda/function:Function": 4,
+    },
+    "scones:workflow:InferenceWorkflow": {
+        "aws:sns/topic:Topic": 1,
+        "aws:cloudwatch/logGroup:LogGroup": 1,
+        "aws:iam/role:Role": 2,
+        "aws:iam/rolePolicy:RolePolicy": 2,
+        "aws:sfn/stateMachine:StateMachine": 1,
+        "aws:cloudwatch/eventRule:EventRule": 1,
+        "aws:cloudwatch/eventTarget:EventTarget": 1,
+    },
+}
+ENDPOINT_COMMON = {
+    "aws:iam/role:Role": 1,
+    "aws:iam/rolePolicy:RolePolicy": 1,
+    "aws:sagemaker/model:Model": 1,
+    "aws:sagemaker/endpointConfiguration:EndpointConfiguration": 1,
+    "aws:sagemaker/endpoint:Endpoint": 1,
+}
+
+
+def children(run, component: str) -> Counter:
+    return Counter(r.type for r in run.resources if r.parent_types[-1:] == [component])
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_components_own_their_resources(stack: str, request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    top = {r.type for r in run.resources if r.parent_types == ["pulumi:pulumi:Stack"]}
+    assert top == {*COMPONENT_CHILDREN, "scones:serving:ModelEndpoint", "scones:monitoring:Alarms"}
+    for component, expected in COMPONENT_CHILDREN.items():
+        assert children(run, component) == Counter(expected), component
+    # No resource floats outside a component.
+    assert all(r.parent_types for r in run.resources)
+
+
+def test_dev_endpoint_is_serverless_without_autoscaling(dev) -> None:
+    assert children(dev, "scones:serving:ModelEndpoint") == Counter(ENDPOINT_COMMON)
+
+
+def test_prod_endpoint_autoscales(prod) -> None:
+    assert children(prod, "scones:serving:ModelEndpoint") == Counter(
+        {
+            **ENDPOINT_COMMON,
+            "aws:appautoscaling/target:Target": 1,
+            "aws:appautoscaling/policy:Policy": 1,
+        }
+    )
+
+
+def test_alarms_component(dev, prod) -> None:
+    alarms = {"aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 4,
+              "aws:cloudwatch/dashboard:Dashboard": 1}
+    assert children(dev, "scones:monitoring:Alarms") == Counter(alarms)
+    assert children(prod, "scones:monitoring:Alarms") == Counter(
+        {**alarms, "aws:sns/topicSubscription:TopicSubscription": 1}
+    )
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_stack_outputs(stack: str, request: pytest.FixtureRequest) -> None:
+    run = request.getfixturevalue(stack)
+    out = run.outputs
+    bucket = run.one("aws:s3/bucket:Bucket").outputs["bucket"]
+    assert out["bucket"] == bucket
+    assert out["endpointName"] == f"scones-{stack}"
+    assert out["stateMachineArn"] == run.one("aws:sfn/stateMachine:StateMachine").outputs["arn"]
+    assert out["alarmTopicArn"] == run.named("alarms-topic").outputs["arn"]
+    assert out["dashboardUrl"].endswith(f"#dashboards:name=scones-{stack}")
+    assert out["modelDataUrl"] == (
+        f"s3://{bucket}/models/{out['trainingJobName']}/output/model.tar.gz"
+    )
+    assert out["intakeUri"] == f"s3://{bucket}/intake/"
