@@ -1,0 +1,349 @@
+"""DriftMonitor: the scheduled drift detector Lambda, its scoped role, and the drift alarms.
+
+- The function (``lambdas.detect_drift.handler``) runs on an EventBridge schedule
+  (``scones:driftScheduleMinutes``) over the last ``scones:driftWindowMinutes`` of captured
+  traffic, compares it with the baseline inside the model's ``model.tar.gz``, publishes the
+  drift metrics as EMF log lines and writes a JSON report under ``drift-reports/``.
+- Its role reads only the endpoint's capture prefix and the model artifact, lists only the
+  capture prefix, writes only the report prefix, and writes its own log group and X-Ray
+  segments. No ``cloudwatch:PutMetricData``: EMF metrics travel through the log group.
+- numpy and Pillow come from a layer built from python3.12 manylinux wheels
+  (``lambdas.detect_drift.package``); Powertools from AWS's published layer.
+- Alarms (through the ``Alarms`` seam, so they notify the alarm topic and sit on the dashboard),
+  one per rule of ``lambdas.detect_drift.rules.alarm_rules`` — the rules the Lambda's verdict
+  and ``python -m local monitor`` evaluate: ``ConfidencePSI``, ``InputPSI`` and
+  ``LowConfidenceRate`` above their thresholds, and per class ``ABS(ClassShare - expected)``
+  (metric math) above the tolerance. Period = the schedule, one datapoint, missing data is not
+  breaching (quiet or small windows publish no drift metric).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pulumi
+import pulumi_aws as aws
+
+from components.alarms import Alarms
+from components.iam import (
+    XRAY_WRITE_ACTIONS,
+    assume_role_policy,
+    document,
+    log_group_arns,
+    statement,
+)
+from components.inference_functions import powertools_layer_parameter
+from lambdas.detect_drift.package import HANDLER, RUNTIME
+from lambdas.detect_drift.rules import (
+    DIM_CLASS,
+    DIM_ENDPOINT,
+    DIM_STACK,
+    DIM_STATISTIC,
+    M_CLASS_SHARE,
+    METRICS_NAMESPACE,
+    DriftThresholds,
+    alarm_rules,
+)
+from training.image_stats import STATISTICS
+
+REPORTS_PREFIX = "drift-reports"
+
+
+def schedule_expression(minutes: int) -> str:
+    """EventBridge rate expression (the unit is singular for 1)."""
+    if minutes < 1:
+        raise ValueError(f"schedule must be at least 1 minute, got {minutes}")
+    return "rate(1 minute)" if minutes == 1 else f"rate({minutes} minutes)"
+
+
+def s3_object_arn(uri: str, partition: str = "aws") -> str:
+    """``s3://bucket/key`` -> the object's ARN."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+        raise ValueError(f"expected s3://bucket/key, got {uri!r}")
+    return f"arn:{partition}:s3:::{parsed.netloc}/{parsed.path.lstrip('/')}"
+
+
+def _hash(path: Path) -> str:
+    return base64.b64encode(hashlib.sha256(Path(path).read_bytes()).digest()).decode()
+
+
+@dataclass
+class DriftMonitorArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    function_zip: Path
+    layer_zip: Path
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    endpoint_name: str
+    variant_name: str
+    capture_prefix: str  # key prefix in the bucket the endpoint captures under
+    baseline_s3_uri: pulumi.Input[str]  # the model.tar.gz (or a baseline.json)
+    classes: Sequence[str]
+    confidence_threshold: float
+    thresholds: DriftThresholds
+    schedule_minutes: int
+    window_minutes: int
+    log_retention_days: int
+    alarms: Alarms
+    partition: str = "aws"
+
+
+class DriftMonitor(pulumi.ComponentResource):
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+    layer: aws.lambda_.LayerVersion
+    rule: aws.cloudwatch.EventRule
+    drift_alarms: dict[str, aws.cloudwatch.MetricAlarm]
+
+    def __init__(
+        self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:monitoring:DriftMonitor", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # Fail at preview, naming the problem, if the classes and expected mix disagree.
+        rules = alarm_rules(list(args.classes), args.thresholds)
+        fname = f"scones-{args.stack}-detect-drift"
+        capture_key_prefix = f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/"
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{fname}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"scones {args.stack}: drift detector",
+            assume_role_policy=assume_role_policy(
+                "lambda.amazonaws.com", source_account=args.account_id
+            ),
+            opts=child,
+        )
+        baseline_arn = pulumi.Output.from_input(args.baseline_s3_uri).apply(
+            lambda uri: s3_object_arn(uri, args.partition)
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(
+                [
+                    statement(
+                        ["s3:ListBucket"],
+                        [args.bucket_arn],
+                        sid="ListCapturePrefixOnly",
+                        condition={"StringLike": {"s3:prefix": [f"{capture_key_prefix}*"]}},
+                    ),
+                    statement(
+                        ["s3:GetObject"],
+                        [pulumi.Output.concat(args.bucket_arn, f"/{capture_key_prefix}*")],
+                        sid="ReadCapturedTraffic",
+                    ),
+                    statement(["s3:GetObject"], [baseline_arn], sid="ReadModelBaseline"),
+                    statement(
+                        ["s3:PutObject"],
+                        [pulumi.Output.concat(args.bucket_arn, f"/{REPORTS_PREFIX}/*")],
+                        sid="WriteDriftReports",
+                    ),
+                    statement(
+                        ["kms:Decrypt", "kms:GenerateDataKey"],
+                        [args.kms_key_arn],
+                        sid="BucketIsKmsEncrypted",
+                    ),
+                    statement(
+                        ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        log_group_arns(self.log_group.arn),
+                        sid="WriteOwnLogGroupAndEmfMetrics",
+                    ),
+                    statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                ]
+            ),
+            opts=child,
+        )
+        self.layer = aws.lambda_.LayerVersion(
+            f"{name}-numpy-pillow",
+            layer_name=f"scones-{args.stack}-drift-numpy-pillow",
+            description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
+            code=pulumi.FileArchive(str(args.layer_zip)),
+            source_code_hash=_hash(args.layer_zip),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=["x86_64"],
+            opts=child,
+        )
+        powertools = aws.ssm.get_parameter_output(
+            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
+        ).value
+        t = args.thresholds
+        environment: dict[str, pulumi.Input[str]] = {
+            "CAPTURE_S3_URI": pulumi.Output.concat(
+                "s3://", args.bucket_name, f"/{args.capture_prefix.strip('/')}"
+            ),
+            "REPORT_S3_URI": pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORTS_PREFIX}"),
+            "BASELINE_S3_URI": args.baseline_s3_uri,
+            "ENDPOINT_NAME": args.endpoint_name,
+            "VARIANT_NAME": args.variant_name,
+            "STACK_NAME": args.stack,
+            "WINDOW_MINUTES": str(args.window_minutes),
+            "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
+            "CLASSES": json.dumps(list(args.classes)),
+            "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
+            "DRIFT_INPUT_PSI": repr(t.input_psi),
+            "DRIFT_LOW_CONFIDENCE_RATE": repr(t.low_confidence_rate),
+            "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
+            "DRIFT_MIN_SAMPLES": str(t.min_samples),
+            "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
+            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_LOG_LEVEL": "INFO",
+        }
+        if t.expected_class_share is not None:
+            environment["EXPECTED_CLASS_SHARE"] = json.dumps(
+                dict(t.expected_class_share), sort_keys=True
+            )
+        self.function = aws.lambda_.Function(
+            f"{name}-function",
+            name=fname,
+            description=f"scones {args.stack}: drift of captured traffic vs the training baseline",
+            runtime=RUNTIME,
+            architectures=["x86_64"],
+            handler=HANDLER,
+            code=pulumi.FileArchive(str(args.function_zip)),
+            source_code_hash=_hash(args.function_zip),
+            role=self.role.arn,
+            layers=[powertools, self.layer.arn],
+            # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well within.
+            memory_size=1024,
+            timeout=300,
+            environment={"variables": environment},
+            tracing_config={"mode": "Active"},
+            logging_config={
+                "log_format": "JSON",
+                "log_group": self.log_group.name,
+                "application_log_level": "INFO",
+                "system_log_level": "WARN",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
+        )
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-schedule",
+            description=f"scones {args.stack}: run the drift detector",
+            schedule_expression=schedule_expression(args.schedule_minutes),
+            opts=child,
+        )
+        self.target = aws.cloudwatch.EventTarget(
+            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
+        )
+        self.permission = aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="events.amazonaws.com",
+            source_arn=self.rule.arn,
+            opts=child,
+        )
+
+        period = args.schedule_minutes * 60
+        dims = {DIM_STACK: args.stack, DIM_ENDPOINT: args.endpoint_name}
+        self.drift_alarms = {}
+        for rule in rules:
+            description = f"scones {args.stack} drift: {rule.description}"
+            if rule.class_name is None:
+                alarm_args = aws.cloudwatch.MetricAlarmArgs(
+                    namespace=METRICS_NAMESPACE,
+                    metric_name=rule.metric,
+                    dimensions=dict(dims),
+                    statistic="Maximum",
+                    period=period,
+                    evaluation_periods=1,
+                    threshold=rule.threshold,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="notBreaching",
+                    alarm_description=description,
+                )
+                widget = [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
+            else:
+                alarm_args = aws.cloudwatch.MetricAlarmArgs(
+                    metric_queries=[
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="share",
+                            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                                namespace=METRICS_NAMESPACE,
+                                metric_name=M_CLASS_SHARE,
+                                dimensions={**dims, DIM_CLASS: rule.class_name},
+                                period=period,
+                                stat="Maximum",
+                            ),
+                            return_data=False,
+                        ),
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="deviation",
+                            expression=f"ABS(share - {rule.expected!r})",
+                            label=f"|{rule.class_name} share - {rule.expected:g}|",
+                            return_data=True,
+                        ),
+                    ],
+                    evaluation_periods=1,
+                    threshold=rule.threshold,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="notBreaching",
+                    alarm_description=description,
+                )
+                widget = None
+            self.drift_alarms[rule.key] = args.alarms.add_alarm(
+                f"drift-{rule.key}", alarm_args, widget_metrics=widget
+            )
+        args.alarms.add_widget(
+            _lines_widget(
+                "Drift: share of each class",
+                args.region,
+                [[METRICS_NAMESPACE, M_CLASS_SHARE, *_flat(dims), DIM_CLASS, c]
+                 for c in args.classes],
+                period,
+            )
+        )
+        args.alarms.add_widget(
+            _lines_widget(
+                "Drift: PSI per input statistic",
+                args.region,
+                [[METRICS_NAMESPACE, "InputPSI", *_flat(dims), DIM_STATISTIC, s]
+                 for s in STATISTICS],
+                period,
+                threshold=t.input_psi,
+            )
+        )
+        self.register_outputs(
+            {
+                "functionArn": self.function.arn,
+                "scheduleRuleArn": self.rule.arn,
+                "reportsUri": environment["REPORT_S3_URI"],
+                "alarmArns": {k: a.arn for k, a in self.drift_alarms.items()},
+            }
+        )
+
+
+def _flat(dimensions: dict[str, str]) -> list[str]:
+    return [part for key, value in dimensions.items() for part in (key, value)]
+
+
+def _lines_widget(
+    title: str, region: str, metrics: list[list[str]], period: int, threshold: float | None = None
+) -> dict:
+    properties: dict = {
+        "title": title,
+        "region": region,
+        "metrics": metrics,
+        "stat": "Maximum",
+        "period": period,
+    }
+    if threshold is not None:
+        properties["annotations"] = {"horizontal": [{"label": "alarm", "value": threshold}]}
+    return {"type": "metric", "width": 12, "height": 6, "properties": properties}
