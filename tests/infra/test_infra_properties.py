@@ -258,7 +258,9 @@ def test_alarms(run) -> None:
     assert all(a["alarmActions"] == [topic] for a in alarms.values())
     five = alarms["alarms-endpoint-5xx"]
     assert (five["metricName"], five["threshold"]) == ("Invocation5XXErrors", 0)
-    assert five["dimensions"] == {"EndpointName": f"scones-{run.stack}", "VariantName": "AllTraffic"}
+    assert five["dimensions"] == {
+        "EndpointName": f"scones-{run.stack}", "VariantName": "AllTraffic"
+    }
     latency = alarms["alarms-endpoint-latency-p99"]
     assert (latency["extendedStatistic"], latency["threshold"]) == ("p99", 500_000)
     failed = alarms["alarms-workflow-failed"]
