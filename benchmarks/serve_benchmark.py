@@ -286,7 +286,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         run["in_process"] = in_process(str(model_dir), body, threads, args.requests)
         runs.append(run)
     cleanup()
-    best = min(runs, key=lambda r: r["sequential"]["p50_ms"])
+    for run in runs:
+        run["targets_met"] = {
+            "p50": run["sequential"]["p50_ms"] <= TARGET_P50_MS,
+            "p99": run["sequential"]["p99_ms"] <= TARGET_P99_MS,
+        }
+    # The verdict is for the server's default configuration (1 torch thread, see
+    # training.inference.configure_threads); other thread counts are there for comparison.
+    default = next((r for r in runs if r["torch_threads"] == 1), runs[0])
     result = {
         "benchmark": "serve",
         "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -302,11 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "note": "2 cores shared with other work; clients run on the same cores",
         },
         "targets": {"p50_ms": TARGET_P50_MS, "p99_ms": TARGET_P99_MS},
-        "met": {
-            "torch_threads": best["torch_threads"],
-            "p50": best["sequential"]["p50_ms"] <= TARGET_P50_MS,
-            "p99": best["sequential"]["p99_ms"] <= TARGET_P99_MS,
-        },
+        "met": {"torch_threads": default["torch_threads"], **default["targets_met"]},
         "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
