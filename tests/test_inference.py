@@ -134,10 +134,13 @@ def test_serving_errors_become_toolkit_errors_inside_sagemaker(
     """In SageMaker's image the toolkit maps only its own errors to their status codes."""
 
     class GenericInferenceToolkitError(Exception):
-        def __init__(self, status_code: int, message: str | None = None) -> None:
+        def __init__(
+            self, status_code: int, message: str | None = None, phrase: str | None = None
+        ) -> None:
             super().__init__(message)
             self.status_code = status_code
             self.message = message
+            self.phrase = phrase
 
     errors_module = types.ModuleType("sagemaker_inference.errors")
     errors_module.GenericInferenceToolkitError = GenericInferenceToolkitError  # type: ignore[attr-defined]
@@ -149,6 +152,7 @@ def test_serving_errors_become_toolkit_errors_inside_sagemaker(
         inference.input_fn(b"png?", "text/plain")
     assert info.value.status_code == 415
     assert json.loads(info.value.message)["error"] == "UnsupportedContentType"
+    assert info.value.phrase == "UnsupportedContentType"
 
 
 def test_hooks_import_as_top_level_module_like_sagemaker(

@@ -87,7 +87,8 @@ def _toolkit_errors(func: _F) -> _F:
             except ImportError:
                 raise exc from None
             body = json.dumps({"error": exc.name, "message": str(exc)})
-            raise GenericInferenceToolkitError(exc.status, body) from exc
+            # message = the response body (JSON, as locally); phrase = the HTTP reason phrase.
+            raise GenericInferenceToolkitError(exc.status, body, exc.name) from exc
 
     return wrapper  # type: ignore[return-value]
 
