@@ -9,6 +9,7 @@ definition are checked as they would be deployed.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +34,23 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, dev_archive: Path):
     from components.stack import build_artifacts
 
     settings = Settings(cifar_archive=str(dev_archive))
+    if not os.environ.get("SCONES_WHEELHOUSE"):
+        # The drift layer's wheels: small stand-ins with the pinned names, so the build step
+        # runs offline (tests/drift/test_package.py covers the real layer build).
+        os.environ["SCONES_WHEELHOUSE"] = str(_stand_in_wheels(tmp_path_factory.mktemp("wheels")))
     return build_artifacts(settings, tmp_path_factory.mktemp("pulumi-build"))
+
+
+def _stand_in_wheels(directory: Path) -> Path:
+    import zipfile
+
+    from lambdas.detect_drift.package import pinned_versions
+
+    for name, version in pinned_versions().items():
+        wheel = directory / f"{name}-{version}-cp312-cp312-manylinux_2_28_x86_64.whl"
+        with zipfile.ZipFile(wheel, "w") as zf:
+            zf.writestr(f"{name}/__init__.py", "")
+    return directory
 
 
 @pytest.fixture(scope="session")
