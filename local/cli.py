@@ -152,6 +152,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                 str(ready),
                 "--code-dir",
                 str(state_dir / "lambda-code"),
+                "--stats-file",
+                str(state_dir / "lambda-stats.json"),
             ],
             logs / "moto.log",
             _service_env({}),

@@ -23,6 +23,7 @@ so ``os.environ`` and module state are process-global:
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import io
@@ -46,6 +47,8 @@ _saved_env: dict[str, str | None] = {}  # key -> value before we touched it
 _code: dict[str, Any] = {"sha": None, "dir": None, "path_added": None, "members": None}
 _handlers: dict[str, Any] = {}
 _original_invoke: Any = None
+# Handler durations in ms per function name (for the benchmark's breakdown), bounded.
+STATS: dict[str, collections.deque] = {}
 _code_root: Path | None = None
 
 
@@ -203,6 +206,9 @@ def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
         except Exception as exc:
             payload, errored = _error_payload(exc, request_id), True
     elapsed = time.perf_counter() - start
+    STATS.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
+        elapsed * 1000.0
+    )
     if elapsed > timeout_s:
         # A thread cannot be killed, so the limit is checked afterwards, as Lambda reports it.
         message = f"{request_id} Task timed out after {timeout_s:.2f} seconds"
@@ -260,3 +266,8 @@ def installed(code_root: Path | None = None) -> Iterator[None]:
         yield
     finally:
         uninstall()
+
+
+def stats_snapshot() -> dict[str, list[float]]:
+    """Copy of the recorded handler durations (ms) per function."""
+    return {name: list(values) for name, values in STATS.items()}

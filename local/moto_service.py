@@ -66,7 +66,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--ready-file", required=True, type=Path)
     parser.add_argument("--code-dir", type=Path, default=Path(".scones") / "lambda-code")
     parser.add_argument(
-        "--no-speedups", action="store_true", help="run moto's interpreter without the caches"
+        "--no-speedups",
+        action="store_true",
+        default=os.environ.get("SCONES_MOTO_SPEEDUPS") == "0",
+        help="run moto's interpreter without local/moto_speedups.py ($SCONES_MOTO_SPEEDUPS=0)",
+    )
+    parser.add_argument(
+        "--stats-file", type=Path, help="on SIGUSR1, write handler durations (ms) here as JSON"
     )
     args = parser.parse_args(argv)
 
@@ -109,6 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    if args.stats_file:
+
+        def dump_stats(*_: object) -> None:
+            _write_atomic(args.stats_file, lambda_runtime.stats_snapshot())
+
+        signal.signal(signal.SIGUSR1, dump_stats)
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     _write_atomic(

@@ -40,6 +40,7 @@ class Result:
     latency_ms: float
     expected_error: str | None = None
     message: str = ""
+    execution_arn: str = ""
 
     @property
     def as_expected(self) -> bool:
@@ -138,14 +139,35 @@ def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
     )
 
 
-def run_one(sfn: Any, state_machine_arn: str, spec: EventSpec, timeout: float = 120.0) -> Result:
+class _LatencyEstimate:
+    """Running estimate of how long executions take, so each one is polled about once or twice
+    instead of every few ms: every describe_execution costs the (single-threaded, GIL-bound)
+    moto server the CPU the executions need. Latency itself is measured server-side."""
+
+    def __init__(self) -> None:
+        self.value_s = 0.05
+        self.lock = threading.Lock()
+
+    def update(self, seconds: float) -> None:
+        with self.lock:
+            self.value_s = 0.8 * self.value_s + 0.2 * seconds
+
+
+def run_one(
+    sfn: Any,
+    state_machine_arn: str,
+    spec: EventSpec,
+    timeout: float = 120.0,
+    estimate: _LatencyEstimate | None = None,
+) -> Result:
+    estimate = estimate or _LatencyEstimate()
     started = time.perf_counter()
     arn = sfn.start_execution(
         stateMachineArn=state_machine_arn,
         name=f"run-{uuid.uuid4().hex[:16]}",
         input=json.dumps(spec.event),
     )["executionArn"]
-    delay = 0.005
+    time.sleep(0.9 * estimate.value_s)
     deadline = started + timeout
     while True:
         desc = sfn.describe_execution(executionArn=arn)
@@ -162,14 +184,17 @@ def run_one(sfn: Any, state_machine_arn: str, spec: EventSpec, timeout: float = 
                 timeout * 1000,
                 spec.expected_error,
                 "still running",
+                arn,
             )
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.05)
+        time.sleep(min(max(0.005, 0.15 * estimate.value_s), 0.05))
     if desc.get("stopDate") and desc.get("startDate"):
         latency_ms = (desc["stopDate"] - desc["startDate"]).total_seconds() * 1000.0
     else:
         latency_ms = (time.perf_counter() - started) * 1000.0
-    return _result(spec, desc, latency_ms)
+    estimate.update(latency_ms / 1000.0)
+    result = _result(spec, desc, latency_ms)
+    result.execution_arn = arn
+    return result
 
 
 def run_events(
@@ -181,9 +206,10 @@ def run_events(
 ) -> tuple[list[Result], float]:
     """Run all events with ``concurrency`` starts in flight; return (results, wall seconds)."""
     lock = threading.Lock()
+    estimate = _LatencyEstimate()
 
     def task(spec: EventSpec) -> Result:
-        result = run_one(sfn, state_machine_arn, spec)
+        result = run_one(sfn, state_machine_arn, spec, estimate=estimate)
         if on_done is not None:
             with lock:
                 on_done(result)

@@ -1,0 +1,266 @@
+"""Local workflow throughput and latency, and where an execution's time goes.
+
+    .venv/bin/python -m benchmarks.workflow_benchmark [--archive A] [--epochs 2]
+        [--events 300] [--sequential 60] [--concurrency 1,4,8,16] [--compare-no-speedups]
+        [--out benchmarks/results/workflow.json]
+
+Brings up its own local stack (`python -m local --state-dir TMP up`, the trained model comes
+from the model cache), so it never touches a user's .scones/. The stack runs with threshold
+0.5 so that most executions take the routed path (Serialize, Classify, Filter, Route) like a
+confident model's would; the outcome mix is recorded. Then:
+- sequential (concurrency 1): per-execution duration as Step Functions reports it
+  (stopDate - startDate) -> p50 / p95 (target p50 <= 40 ms);
+- concurrent starts at each concurrency: executions finished per second of wall time
+  (target >= 50/s), with latency percentiles;
+- breakdown of the sequential executions: execution history timestamps give the time inside
+  Task states vs the interpreter's own work between them; the in-process Lambda adapter's
+  handler durations (SIGUSR1 dump) split Task time into dispatch and handler; the endpoint is
+  timed directly (boto3 invoke_endpoint on loopback) to split handler time.
+Targets are reported, never asserted. The machine's load average is recorded: other work on
+the same cores changes every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "workflow.json"
+TARGET_THROUGHPUT = 50.0
+TARGET_P50_MS = 40.0
+
+
+def _local(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    cmd = [sys.executable, "-m", "local", "--state-dir", str(state_dir), *args]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
+
+
+def _handler_stats(state: dict[str, Any], state_dir: Path) -> dict[str, list[float]]:
+    path = state_dir / "lambda-stats.json"
+    path.unlink(missing_ok=True)
+    os.kill(int(state["processes"]["moto"]["pid"]), signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not path.is_file():
+        if time.monotonic() > deadline:
+            raise RuntimeError("moto service did not write handler stats")
+        time.sleep(0.05)
+    return json.loads(path.read_text())
+
+
+def _pct(values: Sequence[float], q: float) -> float | None:
+    from local.runner import percentile
+
+    return percentile(list(values), q)
+
+
+def _phase(results: list, wall: float) -> dict[str, Any]:
+    from local.runner import summarize
+
+    s = summarize(results, wall)
+    return {
+        "events": s["events"],
+        "wall_s": round(wall, 3),
+        "throughput_per_s": round(s["throughput_per_s"], 2),
+        "latency_ms": {k: round(v, 1) for k, v in s["latency_ms"].items() if v is not None},
+        "outcomes": s["outcomes"],
+        "unexpected": len(s["unexpected"]),
+    }
+
+
+def _history_breakdown(sfn: Any, arns: Sequence[str]) -> dict[str, Any]:
+    totals, in_tasks, per_state = [], [], {}
+    for arn in arns:
+        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+        start = events[0]["timestamp"]
+        end = events[-1]["timestamp"]
+        totals.append((end - start).total_seconds() * 1000)
+        task_ms, current, scheduled = 0.0, None, None
+        for e in events:
+            if "stateEnteredEventDetails" in e:
+                current = e["stateEnteredEventDetails"]["name"]
+            if e["type"] in ("TaskScheduled", "LambdaFunctionScheduled"):
+                scheduled = e["timestamp"]
+            if scheduled is not None and e["type"] in (
+                "TaskSucceeded",
+                "TaskFailed",
+                "LambdaFunctionSucceeded",
+                "LambdaFunctionFailed",
+            ):
+                ms = (e["timestamp"] - scheduled).total_seconds() * 1000
+                task_ms += ms
+                per_state.setdefault(current, []).append(ms)
+                scheduled = None
+        in_tasks.append(task_ms)
+    return {
+        "executions": len(arns),
+        "execution_ms_mean": round(statistics.fmean(totals), 2),
+        "in_tasks_ms_mean": round(statistics.fmean(in_tasks), 2),
+        "interpreter_ms_mean": round(statistics.fmean(totals) - statistics.fmean(in_tasks), 2),
+        "per_task_state_ms_mean": {k: round(statistics.fmean(v), 2) for k, v in per_state.items()},
+        "note": "history timestamps have millisecond resolution",
+    }
+
+
+def _endpoint_direct(state: dict[str, Any], n: int) -> dict[str, Any]:
+    import boto3
+
+    runtime = boto3.client(
+        "sagemaker-runtime",
+        endpoint_url=state["endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    images = sorted((Path(state["data_dir"]) / "test").glob("*.png"))[:n]
+    times = []
+    for path in images:
+        body = path.read_bytes()
+        t = time.perf_counter()
+        runtime.invoke_endpoint(
+            EndpointName=state["endpoint_name"], ContentType="image/png", Body=body
+        )["Body"].read()
+        times.append((time.perf_counter() - t) * 1000)
+    return {
+        "requests": len(times),
+        "p50_ms": round(_pct(times, 50), 2),
+        "p95_ms": round(_pct(times, 95), 2),
+    }
+
+
+def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    from local.deploy import aws_client
+    from local.runner import load_test_items, make_events, run_events
+
+    up_args = ["up", "--threshold", "0.5"]
+    if args.archive:
+        up_args += ["--archive", args.archive]
+    if args.epochs:
+        up_args += ["--epochs", str(args.epochs)]
+    _local(state_dir, *up_args, env=env)
+    state = json.loads((state_dir / "state.json").read_text())
+    sfn = aws_client("stepfunctions", state["moto_url"])
+    items = load_test_items(Path(state["data_dir"]), state["classes"])
+    arn = state["state_machine_arn"]
+    out: dict[str, Any] = {}
+
+    run_events(sfn, arn, make_events(items, state["bucket"], 20, 0, 0), 4)  # warm-up
+    before = _handler_stats(state, state_dir)
+    results, wall = run_events(
+        sfn, arn, make_events(items, state["bucket"], args.sequential, 0, 1), 1
+    )
+    after = _handler_stats(state, state_dir)
+    out["sequential"] = _phase(results, wall)
+    handlers = {
+        name: statistics.fmean(after[name][len(before.get(name, [])) :])
+        for name in after
+        if len(after[name]) > len(before.get(name, []))
+    }
+    breakdown = _history_breakdown(sfn, [r.execution_arn for r in results])
+    breakdown["handler_ms_mean"] = {k: round(v, 2) for k, v in handlers.items()}
+    per_exec_handlers = sum(
+        statistics.fmean(after[n][len(before.get(n, [])) :])
+        * (len(after[n]) - len(before.get(n, [])))
+        / len(results)
+        for n in handlers
+    )
+    breakdown["handlers_per_execution_ms"] = round(per_exec_handlers, 2)
+    breakdown["task_dispatch_ms_per_execution"] = round(
+        breakdown["in_tasks_ms_mean"] - per_exec_handlers, 2
+    )
+    out["breakdown"] = breakdown
+
+    out["concurrent"] = {}
+    for k in args.concurrency:
+        results, wall = run_events(
+            sfn, arn, make_events(items, state["bucket"], args.events, 0, k), k
+        )
+        out["concurrent"][str(k)] = _phase(results, wall)
+    out["endpoint_direct"] = _endpoint_direct(state, 100)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.workflow_benchmark")
+    parser.add_argument("--archive", help="CIFAR archive (else $SCONES_CIFAR_ARCHIVE / cache)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=2,
+        help="epochs if no cached model (timing does not depend on accuracy)",
+    )
+    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--sequential", type=int, default=60)
+    parser.add_argument("--concurrency", default="1,4,8,16")
+    parser.add_argument(
+        "--compare-no-speedups",
+        action="store_true",
+        help="also measure moto's interpreter without local/moto_speedups.py",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    sys.path.insert(0, str(REPO_ROOT))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    report: dict[str, Any] = {
+        "benchmark": "local workflow (moto Step Functions interpreter + in-process Lambda + "
+        "local endpoint)",
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_before": os.getloadavg(),
+        },
+        "config": {
+            "events": args.events,
+            "sequential": args.sequential,
+            "concurrency": args.concurrency,
+            "threshold": 0.5,
+            "epochs": args.epochs,
+        },
+        "targets": {"throughput_per_s": TARGET_THROUGHPUT, "p50_ms": TARGET_P50_MS},
+    }
+    variants = [("with_speedups", env)]
+    if args.compare_no_speedups:
+        variants.append(("without_speedups", {**env, "SCONES_MOTO_SPEEDUPS": "0"}))
+    for name, variant_env in variants:
+        state_dir = Path(tempfile.mkdtemp(prefix="scones-bench-"))
+        try:
+            print(f"[{name}] measuring ...", flush=True)
+            report[name] = _stack_run(state_dir, args, variant_env)
+        finally:
+            _local(state_dir, "down", env=env)
+    report["machine"]["loadavg_after"] = os.getloadavg()
+    main_run = report["with_speedups"]
+    best = max(main_run["concurrent"].values(), key=lambda p: p["throughput_per_s"])
+    report["result"] = {
+        "p50_ms_sequential": main_run["sequential"]["latency_ms"]["p50"],
+        "p50_target_met": main_run["sequential"]["latency_ms"]["p50"] <= TARGET_P50_MS,
+        "best_throughput_per_s": best["throughput_per_s"],
+        "throughput_target_met": best["throughput_per_s"] >= TARGET_THROUGHPUT,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["result"], indent=2))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
