@@ -184,7 +184,21 @@ def model_fn(model_dir: str) -> LoadedModel:
         # Serving processes set this (the local server does; the SageMaker model's environment
         # should); a batch job such as evaluation keeps torch's own default.
         configure_threads()
-    loaded = LoadedModel(
+    try:
+        with torch.inference_mode():
+            # Also the warm-up: the first forward allocates and picks kernels (tens of ms),
+            # which would otherwise land on the first real request.
+            logits = module(torch.zeros(1, 3, *input_size))
+    except RuntimeError as exc:
+        raise ModelArtifactError(
+            f"{directory}: the network cannot run on input_size {list(input_size)} ({exc})"
+        ) from exc
+    if logits.shape != (1, len(classes)):
+        raise ModelArtifactError(
+            f"{directory}: the network outputs {tuple(logits.shape[1:])} values per image but "
+            f"{META_FILE} lists {len(classes)} classes"
+        )
+    return LoadedModel(
         module=module,
         classes=classes,
         input_size=input_size,
@@ -192,16 +206,6 @@ def model_fn(model_dir: str) -> LoadedModel:
         std=[float(v) for v in meta["std"]],
         temperature=temperature,
     )
-    with torch.inference_mode():
-        # One warm-up pass: the first forward allocates and picks kernels (tens of ms), which
-        # would otherwise land on the first real request.
-        logits = module(torch.zeros(1, 3, *input_size))
-    if logits.shape != (1, len(classes)):
-        raise ModelArtifactError(
-            f"{directory}: the network outputs {tuple(logits.shape[1:])} values per image but "
-            f"{META_FILE} lists {len(classes)} classes"
-        )
-    return loaded
 
 
 def media_type(header: str | None) -> str:
