@@ -31,6 +31,7 @@ import json
 import logging
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -64,6 +65,8 @@ LOCAL_ACCOUNT = "000000000000"
 DRAIN_LIMIT = 64 * 1024 * 1024
 # Idle keep-alive connections are closed after this many seconds (SageMaker allows 60 s).
 IDLE_TIMEOUT = 60.0
+# The SageMaker runtime API's InvokeEndpoint path (botocore: /endpoints/{EndpointName}/invocations).
+_RUNTIME_PATH = re.compile(r"/endpoints/([^/]+)/invocations")
 
 
 @dataclass
@@ -254,14 +257,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if path == "/invocations":
             self._invocation(runtime=False)
             return
-        parts = path.split("/")
-        if (
-            len(parts) == 4
-            and parts[0] == ""
-            and parts[1] == "endpoints"
-            and parts[3] == ("invocations")
-        ):
-            self._invocation(runtime=True, endpoint=urllib.parse.unquote(parts[2]))
+        match = _RUNTIME_PATH.fullmatch(path)
+        if match:
+            self._invocation(runtime=True, endpoint=urllib.parse.unquote(match.group(1)))
             return
         self._discard_body()
         self._send(container_error(404, "NotFound", f"no route for POST {path}"))
