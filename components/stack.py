@@ -16,7 +16,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import METRICS_NAMESPACE, Alarms, AlarmsArgs
-from components.data_staging import INTAKE_PREFIX, DataStaging, DataStagingArgs
+from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
+from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.images import pytorch_image_uri
 from components.inference_functions import InferenceFunctions, InferenceFunctionsArgs
@@ -36,10 +37,13 @@ class Artifacts:
     staged_dir: Path
     source_bundle: Path
     lambda_zip: Path
+    drift_zip: Path
+    drift_layer_zip: Path
 
 
 def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> Artifacts:
     """Stage the data (reused while archive and classes are unchanged) and build the bundles."""
+    from lambdas.detect_drift.package import build_function_zip, ensure_layer
     from lambdas.package import build_lambda_zip
     from training.bundle import build_source_bundle
     from training.cifar import resolve_archive
@@ -66,6 +70,9 @@ def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> 
         staged_dir=staged,
         source_bundle=build_source_bundle(build_dir / "sourcedir.tar.gz"),
         lambda_zip=build_lambda_zip(build_dir / "lambdas.zip"),
+        drift_zip=build_function_zip(build_dir / "drift.zip"),
+        # numpy + Pillow wheels from $SCONES_WHEELHOUSE / the wheel cache, else PyPI (once).
+        drift_layer_zip=ensure_layer(build_dir / "drift-layer.zip"),
     )
 
 
@@ -243,7 +250,30 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             }
         )
     )
-    # (The drift monitor plugs in here: it adds its alarms/widgets to `alarms` before finish.)
+    drift = DriftMonitor(
+        "drift",
+        DriftMonitorArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            function_zip=artifacts.drift_zip,
+            layer_zip=artifacts.drift_layer_zip,
+            bucket_name=staging.bucket_name,
+            bucket_arn=staging.bucket_arn,
+            kms_key_arn=key.arn,
+            endpoint_name=endpoint_name,
+            variant_name=VARIANT_NAME,
+            capture_prefix=CAPTURE_PREFIX,
+            baseline_s3_uri=training.model_data_url,
+            classes=settings.classes,
+            confidence_threshold=settings.confidence_threshold,
+            thresholds=settings.drift_thresholds(),
+            schedule_minutes=settings.drift_schedule_minutes,
+            window_minutes=settings.drift_window_minutes,
+            log_retention_days=settings.log_retention_days,
+            alarms=alarms,
+        ),
+    )
     alarms.finish()
     return {
         "bucket": staging.bucket_name,
@@ -264,6 +294,7 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             "endpoint": endpoint,
             "functions": functions,
             "workflow": workflow,
+            "drift": drift,
         },
     }
 

@@ -132,6 +132,10 @@ class StackRun:
         assert len(found) == 1, f"expected one {typ} {name or ''}, found {len(found)}"
         return found[0]
 
+    def within(self, component: str) -> list[Registered]:
+        """Resources whose ancestors include the component type `component`."""
+        return [r for r in self.resources if component in r.parent_types]
+
     def named(self, name: str) -> Registered:
         found = [r for r in self.resources if r.name == name]
         assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"

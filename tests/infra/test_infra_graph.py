@@ -93,7 +93,7 @@ def test_prod_endpoint_autoscales(prod) -> None:
 
 
 def test_alarms_component(dev, prod) -> None:
-    alarms = {"aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 4,
+    alarms = {"aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 4 + 5,
               "aws:cloudwatch/dashboard:Dashboard": 1}
     assert children(dev, "scones:monitoring:Alarms") == Counter(alarms)
     assert children(prod, "scones:monitoring:Alarms") == Counter(
