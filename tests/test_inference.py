@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -128,31 +127,73 @@ def test_output_fn_refuses_other_accept_types() -> None:
     assert info.value.status == 406
 
 
-def test_serving_errors_become_toolkit_errors_inside_sagemaker(
-    monkeypatch: pytest.MonkeyPatch,
+class _TorchServeContext:
+    """The parts of TorchServe's request context that sagemaker_inference's Transformer uses."""
+
+    def __init__(self, model_dir: Path, headers: dict[str, str]) -> None:
+        self.system_properties = {"model_dir": str(model_dir)}
+        headers_ = headers
+
+        class _Processor:
+            def get_request_properties(self) -> dict[str, str]:
+                return headers_
+
+        self.request_processor = [_Processor()]
+        self.status: tuple[int, str] | None = None
+        self.content_type: str | None = None
+
+    def set_response_content_type(self, index: int, content_type: str) -> None:
+        self.content_type = content_type
+
+    def set_response_status(self, code: int, phrase: str) -> None:
+        self.status = (code, phrase)
+
+
+def test_hooks_under_sagemakers_inference_toolkit(
+    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """In SageMaker's image the toolkit maps only its own errors to their status codes."""
+    """The toolkit SageMaker's PyTorch image runs: it imports code/inference.py as `inference`."""
+    from sagemaker_inference.transformer import Transformer
 
-    class GenericInferenceToolkitError(Exception):
-        def __init__(
-            self, status_code: int, message: str | None = None, phrase: str | None = None
-        ) -> None:
-            super().__init__(message)
-            self.status_code = status_code
-            self.message = message
-            self.phrase = phrase
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "inference.py").write_text(Path(inference.__file__).read_text())
+    monkeypatch.syspath_prepend(str(code))
+    monkeypatch.setenv("SAGEMAKER_PROGRAM", "inference.py")
+    monkeypatch.delitem(sys.modules, "inference", raising=False)
+    transformer = Transformer()
+    try:
+        ok = _TorchServeContext(artifact, {"Content-Type": "image/png", "Accept": "*/*"})
+        (answer,) = transformer.transform([{"body": bytearray(encode(random_rgb()))}], ok)
+        assert ok.status is None and ok.content_type == "application/json"
+        assert sum(json.loads(answer)) == pytest.approx(1.0)
+        assert Path(sys.modules["inference"].__file__).parent == code
+        for headers, body, status, name in [
+            ({"Content-Type": "text/csv"}, b"1,2", 415, "UnsupportedContentType"),
+            ({"content-type": "image/png"}, b"junk", 400, "InvalidImage"),
+            ({"Content-Type": "image/png", "Accept": "text/csv"}, encode(random_rgb()), 406,
+             "NotAcceptable"),
+        ]:  # fmt: skip
+            context = _TorchServeContext(artifact, headers)
+            (error_body,) = transformer.transform([{"body": bytearray(body)}], context)
+            assert context.status == (status, name)
+            # The toolkit appends a traceback after the message (our JSON body) on its own line.
+            assert json.loads(error_body.split("\n", 1)[0])["error"] == name
+    finally:
+        module = sys.modules.get("inference")
+        if module is not None:
+            monkeypatch.setitem(sys.modules, "inference", module)  # removed after the test
 
-    errors_module = types.ModuleType("sagemaker_inference.errors")
-    errors_module.GenericInferenceToolkitError = GenericInferenceToolkitError  # type: ignore[attr-defined]
-    package = types.ModuleType("sagemaker_inference")
-    package.errors = errors_module  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "sagemaker_inference", package)
-    monkeypatch.setitem(sys.modules, "sagemaker_inference.errors", errors_module)
-    with pytest.raises(GenericInferenceToolkitError) as info:
-        inference.input_fn(b"png?", "text/plain")
-    assert info.value.status_code == 415
-    assert json.loads(info.value.message)["error"] == "UnsupportedContentType"
-    assert info.value.phrase == "UnsupportedContentType"
+
+def test_toolkit_errors_are_still_the_named_errors() -> None:
+    from sagemaker_inference.errors import BaseInferenceToolkitError
+
+    with pytest.raises(InvalidImage) as info:
+        inference.input_fn(b"junk", "image/png")
+    assert isinstance(info.value, BaseInferenceToolkitError)
+    assert info.value.status == info.value.status_code == 400
+    assert info.value.name == "InvalidImage"
+    assert str(info.value).startswith("data is not an image")
 
 
 def test_hooks_import_as_top_level_module_like_sagemaker(

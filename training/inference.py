@@ -11,9 +11,9 @@ predict_fn resizes/crops it to the model's input size, normalises it exactly as 
 output_fn renders that as a JSON list.
 
 Rejected requests raise the named errors of training.errors (UnsupportedContentType -> 415,
-InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). Inside SageMaker's inference
-toolkit they are re-raised as the toolkit's own error type so the container answers with the
-same status code instead of a generic 500.
+InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). Where SageMaker's inference
+toolkit is installed (its PyTorch image) the raised error is also the toolkit's own error type,
+so the container answers with the same status code instead of a generic 500.
 """
 
 from __future__ import annotations
@@ -69,12 +69,31 @@ class LoadedModel:
     temperature: float
 
 
+@functools.cache
+def _toolkit_error_type(error_type: type[ServingError]) -> type[ServingError]:
+    """`error_type` that is also the inference toolkit's GenericInferenceToolkitError.
+
+    Raises ImportError outside SageMaker's image (no sagemaker_inference installed).
+    """
+    from sagemaker_inference.errors import GenericInferenceToolkitError
+
+    def __str__(self: Any) -> str:  # the toolkit's __init__ puts (status, body, phrase) in args
+        return str(self.detail)
+
+    return type(
+        error_type.__name__,
+        (error_type, GenericInferenceToolkitError),
+        {"__str__": __str__, "__module__": error_type.__module__},
+    )
+
+
 def _toolkit_errors(func: _F) -> _F:
-    """Re-raise ServingError as sagemaker_inference's error type when that toolkit is present.
+    """Make a hook's ServingError also the inference toolkit's error type, when it is installed.
 
     SageMaker's inference toolkit answers 500 for any exception that is not its own
-    BaseInferenceToolkitError; converting keeps the 415/400/413 codes DESIGN.md promises. Outside
-    the toolkit (local server, tests) the named error propagates unchanged.
+    BaseInferenceToolkitError; the combined type keeps the 415/400/413 codes DESIGN.md promises
+    (the JSON error body as message, the error name as reason phrase). It is still the named
+    ServingError with the same message, so the local server handles it identically.
     """
 
     @functools.wraps(func)
@@ -83,12 +102,13 @@ def _toolkit_errors(func: _F) -> _F:
             return func(*args, **kwargs)
         except ServingError as exc:
             try:
-                from sagemaker_inference.errors import GenericInferenceToolkitError
+                combined = _toolkit_error_type(type(exc))
             except ImportError:
                 raise exc from None
             body = json.dumps({"error": exc.name, "message": str(exc)})
-            # message = the response body (JSON, as locally); phrase = the HTTP reason phrase.
-            raise GenericInferenceToolkitError(exc.status, body, exc.name) from exc
+            error = combined(exc.status, body, exc.name)
+            error.detail = str(exc)  # type: ignore[attr-defined]
+            raise error from exc
 
     return wrapper  # type: ignore[return-value]
 
