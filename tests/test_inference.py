@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -267,3 +269,55 @@ def test_thread_count_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch
             inference.configure_threads()
     finally:
         torch.set_num_threads(before)
+
+
+_TOOLKIT_SCRIPT = """
+import json, sys
+code_dir, model_dir, image = sys.argv[1:4]
+sys.path.insert(0, code_dir)  # what SageMaker's PyTorch image does with /opt/ml/model/code
+from sagemaker_inference.transformer import Transformer
+
+class Processor:
+    def get_request_properties(self):
+        return {"Content-Type": "image/png", "Accept": "application/json"}
+
+class Context:
+    system_properties = {"model_dir": model_dir}
+    request_processor = [Processor()]
+    status = None
+    def set_response_content_type(self, index, content_type):
+        self.content_type = content_type
+    def set_response_status(self, code, phrase):
+        self.status = (code, phrase)
+
+context = Context()
+(answer,) = Transformer().transform([{"body": bytearray(open(image, "rb").read())}], context)
+import inference, training
+print(json.dumps({"status": context.status, "answer": json.loads(answer),
+                  "inference": inference.__file__, "training": training.__file__}))
+"""
+
+
+@pytest.mark.slow
+def test_packed_code_dir_serves_alone_under_the_toolkit(artifact: Path, tmp_path: Path) -> None:
+    """The artifact's code/ (written by training.train) is all SageMaker needs: no repo on path."""
+    from training.train import write_code_dir
+
+    code = tmp_path / "code"
+    write_code_dir(code)
+    image = tmp_path / "image.png"
+    image.write_bytes(encode(random_rgb()))
+    result = subprocess.run(
+        [sys.executable, "-I", "-c", _TOOLKIT_SCRIPT, str(code), str(artifact), str(image)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "SAGEMAKER_PROGRAM": "inference.py"},
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["status"] is None
+    assert sum(out["answer"]) == pytest.approx(1.0)
+    assert Path(out["inference"]).parent == code
+    assert Path(out["training"]).parent == code / "training"
