@@ -126,8 +126,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                     "SAGEMAKER_REGION": args.region,
                 },
             },
-            # The container needs no network: artifacts and capture are handled by SageMaker.
-            enable_network_isolation=True,
+            # The container needs no network (artifacts and capture are SageMaker's job);
+            # Serverless Inference does not support network isolation, so only instances get it.
+            enable_network_isolation=not serverless,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
         )
         variant: dict = {"variant_name": args.variant_name, "model_name": self.model.name}
