@@ -4,7 +4,7 @@ Replacing the model never breaks the live endpoint: Model and EndpointConfigurat
 auto-named (Pulumi adds a random suffix), so a new model yields a new configuration that is
 created before the old one is deleted, and the Endpoint (fixed name, which the Lambdas and
 alarms use) is updated in place to it with a blue/green deployment that rolls back on the
-endpoint alarms. Serverless endpoints (dev) have no Data Capture, blue/green or autoscaling:
+endpoint alarms. Serverless endpoints (dev) have no Data Capture or autoscaling:
 `capture_s3_uri` is then set for the classify Lambda, which writes the capture records itself.
 """
 
@@ -159,21 +159,21 @@ class ModelEndpoint(pulumi.ComponentResource):
             kms_key_arn=None if serverless else args.kms_key_arn,
             opts=child,
         )
-        deployment = None
-        if not serverless:
-            deployment = {
-                "blue_green_update_policy": {
-                    "traffic_routing_configuration": {
-                        "type": "ALL_AT_ONCE",
-                        "wait_interval_in_seconds": 300,
-                    },
-                    "termination_wait_in_seconds": 300,
-                    "maximum_execution_timeout_in_seconds": 3600,
+        # Blue/green with a 5-minute baking period watched by the endpoint alarms. (Serverless
+        # endpoints are excluded from rolling deployments only, not from blue/green.)
+        deployment = {
+            "blue_green_update_policy": {
+                "traffic_routing_configuration": {
+                    "type": "ALL_AT_ONCE",
+                    "wait_interval_in_seconds": 300,
                 },
-                "auto_rollback_configuration": {
-                    "alarms": [{"alarm_name": n} for n in args.rollback_alarm_names]
-                },
-            }
+                "termination_wait_in_seconds": 300,
+                "maximum_execution_timeout_in_seconds": 3600,
+            },
+            "auto_rollback_configuration": {
+                "alarms": [{"alarm_name": n} for n in args.rollback_alarm_names]
+            },
+        }
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
             name=args.endpoint_name,

@@ -120,7 +120,22 @@ def test_model_serves_the_training_artifact(run) -> None:
     assert model["enableNetworkIsolation"] is (run.stack == "prod")  # serverless: unsupported
 
 
-def test_prod_endpoint_captures_encrypted_with_blue_green(prod) -> None:
+def test_blue_green_with_rollback_on_the_endpoint_alarms(run) -> None:
+    endpoint = run.one("aws:sagemaker/endpoint:Endpoint").inputs
+    config = run.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+    assert endpoint["name"] == f"scones-{run.stack}"
+    assert endpoint["endpointConfigName"] == config.outputs["name"]
+    deployment = endpoint["deploymentConfig"]
+    policy = deployment["blueGreenUpdatePolicy"]
+    assert policy["trafficRoutingConfiguration"] == {
+        "type": "ALL_AT_ONCE", "waitIntervalInSeconds": 300
+    }
+    rollback = {a["alarmName"] for a in deployment["autoRollbackConfiguration"]["alarms"]}
+    assert rollback == {run.named("alarms-endpoint-5xx").outputs["name"],
+                        run.named("alarms-endpoint-latency-p99").outputs["name"]}
+
+
+def test_prod_endpoint_captures_encrypted(prod) -> None:
     config = prod.one("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
     assert "name" not in config.inputs  # auto-named: a new model never clashes with the live one
     capture = config.inputs["dataCaptureConfig"]
@@ -131,16 +146,6 @@ def test_prod_endpoint_captures_encrypted_with_blue_green(prod) -> None:
     assert sorted(o["captureMode"] for o in capture["captureOptions"]) == ["Input", "Output"]
     (variant,) = config.inputs["productionVariants"]
     assert variant["instanceType"] == "ml.m5.large"
-    endpoint = prod.one("aws:sagemaker/endpoint:Endpoint").inputs
-    assert endpoint["name"] == "scones-prod"
-    assert endpoint["endpointConfigName"] == config.outputs["name"]
-    deployment = endpoint["deploymentConfig"]
-    assert deployment["blueGreenUpdatePolicy"]["trafficRoutingConfiguration"]["type"] == (
-        "ALL_AT_ONCE"
-    )
-    rollback = {a["alarmName"] for a in deployment["autoRollbackConfiguration"]["alarms"]}
-    assert rollback == {prod.named("alarms-endpoint-5xx").outputs["name"],
-                        prod.named("alarms-endpoint-latency-p99").outputs["name"]}
 
 
 def test_prod_autoscaling_bounds(prod) -> None:
