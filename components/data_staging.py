@@ -42,6 +42,7 @@ class DataStagingArgs:
     staged_dir: Path
     kms_key_arn: pulumi.Input[str]
     retain_data: bool
+    stack: str = "dev"
     capture_expiration_days: int = 90
     noncurrent_version_days: int = 30
 
@@ -66,6 +67,7 @@ class DataStaging(pulumi.ComponentResource):
         # retainData: prod keeps the bucket (and Pulumi forgets it) on destroy; dev empties it.
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket",
+            bucket_prefix=f"scones-{args.stack}-data-",
             force_destroy=not args.retain_data,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data),
         )

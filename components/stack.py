@@ -95,7 +95,10 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
     staging = DataStaging(
         "data",
         DataStagingArgs(
-            staged_dir=artifacts.staged_dir, kms_key_arn=key.arn, retain_data=settings.retain_data
+            staged_dir=artifacts.staged_dir,
+            kms_key_arn=key.arn,
+            retain_data=settings.retain_data,
+            stack=stack,
         ),
     )
     if staging.classes != list(settings.classes):

@@ -115,3 +115,32 @@ def test_stack_outputs(stack: str, request: pytest.FixtureRequest) -> None:
         f"s3://{bucket}/models/{out['trainingJobName']}/output/model.tar.gz"
     )
     assert out["intakeUri"] == f"s3://{bucket}/intake/"
+
+
+def test_main_program_exports_the_stack_outputs(
+    pulumi_mocks, artifacts, monkeypatch: pytest.MonkeyPatch, repo_root
+) -> None:
+    """__main__.py as `pulumi up` runs it: config -> settings -> deploy -> exports."""
+    import runpy
+
+    import pulumi
+    from pulumi.runtime.config import set_all_config
+    from pulumi_support import stack_config
+
+    import components.stack
+
+    exported: dict = {}
+    monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
+    # The session's artifacts stand in for build/pulumi (same builders, built once).
+    monkeypatch.setattr(components.stack, "build_artifacts", lambda settings: artifacts)
+    set_all_config(stack_config("dev"))
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(repo_root / "__main__.py"), run_name="__main__")
+
+    program()
+    assert {"bucket", "endpointName", "stateMachineArn", "alarmTopicArn", "dashboardUrl"} <= set(
+        exported
+    )
+    assert not any(name.startswith("_") for name in exported)

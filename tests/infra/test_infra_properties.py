@@ -28,6 +28,7 @@ def test_key_rotates(run) -> None:
 def test_bucket_is_private_encrypted_versioned(run) -> None:
     key_arn = run.one("aws:kms/key:Key").outputs["arn"]
     bucket = run.one("aws:s3/bucket:Bucket")
+    assert bucket.inputs["bucketPrefix"] == f"scones-{run.stack}-data-"
     name = bucket.outputs["bucket"]
     pab = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert pab["bucket"] == name
