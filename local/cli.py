@@ -102,6 +102,24 @@ def _stage(archive_arg: str | None, data_dir: Path, classes: list[str]) -> dict[
     return stage_dataset(archive, data_dir, classes)
 
 
+def _smoke_execution(
+    moto_url: str, deployed: dict[str, Any], data_dir: Path, classes: list[str]
+) -> str:
+    """One execution end to end: proves the stack works and warms it (handler imports, parsed
+    definition, clients, model) so `run` measures a warm system."""
+    from local.deploy import aws_client
+    from local.runner import EventSpec, load_test_items, run_one
+
+    key, label = load_test_items(data_dir, classes)[0]
+    spec = EventSpec({"s3_bucket": deployed["bucket"], "s3_key": key}, key, label)
+    result = run_one(aws_client("stepfunctions", moto_url), deployed["state_machine_arn"], spec)
+    if not result.as_expected:
+        raise RuntimeError(
+            f"smoke execution on {key} ended in {result.outcome}: {result.message or result.status}"
+        )
+    return f"{key} -> {result.outcome} ({result.predicted} {result.confidence:.3f})"
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from local.deploy import deploy_workflow
     from local.model_cache import ensure_model
@@ -249,7 +267,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from local.runner import load_test_items, make_events, run_events, summarize
 
     state = _require_up(args.state_dir)
-    console = Console()
+    # Piped output (make, CI logs) would wrap the table at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 132)
     sfn = aws_client("stepfunctions", state["moto_url"])
     sqs = aws_client("sqs", state["moto_url"])
     routing_queue = state["observer_queues"]["scones-routing"]
