@@ -37,6 +37,7 @@ class ModelEndpointArgs:
     kms_key_arn: pulumi.Input[str]
     endpoint: InstanceEndpoint | ServerlessEndpoint
     data_capture_percent: int
+    log_retention_days: int = 30
     rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
     variant_name: str = VARIANT_NAME
     partition: str = "aws"
@@ -59,11 +60,14 @@ class ModelEndpoint(pulumi.ComponentResource):
         p = args.partition
         serverless = isinstance(args.endpoint, ServerlessEndpoint)
         self.capture_s3_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{CAPTURE_PREFIX}")
-        log_group = pulumi.Output.concat(
-            f"arn:{p}:logs:{args.region}:",
-            args.account_id,
-            f":log-group:/aws/sagemaker/Endpoints/{args.endpoint_name}",
+        # Created here so it has a retention period; SageMaker would create it without one.
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/sagemaker/Endpoints/{args.endpoint_name}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
         )
+        log_group = self.log_group.arn
         statements = [
             statement(
                 ["s3:GetObject"],
@@ -80,7 +84,6 @@ class ModelEndpoint(pulumi.ComponentResource):
                 sid="PullTheInferenceImage",
             ),
             statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
-            statement(["logs:CreateLogGroup"], [log_group], sid="EndpointLogGroup"),
             statement(
                 ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
                 [pulumi.Output.concat(log_group, ":log-stream:*")],
@@ -129,7 +132,9 @@ class ModelEndpoint(pulumi.ComponentResource):
             # The container needs no network (artifacts and capture are SageMaker's job);
             # Serverless Inference does not support network isolation, so only instances get it.
             enable_network_isolation=not serverless,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.role_policy, self.log_group]
+            ),
         )
         variant: dict = {"variant_name": args.variant_name, "model_name": self.model.name}
         if isinstance(args.endpoint, ServerlessEndpoint):

@@ -160,6 +160,7 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             kms_key_arn=key.arn,
             endpoint=settings.endpoint,
             data_capture_percent=settings.data_capture_percent,
+            log_retention_days=settings.log_retention_days,
             rollback_alarm_names=alarms.endpoint_alarm_names,
             partition=partition,
         ),

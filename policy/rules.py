@@ -208,6 +208,30 @@ def validate_buckets(args: StackValidationArgs, report_violation: ReportViolatio
             report_violation(f"bucket {name} has no full public access block", bucket.urn)
 
 
+def validate_function_logs(args: StackValidationArgs, report_violation: ReportViolation) -> None:
+    """Every Lambda function logs to a log group of this stack that has a retention period
+    (otherwise Lambda creates /aws/lambda/<name> itself, keeping logs forever)."""
+    retained = {
+        r.props.get("name")
+        for r in args.resources
+        if r.resource_type == "aws:cloudwatch/logGroup:LogGroup" and r.props.get("retentionInDays")
+    }
+    for fn in args.resources:
+        if fn.resource_type != "aws:lambda/function:Function":
+            continue
+        name = fn.props.get("name")
+        group = (fn.props.get("loggingConfig") or {}).get("logGroup") or (
+            f"/aws/lambda/{name}" if name else None
+        )
+        if group is None:
+            continue  # unknown during preview
+        if group not in retained:
+            report_violation(
+                f"function {name} logs to {group}, which is no log group with retention here",
+                fn.urn,
+            )
+
+
 MANDATORY = EnforcementLevel.MANDATORY
 
 RESOURCE_POLICIES = [
@@ -244,4 +268,12 @@ STACK_POLICIES = [
         enforcement_level=MANDATORY,
     ),
 ]
+STACK_POLICIES.append(
+    StackValidationPolicy(
+        name="lambda-log-retention",
+        description="Every Lambda function logs to a log group with retention in this stack.",
+        validate=validate_function_logs,
+        enforcement_level=MANDATORY,
+    )
+)
 POLICIES = [*RESOURCE_POLICIES, *STACK_POLICIES]

@@ -139,7 +139,13 @@ def test_drift_alarms_notify_and_reach_the_dashboard(pulumi_mocks, zips) -> None
     assert psi["dimensions"] == {"Stack": "test", "Endpoint": "scones-test"}
     assert psi["period"] == 900 and psi["statistic"] == "Maximum"
     assert psi["threshold"] == 0.25
-    assert alarms["alarms-drift-low-confidence-rate"]["threshold"] == 0.2
+    low = alarms["alarms-drift-low-confidence-rate"]
+    assert low["threshold"] == 0.2
+    lq = {q["id"]: q for q in low["metricQueries"]}
+    assert lq["increase"]["expression"] == "rate - base"
+    assert lq["rate"]["metric"]["metricName"] == "LowConfidenceRate"
+    assert lq["base"]["metric"]["metricName"] == "BaselineLowConfidenceRate"
+    assert lq["base"]["metric"]["dimensions"] == {"Stack": "test", "Endpoint": "scones-test"}
     share = alarms["alarms-drift-class-share-bicycle"]
     assert share["threshold"] == 0.25
     queries = {q["id"]: q for q in share["metricQueries"]}

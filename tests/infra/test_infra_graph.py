@@ -55,6 +55,7 @@ COMPONENT_CHILDREN = {
     },
 }
 ENDPOINT_COMMON = {
+    "aws:cloudwatch/logGroup:LogGroup": 1,
     "aws:iam/role:Role": 1,
     "aws:iam/rolePolicy:RolePolicy": 1,
     "aws:sagemaker/model:Model": 1,

@@ -93,6 +93,13 @@ def test_log_group_without_retention_is_refused(dev) -> None:
     assert [(p, n) for p, n, _ in violations(resources)] == [("log-retention-set", "workflow-logs")]
 
 
+def test_function_without_retained_log_group_is_refused(dev) -> None:
+    resources = [r for r in dev.resources if r.name != "functions-route-driver-logs"]
+    assert [(p, n) for p, n, _ in violations(resources)] == [
+        ("lambda-log-retention", dev.named("functions-route-driver").urn)
+    ]
+
+
 def test_wildcard_role_policy_is_refused(dev) -> None:
     resources = _with(
         dev, "aws:iam/rolePolicy:RolePolicy", "functions-filter-inferences-policy",
