@@ -11,9 +11,10 @@
   (``lambdas.detect_drift.package``); Powertools from AWS's published layer.
 - Alarms (through the ``Alarms`` seam, so they notify the alarm topic and sit on the dashboard),
   one per rule of ``lambdas.detect_drift.rules.alarm_rules`` — the rules the Lambda's verdict
-  and ``python -m local monitor`` evaluate: ``ConfidencePSI``, ``InputPSI`` and
-  ``LowConfidenceRate`` above their thresholds, and per class ``ABS(ClassShare - expected)``
-  (metric math) above the tolerance. Period = the schedule, one datapoint, missing data is not
+  and ``python -m local monitor`` evaluate: ``ConfidencePSI`` and ``InputPSI`` above their
+  thresholds, ``LowConfidenceRate - BaselineLowConfidenceRate`` (metric math) above the
+  allowed increase, and per class ``ABS(ClassShare - expected)`` (metric math) above the
+  tolerance. Period = the schedule, one datapoint, missing data is not
   breaching (quiet or small windows publish no drift metric).
 """
 
@@ -198,7 +199,7 @@ class DriftMonitor(pulumi.ComponentResource):
             "CLASSES": json.dumps(list(args.classes)),
             "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
             "DRIFT_INPUT_PSI": repr(t.input_psi),
-            "DRIFT_LOW_CONFIDENCE_RATE": repr(t.low_confidence_rate),
+            "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
             "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
             "DRIFT_MIN_SAMPLES": str(t.min_samples),
             "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
@@ -256,7 +257,29 @@ class DriftMonitor(pulumi.ComponentResource):
         self.drift_alarms = {}
         for rule in rules:
             description = f"scones {args.stack} drift: {rule.description}"
-            if rule.class_name is None:
+            if rule.minus is not None:
+                alarm_args = aws.cloudwatch.MetricAlarmArgs(
+                    metric_queries=[
+                        _query("rate", rule.metric, dims, period),
+                        _query("base", rule.minus, dims, period),
+                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                            id="increase",
+                            expression="rate - base",
+                            label=f"{rule.metric} - {rule.minus}",
+                            return_data=True,
+                        ),
+                    ],
+                    evaluation_periods=1,
+                    threshold=rule.threshold,
+                    comparison_operator="GreaterThanThreshold",
+                    treat_missing_data="notBreaching",
+                    alarm_description=description,
+                )
+                widget = [
+                    [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
+                    [METRICS_NAMESPACE, rule.minus, *_flat(dims)],
+                ]
+            elif rule.class_name is None:
                 alarm_args = aws.cloudwatch.MetricAlarmArgs(
                     namespace=METRICS_NAMESPACE,
                     metric_name=rule.metric,
@@ -273,17 +296,8 @@ class DriftMonitor(pulumi.ComponentResource):
             else:
                 alarm_args = aws.cloudwatch.MetricAlarmArgs(
                     metric_queries=[
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="share",
-                            metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                                namespace=METRICS_NAMESPACE,
-                                metric_name=M_CLASS_SHARE,
-                                dimensions={**dims, DIM_CLASS: rule.class_name},
-                                period=period,
-                                stat="Maximum",
-                            ),
-                            return_data=False,
-                        ),
+                        _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name},
+                               period),
                         aws.cloudwatch.MetricAlarmMetricQueryArgs(
                             id="deviation",
                             expression=f"ABS(share - {rule.expected!r})",
@@ -328,6 +342,22 @@ class DriftMonitor(pulumi.ComponentResource):
                 "alarmArns": {k: a.arn for k, a in self.drift_alarms.items()},
             }
         )
+
+
+def _query(
+    query_id: str, metric: str, dimensions: dict[str, str], period: int
+) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id=query_id,
+        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+            namespace=METRICS_NAMESPACE,
+            metric_name=metric,
+            dimensions=dimensions,
+            period=period,
+            stat="Maximum",
+        ),
+        return_data=False,
+    )
 
 
 def _flat(dimensions: dict[str, str]) -> list[str]:

@@ -39,17 +39,18 @@ driftConfidencePsi        0.25                                   ConfidencePSI a
                                                                  level, above clean-window noise)
 driftInputPsi             0.25                                   InputPSI alarm (largest PSI of the
                                                                  input statistics), same reasoning
+driftLowConfidenceIncrease 0.2                                   LowConfidenceRate alarm: rate
+                                                                 above the baseline's by this
 driftClassShareTolerance  0.25                                   ClassShare alarm when the share
                                                                  is this far from the expected
-driftMinSamples           30                                     smaller windows publish no drift
+driftMinSamples           100                                    smaller windows publish no drift
                                                                  metric (too noisy to alarm on)
 expectedClassShare        (uniform)                              {class: share} the ClassShare
                                                                  alarms compare with
 ========================  =====================================  ==================================
 
 The drift thresholds are ``lambdas.detect_drift.rules.DriftThresholds``'s defaults (one source
-for the Lambda, the alarms and local mode); ``lowConfidenceRateMax`` is also the
-``LowConfidenceRate`` drift alarm's threshold. docs/monitoring.md gives the measurements.
+for the Lambda, the alarms and local mode). docs/monitoring.md gives the measurements.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Settings:
     drift_window_minutes: int = 60
     drift_confidence_psi: float = DriftThresholds.confidence_psi
     drift_input_psi: float = DriftThresholds.input_psi
+    drift_low_confidence_increase: float = DriftThresholds.low_confidence_increase
     drift_class_share_tolerance: float = DriftThresholds.class_share_tolerance
     drift_min_samples: int = DriftThresholds.min_samples
     expected_class_share: Mapping[str, float] | None = None
@@ -134,7 +136,7 @@ class Settings:
         return DriftThresholds(
             confidence_psi=self.drift_confidence_psi,
             input_psi=self.drift_input_psi,
-            low_confidence_rate=self.low_confidence_rate_max,
+            low_confidence_increase=self.drift_low_confidence_increase,
             class_share_tolerance=self.drift_class_share_tolerance,
             min_samples=self.drift_min_samples,
             expected_class_share=self.expected_class_share,
@@ -390,6 +392,11 @@ def _drift(get: Callable[[str], Any], d: Settings) -> dict[str, Any]:
             "driftConfidencePsi", get("driftConfidencePsi"), d.drift_confidence_psi
         ),
         "drift_input_psi": _positive("driftInputPsi", get("driftInputPsi"), d.drift_input_psi),
+        "drift_low_confidence_increase": _fraction(
+            "driftLowConfidenceIncrease",
+            get("driftLowConfidenceIncrease"),
+            d.drift_low_confidence_increase,
+        ),
         "drift_class_share_tolerance": _fraction(
             "driftClassShareTolerance",
             get("driftClassShareTolerance"),

@@ -248,8 +248,12 @@ def plot(report: Mapping[str, Any], ts: Mapping[str, Any], out: Path) -> list[st
     ax.plot(x, [r["mean_confidence"] for r in rows], marker=".", label="mean confidence")
     ax.plot(x, [r["low_confidence_rate"] for r in rows], marker=".",
             label=f"low-confidence rate (< {report['confidence_threshold']:g})")
-    ax.axhline(thresholds["low_confidence_rate"], color="red", ls="--", lw=1,
-               label="LowConfidenceRate alarm")
+    base_rate = report["metrics"].get("BaselineLowConfidenceRate")
+    if base_rate is not None:
+        ax.axhline(base_rate, color="tab:orange", ls=":", lw=1,
+                   label="baseline low-confidence rate")
+        ax.axhline(base_rate + thresholds["low_confidence_increase"], color="red", ls="--", lw=1,
+                   label="LowConfidenceRate alarm (baseline + increase)")
     base_mean = report["baseline"].get("confidence_mean")
     if base_mean is not None:
         ax.axhline(base_mean, color="grey", ls=":", lw=1, label="baseline mean confidence")

@@ -11,6 +11,7 @@ import pytest
 from training.baseline import (
     BASELINE_VERSION,
     BaselineError,
+    baseline_low_confidence_rate,
     bin_counts,
     build_baseline,
     psi,
@@ -121,6 +122,23 @@ def test_build_baseline_contents_and_json() -> None:
     stats = batch_statistics(images)
     for name in STATISTICS:
         assert psi_against(base["statistics"][name], stats[name]) == pytest.approx(0.0)
+
+
+def test_baseline_low_confidence_rate_at_any_threshold() -> None:
+    images, probs = _dataset(100)
+    conf = np.linspace(0.5, 0.995, 100)
+    probs = np.stack([conf, 1 - conf], axis=1)
+    base = build_baseline(images, probs, ["a", "b"])
+    assert len(base["confidence"]["percentiles"]) == 101
+    exact = float(np.mean(np.round(conf, 4) < 0.93))
+    assert baseline_low_confidence_rate(base, 0.93) == pytest.approx(exact)  # stored exactly
+    # any other threshold: read off the percentiles, within a percentile
+    assert baseline_low_confidence_rate(base, 0.7) == pytest.approx(np.mean(conf < 0.7), abs=0.01)
+    assert baseline_low_confidence_rate(base, 0.1) == 0.0
+    assert baseline_low_confidence_rate(base, 1.01) == 1.0
+    older = {**base, "confidence": {k: v for k, v in base["confidence"].items()
+                                    if k not in ("percentiles", "low_confidence_rate")}}
+    assert baseline_low_confidence_rate(older, 0.93) is None
 
 
 def test_confidence_is_rounded_like_the_endpoint_answer() -> None:

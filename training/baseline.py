@@ -180,6 +180,11 @@ def build_baseline(
     conf_hist["low_confidence_rate"] = {
         f"{t:g}": float(np.mean(confidence < t)) for t in REFERENCE_THRESHOLDS
     }
+    # Percentiles 0..100 of the (rounded) confidence: the detector reads the baseline's
+    # low-confidence rate at whatever threshold is configured from them.
+    conf_hist["percentiles"] = [
+        float(v) for v in np.quantile(confidence, np.linspace(0, 1, 101), method="lower")
+    ]
     stats = batch_statistics(images)
     return {
         "version": BASELINE_VERSION,
@@ -194,6 +199,25 @@ def build_baseline(
         "class_mix": {c: float(k) / n for c, k in zip(classes, class_counts, strict=True)},
         "statistics": {name: histogram(stats[name], n_bins) for name in STATISTICS},
     }
+
+
+def baseline_low_confidence_rate(baseline: Mapping[str, Any], threshold: float) -> float | None:
+    """Share of the baseline's confidences below ``threshold`` (None if it cannot be told).
+
+    Exact for the reference thresholds; otherwise read off the stored percentiles (to within
+    one percentile).
+    """
+    conf = baseline.get("confidence", {})
+    exact = conf.get("low_confidence_rate", {}).get(f"{threshold:g}")
+    if exact is not None:
+        return float(exact)
+    pct = conf.get("percentiles")
+    if not isinstance(pct, list) or len(pct) < 2:
+        return None
+    below = int(np.searchsorted(np.asarray(pct, dtype=np.float64), threshold, side="left"))
+    return min(1.0, max(0.0, (below - 0.5) / (len(pct) - 1))) if 0 < below < len(pct) else (
+        0.0 if below == 0 else 1.0
+    )
 
 
 def _check_hist(hist: Any, where: str) -> None:

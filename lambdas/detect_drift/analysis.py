@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lambdas.detect_drift.rules import (
+    M_BASELINE_LOW_CONFIDENCE_RATE,
     M_CLASS_SHARE,
     M_CONFIDENCE_PSI,
     M_INPUT_PSI,
@@ -29,7 +30,7 @@ from lambdas.detect_drift.rules import (
     alarm_rules,
     evaluate,
 )
-from training.baseline import psi_against, round_confidence
+from training.baseline import baseline_low_confidence_rate, psi_against, round_confidence
 from training.image_stats import batch_statistics
 
 REPORT_VERSION = 1
@@ -63,6 +64,9 @@ def window_metrics(
     return {
         "count": int(n),
         M_LOW_CONFIDENCE_RATE: float(np.mean(confidence < confidence_threshold)),
+        M_BASELINE_LOW_CONFIDENCE_RATE: baseline_low_confidence_rate(
+            baseline, confidence_threshold
+        ),
         M_MEAN_CONFIDENCE: float(confidence.mean()),
         M_CLASS_SHARE: {c: float(k) / n for c, k in zip(classes, counts, strict=True)},
         M_CONFIDENCE_PSI: psi_against(baseline["confidence"], confidence),

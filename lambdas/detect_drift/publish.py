@@ -22,6 +22,7 @@ from lambdas.detect_drift.rules import (
     DIM_ENDPOINT,
     DIM_STACK,
     DIM_STATISTIC,
+    M_BASELINE_LOW_CONFIDENCE_RATE,
     M_CLASS_SHARE,
     M_CONFIDENCE_PSI,
     M_CORRUPT_RECORDS,
@@ -65,7 +66,13 @@ def metric_points(report: Mapping[str, Any], stack: str, endpoint: str) -> list[
     if report.get("status") not in (STATUS_OK, STATUS_DRIFT):
         return points
     m = report["metrics"]
-    for name in (M_LOW_CONFIDENCE_RATE, M_MEAN_CONFIDENCE, M_CONFIDENCE_PSI, M_INPUT_PSI):
+    for name in (
+        M_LOW_CONFIDENCE_RATE,
+        M_BASELINE_LOW_CONFIDENCE_RATE,
+        M_MEAN_CONFIDENCE,
+        M_CONFIDENCE_PSI,
+        M_INPUT_PSI,
+    ):
         if m.get(name) is not None:
             points.append(MetricPoint(name, float(m[name]), "NoUnit", base))
     for cls, share in m.get(M_CLASS_SHARE, {}).items():

@@ -15,9 +15,10 @@ WINDOW_MINUTES                  60        the window is the last N minutes befor
 CONFIDENCE_THRESHOLD            0.93      below it a prediction counts as low confidence
 DRIFT_CONFIDENCE_PSI            0.25      alarm threshold of ConfidencePSI
 DRIFT_INPUT_PSI                 0.25      alarm threshold of InputPSI (max over statistics)
-DRIFT_LOW_CONFIDENCE_RATE       0.2       alarm threshold of LowConfidenceRate
+DRIFT_LOW_CONFIDENCE_INCREASE   0.2       alarm when LowConfidenceRate exceeds the baseline's
+                                          rate at CONFIDENCE_THRESHOLD by more than this
 DRIFT_CLASS_SHARE_TOLERANCE     0.25      alarm when |ClassShare - expected| exceeds it
-DRIFT_MIN_SAMPLES               30        fewer usable records: "insufficient data"
+DRIFT_MIN_SAMPLES               100       fewer usable records: "insufficient data"
 EXPECTED_CLASS_SHARE            uniform   JSON {class: share}, the mix ClassShare is held to
 CLASSES                         baseline  JSON list; when set it must match the baseline's
 MAX_RECORDS                     20000     records read per run (bounds memory and time)
@@ -119,7 +120,9 @@ def thresholds_from_env(env: Mapping[str, str]) -> DriftThresholds:
         return DriftThresholds(
             confidence_psi=_float(env, "DRIFT_CONFIDENCE_PSI", d.confidence_psi),
             input_psi=_float(env, "DRIFT_INPUT_PSI", d.input_psi),
-            low_confidence_rate=_float(env, "DRIFT_LOW_CONFIDENCE_RATE", d.low_confidence_rate),
+            low_confidence_increase=_float(
+                env, "DRIFT_LOW_CONFIDENCE_INCREASE", d.low_confidence_increase
+            ),
             class_share_tolerance=_float(
                 env, "DRIFT_CLASS_SHARE_TOLERANCE", d.class_share_tolerance
             ),

@@ -142,7 +142,8 @@ def test_corrupt_lines_are_counted_never_fatal(s3, write_capture) -> None:
         Key=f"capture/{ENDPOINT}/{VARIANT}/2026/03/01/10/05-00-000-x.jsonl",
         Body=b"\xff\xfe\x00garbage\n",
     )
-    report = detect(s3, load_settings(_env()), T0, T0 + timedelta(hours=1))
+    settings = load_settings(_env(DRIFT_MIN_SAMPLES="30"))
+    report = detect(s3, settings, T0, T0 + timedelta(hours=1))
     assert report["counts"]["valid"] == 40
     assert report["counts"]["corrupt"] == 9
     assert report["counts"]["corrupt_by_reason"] == {
@@ -283,7 +284,7 @@ def test_window_bounds() -> None:
         ({"WINDOW_MINUTES": "0"}, "WINDOW_MINUTES"),
         ({"CONFIDENCE_THRESHOLD": "1.5"}, "CONFIDENCE_THRESHOLD"),
         ({"DRIFT_INPUT_PSI": "-1"}, "input_psi"),
-        ({"DRIFT_LOW_CONFIDENCE_RATE": "abc"}, "DRIFT_LOW_CONFIDENCE_RATE"),
+        ({"DRIFT_LOW_CONFIDENCE_INCREASE": "abc"}, "DRIFT_LOW_CONFIDENCE_INCREASE"),
         ({"EXPECTED_CLASS_SHARE": '{"bicycle": 0.9, "motorcycle": 0.3}'}, "sum to 1"),
         ({"EXPECTED_CLASS_SHARE": "[1]"}, "EXPECTED_CLASS_SHARE"),
     ],

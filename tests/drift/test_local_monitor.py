@@ -106,9 +106,9 @@ def files(tmp_path, baseline):
     base = tmp_path / "baseline.json"
     base.write_text(json.dumps(baseline))
     cap = tmp_path / "capture"
-    clean, dark = scene_images(80, seed=91), (scene_images(80, seed=92) // 4).astype(np.uint8)
-    _capture_dir(cap, clean, confident_probs(80, seed=93), T0)
-    _capture_dir(cap, dark, confident_probs(80, seed=94), T0 + timedelta(minutes=5))
+    clean, dark = scene_images(120, seed=91), (scene_images(120, seed=92) // 4).astype(np.uint8)
+    _capture_dir(cap, clean, confident_probs(120, seed=93), T0)
+    _capture_dir(cap, dark, confident_probs(120, seed=94), T0 + timedelta(minutes=5))
     return cap, base
 
 
@@ -117,10 +117,10 @@ def test_monitor_report_folder_with_plots(files, tmp_path) -> None:
     report, page = monitor.run(
         capture=str(cap), baseline_source=str(base), endpoint="scones-local",
         variant="AllTraffic", window_minutes=0, config=None, report_dir=tmp_path / "reports",
-        bucket_size=40,
+        bucket_size=60,
     )
     assert report["status"] == "drift"
-    assert report["counts"]["valid"] == 160
+    assert report["counts"]["valid"] == 240
     assert report["counts"]["corrupt_by_reason"] == {"invalid_json": 2}
     assert page is not None and page.name == "index.html"
     folder = page.parent
@@ -131,7 +131,7 @@ def test_monitor_report_folder_with_plots(files, tmp_path) -> None:
     assert "WOULD FIRE" in text and "psi.png" in text
     stored = json.loads((folder / "report.json").read_text())
     rows = stored["series"]["buckets"]
-    assert [r["count"] for r in rows] == [40, 40, 40, 40]
+    assert [r["count"] for r in rows] == [60, 60, 60, 60]
     # the plots' time series shows the shift: dark buckets have a far larger brightness PSI
     assert rows[-1]["psi"]["brightness"] > 1.0 > rows[0]["psi"]["brightness"]
     summary = monitor.format_summary(report)
@@ -148,7 +148,7 @@ def test_monitor_window_and_thresholds_from_config(files, tmp_path) -> None:
         now=T0 + timedelta(minutes=2),
     )
     assert page is None
-    assert report["counts"]["valid"] == 80  # only the clean file's minute range
+    assert report["counts"]["valid"] == 120  # only the clean file's minutes
     assert report["thresholds"]["input_psi"] == 50
     assert report["confidence_threshold"] == 0.5
     assert report["status"] == "ok"
@@ -167,7 +167,7 @@ def test_monitor_reads_local_s3(baseline, monkeypatch) -> None:
         lines = [
             capture_line(T0 + timedelta(seconds=i), png_bytes(img), p)
             for i, (img, p) in enumerate(
-                zip(scene_images(50, seed=3), confident_probs(50, seed=4), strict=True)
+                zip(scene_images(120, seed=3), confident_probs(120, seed=4), strict=True)
             )
         ]
         s3.put_object(Bucket="scones-local",
@@ -179,9 +179,10 @@ def test_monitor_reads_local_s3(baseline, monkeypatch) -> None:
             report_dir=None,
         )
     assert report["status"] == "ok"
-    assert report["counts"]["valid"] == 50
-    assert [p["name"] for p in report["metric_points"]][:3] == [
-        "WindowRequests", "CorruptCaptureRecords", "LowConfidenceRate"
+    assert report["counts"]["valid"] == 120
+    assert [p["name"] for p in report["metric_points"]][:4] == [
+        "WindowRequests", "CorruptCaptureRecords", "LowConfidenceRate",
+        "BaselineLowConfidenceRate",
     ]
 
 

@@ -24,7 +24,8 @@ def _metrics(**overrides):
     m = {
         "ConfidencePSI": 0.1,
         "InputPSI": 0.1,
-        "LowConfidenceRate": 0.05,
+        "LowConfidenceRate": 0.55,
+        "BaselineLowConfidenceRate": 0.5,
         "ClassShare": {"bicycle": 0.5, "motorcycle": 0.5},
     }
     m.update(overrides)
@@ -56,7 +57,10 @@ def test_nothing_fires_on_a_calm_window() -> None:
     [
         ({"ConfidencePSI": 0.26}, {"confidence-psi"}),
         ({"InputPSI": 3.0}, {"input-psi"}),
-        ({"LowConfidenceRate": 0.21}, {"low-confidence-rate"}),
+        # relative to the baseline's rate: 0.71 - 0.5 > 0.2 fires, 0.69 - 0.5 does not
+        ({"LowConfidenceRate": 0.71}, {"low-confidence-rate"}),
+        ({"LowConfidenceRate": 0.69}, set()),
+        ({"LowConfidenceRate": 0.9, "BaselineLowConfidenceRate": None}, set()),
         # 0.8 vs expected 0.5 is 0.3 > 0.25 for both classes of a two-class model
         ({"ClassShare": {"bicycle": 0.8, "motorcycle": 0.2}},
          {"class-share-bicycle", "class-share-motorcycle"}),
@@ -86,7 +90,7 @@ def test_expected_class_share_is_configurable() -> None:
     [
         {"confidence_psi": 0},
         {"input_psi": float("nan")},
-        {"low_confidence_rate": 1.5},
+        {"low_confidence_increase": 1.5},
         {"class_share_tolerance": 0},
         {"min_samples": 0},
         {"expected_class_share": {"a": 0.2, "b": 0.2}},
@@ -102,7 +106,8 @@ def _report(status="ok"):
         "status": status,
         "counts": {"valid": 120, "corrupt": 3},
         "metrics": {
-            "LowConfidenceRate": 0.1, "MeanConfidence": 0.95, "ConfidencePSI": 0.05,
+            "LowConfidenceRate": 0.1, "BaselineLowConfidenceRate": 0.08,
+            "MeanConfidence": 0.95, "ConfidencePSI": 0.05,
             "InputPSI": 0.4, "ClassShare": {"bicycle": 0.6, "motorcycle": 0.4},
             "InputPSIByStatistic": {"brightness": 0.4, "contrast": 0.1},
         },
@@ -116,7 +121,7 @@ def test_metric_points_dimensions() -> None:
     assert ("ConfidencePSI", base) in names
     assert ("ClassShare", (("Class", "bicycle"), *base)) in names
     assert ("InputPSI", (*base, ("Statistic", "brightness"))) in names
-    assert len(points) == 2 + 4 + 2 + 2
+    assert len(points) == 2 + 5 + 2 + 2
 
 
 @pytest.mark.parametrize("status", ["no_traffic", "insufficient_data"])
@@ -162,9 +167,9 @@ def test_handler_end_to_end(monkeypatch, capfd, baseline, write_capture) -> None
         s3.create_bucket(Bucket="bkt")
         s3.put_object(Bucket="bkt", Key="model/baseline.json", Body=json.dumps(baseline))
         tick = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-        dark = (scene_images(60, seed=81) // 3).astype("uint8")
+        dark = (scene_images(120, seed=81) // 3).astype("uint8")
         write_capture(s3, "bkt", "capture", "ep", "AllTraffic",
-                      list(zip(dark, confident_probs(60, seed=82), strict=True)),
+                      list(zip(dark, confident_probs(120, seed=82), strict=True)),
                       tick - timedelta(minutes=20))
         from lambdas.detect_drift.handler import lambda_handler
 
@@ -175,7 +180,7 @@ def test_handler_end_to_end(monkeypatch, capfd, baseline, write_capture) -> None
         out = lambda_handler({"time": "2026-03-01T12:00:30Z", "source": "aws.events"}, context)
         reset_clients()
         assert out["status"] == "drift"
-        assert out["counts"]["valid"] == 60
+        assert out["counts"]["valid"] == 120
         assert out["report"] == "s3://bkt/reports/ep/2026/03/01/120000Z.json"
         stored = json.loads(s3.get_object(Bucket="bkt", Key="reports/ep/2026/03/01/120000Z.json")
                             ["Body"].read())
