@@ -141,6 +141,22 @@ def test_baseline_low_confidence_rate_at_any_threshold() -> None:
     assert baseline_low_confidence_rate(older, 0.93) is None
 
 
+def test_reference_images_feed_the_input_statistics() -> None:
+    images, probs = _dataset(40)
+    reference = np.concatenate([images, images[::-1]]) // 2  # 80 darker images
+    base = build_baseline(images, probs, ["a", "b"], reference_images=reference)
+    assert base["count"] == 40 and base["statistics_count"] == 80
+    assert sum(base["statistics"]["brightness"]["counts"]) == 80
+    plain = build_baseline(images, probs, ["a", "b"])
+    assert plain["statistics_count"] == 40
+    assert base["statistics"]["brightness"]["mean"] < plain["statistics"]["brightness"]["mean"]
+    assert base["confidence"] == plain["confidence"]  # confidence stays held-out only
+    with pytest.raises(BaselineError, match="reference_images"):
+        build_baseline(images, probs, ["a", "b"], reference_images=reference[:, :4])
+    with pytest.raises(BaselineError, match="reference_images"):
+        build_baseline(images, probs, ["a", "b"], reference_images=reference[:0])
+
+
 def test_confidence_is_rounded_like_the_endpoint_answer() -> None:
     images, probs = _dataset(4)
     probs[:] = [0.999996, 0.000004]

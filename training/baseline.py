@@ -140,11 +140,19 @@ def build_baseline(
     classes: Sequence[str],
     *,
     n_bins: int = DEFAULT_BINS,
+    reference_images: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Baseline of held-out data: confidence, class mix and input statistics distributions.
 
     ``images_uint8``: (N, H, W, 3) at the model's input size; ``probabilities``: (N, C) in class
     order (rows sum to 1); ``classes``: the C class names. Returns a JSON-serialisable dict.
+
+    ``reference_images`` (optional, (M, H, W, 3)): the images the *input statistics* are taken
+    from instead, typically the whole training split. Input statistics do not depend on the
+    model, so they need not come from held-out data, and a larger sample makes the baseline's
+    own sampling noise much smaller: measured on the dev archive, the largest InputPSI over 91
+    clean 100-request windows was 0.19-0.32 against ten random 120-image baselines and 0.14
+    against the 800-image training split (alarm level 0.25).
     """
     images = np.asarray(images_uint8)
     probs = np.asarray(probabilities, dtype=np.float64)
@@ -173,6 +181,17 @@ def build_baseline(
         worst = int(np.argmax(np.abs(sums - 1.0)))
         raise BaselineError(f"probability row {worst} sums to {sums[worst]:.6f}, not 1")
 
+    stats_images = images if reference_images is None else np.asarray(reference_images)
+    if (
+        stats_images.ndim != 4
+        or stats_images.dtype != np.uint8
+        or stats_images.shape[1:] != images.shape[1:]
+        or stats_images.shape[0] == 0
+    ):
+        raise BaselineError(
+            f"reference_images must be uint8 (M, {images.shape[1]}, {images.shape[2]}, 3) with "
+            f"M > 0, got {stats_images.dtype} {stats_images.shape}"
+        )
     confidence = round_confidence(probs.max(axis=1))
     predicted = probs.argmax(axis=1)
     class_counts = np.bincount(predicted, minlength=len(classes))
@@ -185,11 +204,12 @@ def build_baseline(
     conf_hist["percentiles"] = [
         float(v) for v in np.quantile(confidence, np.linspace(0, 1, 101), method="lower")
     ]
-    stats = batch_statistics(images)
+    stats = batch_statistics(stats_images)
     return {
         "version": BASELINE_VERSION,
         "classes": classes,
         "count": n,
+        "statistics_count": int(stats_images.shape[0]),
         "image_size": [int(images.shape[1]), int(images.shape[2])],
         "bins": int(n_bins),
         "smoothing": SMOOTHING,
