@@ -303,3 +303,22 @@ def test_alarm_seam_closed_after_finish(dev) -> None:
     with pytest.raises(RuntimeError, match="finish"):
         alarms.add_alarm("late", aws.cloudwatch.MetricAlarmArgs(
             comparison_operator="GreaterThanThreshold", evaluation_periods=1))
+
+
+def test_train_script_accepts_the_job_hyperparameters(
+    prod, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training toolkit passes non-sagemaker_ hyperparameters as `--name value` arguments
+    and the channels / model dir as SM_ environment variables."""
+    from training.train import parse_args
+
+    for var, channel in (("SM_CHANNEL_TRAIN", "data/train"), ("SM_CHANNEL_TEST", "data/test"),
+                         ("SM_MODEL_DIR", "model")):
+        monkeypatch.setenv(var, f"/opt/ml/{channel}")
+
+    hp = prod.one("aws:sagemaker/trainingJob:TrainingJob").inputs["hyperParameters"]
+    argv = [part for k, v in sorted(hp.items()) if not k.startswith("sagemaker_")
+            for part in (f"--{k}", v)]
+    args = parse_args(argv)
+    assert (args.epochs, args.min_accuracy, args.threshold) == (60, 0.85, 0.93)
+    assert args.classes == "bicycle,motorcycle"
