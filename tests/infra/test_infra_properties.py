@@ -322,3 +322,21 @@ def test_train_script_accepts_the_job_hyperparameters(
     args = parse_args(argv)
     assert (args.epochs, args.min_accuracy, args.threshold) == (60, 0.85, 0.93)
     assert args.classes == "bicycle,motorcycle"
+
+
+def test_deployed_code_holds_the_configured_entry_points(dev, artifacts) -> None:
+    """Handlers and sagemaker_program name files that are in the uploaded archives."""
+    import tarfile
+    import zipfile
+
+    with zipfile.ZipFile(artifacts.lambda_zip) as bundle:
+        names = set(bundle.namelist())
+        for fn in dev.within("scones:workflow:InferenceFunctions"):
+            if fn.type == "aws:lambda/function:Function":
+                module, function = fn.inputs["handler"].rsplit(".", 1)
+                path = module.replace(".", "/") + ".py"
+                assert path in names, path
+                assert f"def {function}(" in bundle.read(path).decode()
+    with tarfile.open(artifacts.source_bundle) as source:
+        assert "train.py" in source.getnames()
+        assert "training/train.py" in source.getnames()
