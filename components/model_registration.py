@@ -94,6 +94,19 @@ def model_package_request(
     }
 
 
+def packages_to_delete(own_arn: str, newest_first: list[str]) -> list[str]:
+    """What deleting this registration removes from the group.
+
+    A replaced registration (a newer model was registered first: Pulumi creates before it
+    deletes) removes nothing, so the group keeps every model that ever passed as history. The
+    newest one is only deleted when the stack is destroyed; it then empties the group, which
+    AWS refuses to delete while it holds packages.
+    """
+    if newest_first and newest_first[0] != own_arn:
+        return []
+    return list(newest_first) or [own_arn]
+
+
 def wait_for_job(
     describe: Callable[[], Mapping[str, Any]],
     *,
@@ -158,8 +171,18 @@ class _RegistrationProvider(pulumi.dynamic.ResourceProvider):
         import boto3
 
         sagemaker = boto3.client("sagemaker", region_name=props["region"])
-        # The group cannot be deleted while it holds packages.
-        sagemaker.delete_model_package(ModelPackageName=_id)
+        pages = sagemaker.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=props["group_name"],
+            SortBy="CreationTime",
+            SortOrder="Descending",
+        )
+        newest_first = [
+            summary["ModelPackageArn"]
+            for page in pages
+            for summary in page["ModelPackageSummaryList"]
+        ]
+        for arn in packages_to_delete(_id, newest_first):
+            sagemaker.delete_model_package(ModelPackageName=arn)
 
 
 class ModelRegistration(pulumi.dynamic.Resource):

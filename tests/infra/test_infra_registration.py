@@ -18,6 +18,7 @@ from components.model_registration import (
     check_job,
     metrics_from_model_tar,
     model_package_request,
+    packages_to_delete,
     split_s3_uri,
     wait_for_job,
 )
@@ -132,3 +133,11 @@ def test_data_hash_follows_the_uploaded_bytes(tmp_path) -> None:
     assert staged_data_hash(tmp_path) == first
     (tmp_path / "test/dataset.npz").write_bytes(b"changed")
     assert staged_data_hash(tmp_path) != first
+
+
+def test_replaced_models_stay_in_the_registry_until_destroy() -> None:
+    # Replacement: the new package exists before the old registration is deleted.
+    assert packages_to_delete("arn/1", ["arn/2", "arn/1"]) == []
+    # Destroy: the newest registration empties the group so the group can be deleted.
+    assert packages_to_delete("arn/2", ["arn/2", "arn/1"]) == ["arn/2", "arn/1"]
+    assert packages_to_delete("arn/1", []) == ["arn/1"]
