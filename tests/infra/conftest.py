@@ -34,11 +34,13 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, dev_archive: Path):
     from components.stack import build_artifacts
 
     settings = Settings(cifar_archive=str(dev_archive))
-    if not os.environ.get("SCONES_WHEELHOUSE"):
-        # The drift layer's wheels: small stand-ins with the pinned names, so the build step
-        # runs offline (tests/drift/test_package.py covers the real layer build).
-        os.environ["SCONES_WHEELHOUSE"] = str(_stand_in_wheels(tmp_path_factory.mktemp("wheels")))
-    return build_artifacts(settings, tmp_path_factory.mktemp("pulumi-build"))
+    with pytest.MonkeyPatch.context() as patch:  # restored after the build: no leak to others
+        if not os.environ.get("SCONES_WHEELHOUSE"):
+            # The drift layer's wheels: small stand-ins with the pinned names, so the build step
+            # runs offline (tests/drift/test_package.py covers the real layer build).
+            wheels = _stand_in_wheels(tmp_path_factory.mktemp("wheels"))
+            patch.setenv("SCONES_WHEELHOUSE", str(wheels))
+        return build_artifacts(settings, tmp_path_factory.mktemp("pulumi-build"))
 
 
 def _stand_in_wheels(directory: Path) -> Path:
