@@ -26,10 +26,12 @@ from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpoint
 from components.model_training import ModelTraining, ModelTrainingArgs
 from components.settings import Settings
 
+# Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
+# orders, motorcycles distant), so cloud and local mode route alike.
+from lambdas.config import DEFAULT_ROUTES
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
-# Routing is a business rule, not deploy config: bicycles get nearby orders, motorcycles distant.
-DEFAULT_ROUTES = {"bicycle": "nearby", "motorcycle": "distant"}
 
 
 @dataclass
