@@ -213,19 +213,20 @@ def format_summary(report: Mapping[str, Any]) -> str:
     lines = [
         f"drift monitor: {report['endpoint']}/{report['variant']}  window "
         f"{window['start'] or 'all'} -> {window['end'] or 'now'}",
-        f"requests: {counts['valid']} usable, {counts['corrupt']} corrupt "
-        f"{counts['corrupt_by_reason'] or ''}, {counts['files']} files".rstrip(),
+        f"requests: {counts['valid']} usable, {counts['corrupt']} corrupt"
+        + (f" {counts['corrupt_by_reason']}" if counts["corrupt_by_reason"] else "")
+        + f", {counts['files']} files",
         f"status: {report['status'].upper()}",
     ]
     if m.get("count"):
-        lines.append(f"  {'MeanConfidence':<24}{m['MeanConfidence']:.4f}")
+        lines.append(f"  {'MeanConfidence':<28}{m['MeanConfidence']:.4f}")
         for name, value in m.get("InputPSIByStatistic", {}).items():
-            lines.append(f"  {'InputPSI[' + name + ']':<24}{value:.4f}")
-    lines.append(f"  {'alarm':<24}{'value':>8}  {'threshold':>9}  state")
+            lines.append(f"  {'InputPSI[' + name + ']':<28}{value:.4f}")
+    lines.append(f"  {'alarm':<28}{'value':>8}  {'threshold':>9}  state")
     for a in report["alarms"]:
         value = _fmt(a["value"])
         state = "WOULD FIRE" if a["firing"] else "ok"
-        lines.append(f"  {a['key']:<24}{value:>8}  {a['threshold']:>9g}  {state}")
+        lines.append(f"  {a['key']:<28}{value:>8}  {a['threshold']:>9g}  {state}")
     firing = [a["key"] for a in report["alarms"] if a["firing"]]
     lines.append("alarms that would fire: " + (", ".join(firing) if firing else "none"))
     lines.extend(f"  - {r}" for r in report["reasons"])
