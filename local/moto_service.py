@@ -96,8 +96,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install(args.code_dir.resolve())
-    if not args.no_speedups:
-        moto_speedups.install(in_process_dispatch=True)
     # Per-request access lines and moto's error report for every failed execution (expected
     # outcomes here, kept in the execution history) cost more than they tell; warnings stay.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -111,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     server = make_server(HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)
     port = int(server.server_address[1])
     os.environ["MOTO_PORT"] = str(port)
+    if not args.no_speedups:
+        moto_speedups.install(in_process_dispatch=True, own_netloc=f"{HOST}:{port}")
 
     def stop(*_: object) -> None:
         threading.Thread(target=server.shutdown, daemon=True).start()

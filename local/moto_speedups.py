@@ -14,7 +14,11 @@ execution, with no change to what it does (profile and figures in docs/workflow.
    concurrent load that serialised all requests (20 ms each). The list cannot change at runtime.
 4. In-process dispatch (server only, ``in_process_dispatch=True``): the interpreter's calls to
    Lambda and SNS are handed to moto's backends in-process by moto's own botocore stubber (the
-   mechanism of ``mock_aws``) instead of an HTTP round trip back into the same server.
+   mechanism of ``mock_aws``) instead of an HTTP round trip back into the same server. With
+   ``own_netloc`` (the server's host:port), the handlers' S3 and SNS calls, which reach this
+   server through AWS_ENDPOINT_URL_S3 / _SNS, are served the same way: the stubber sees the
+   request addressed to the service's AWS host (the service is read from the SigV4
+   credential scope); anything else still goes over HTTP.
 
 Local mode installs all of them in its moto server; the tests run the interpreter with and
 without the first two.
@@ -35,7 +39,43 @@ _CLIENT_USERS = (
 )
 
 
-def install(maxsize: int = 32, in_process_dispatch: bool = False) -> None:
+def _signed_scope(headers: Any) -> tuple[str, str] | None:
+    """(region, service) from a SigV4 Authorization header, or None."""
+    auth = headers.get("Authorization") if headers is not None else None
+    if isinstance(auth, bytes):
+        auth = auth.decode("latin-1")
+    if not auth or "Credential=" not in auth:
+        return None
+    scope = auth.split("Credential=", 1)[1].split(",", 1)[0].split("/")
+    return (scope[2], scope[3]) if len(scope) >= 5 else None
+
+
+def _own_requests_in_process(stubber: Any, own_netloc: str) -> Any:
+    import copy
+    from urllib.parse import urlsplit, urlunsplit
+
+    original = stubber.process_request
+
+    def process_request(request: Any) -> Any:
+        parts = urlsplit(request.url)
+        if parts.netloc == own_netloc:
+            scope = _signed_scope(request.headers)
+            if scope is not None and scope[1] in ("s3", "sns"):
+                region, service = scope
+                host = "s3.amazonaws.com" if service == "s3" else f"sns.{region}.amazonaws.com"
+                rewritten = copy.copy(request)
+                rewritten.url = urlunsplit(("https", host, parts.path, parts.query, ""))
+                response = original(rewritten)
+                if response is not None:
+                    return response
+        return original(request)
+
+    return process_request
+
+
+def install(
+    maxsize: int = 32, in_process_dispatch: bool = False, own_netloc: str | None = None
+) -> None:
     """Memoise ASL parsing and the interpreter's boto3 clients (idempotent)."""
     import importlib
 
@@ -89,6 +129,10 @@ def install(maxsize: int = 32, in_process_dispatch: bool = False) -> None:
         if in_process_dispatch:
             _originals["stubber_enabled"] = botocore_stubber.enabled
             botocore_stubber.enabled = True
+            if own_netloc:
+                botocore_stubber.process_request = _own_requests_in_process(
+                    botocore_stubber, own_netloc
+                )
 
 
 def uninstall() -> None:
@@ -105,6 +149,7 @@ def uninstall() -> None:
         moto.backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
         if "stubber_enabled" in _originals:
             botocore_stubber.enabled = _originals.pop("stubber_enabled")
+            botocore_stubber.__dict__.pop("process_request", None)
         for name in _CLIENT_USERS:
             importlib.import_module(name).boto_client_for = _originals.pop(name)
         _originals.clear()
