@@ -12,7 +12,10 @@ execution, with no change to what it does (profile and figures in docs/workflow.
 3. Module list once: moto's server dispatcher lists its own package directory (os.listdir +
    isdir of ~200 entries) for every request, while holding the dispatcher lock; under
    concurrent load that serialised all requests (20 ms each). The list cannot change at runtime.
-4. In-process dispatch (server only, ``in_process_dispatch=True``): the interpreter's calls to
+4. JSONPath parsed once: every path evaluation ("$", "$.Payload", "$.error") re-parsed the
+   expression with jsonpath-ng, which builds a new PLY lexer and parser each time (a few ms per
+   execution); parsed expressions are immutable and ``find`` is pure, so they are memoised.
+5. In-process dispatch (server only, ``in_process_dispatch=True``): the interpreter's calls to
    Lambda and SNS are handed to moto's backends in-process by moto's own botocore stubber (the
    mechanism of ``mock_aws``) instead of an HTTP round trip back into the same server. With
    ``own_netloc`` (the server's host:port), the handlers' S3 and SNS calls, which reach this
@@ -32,6 +35,11 @@ from typing import Any
 
 _originals: dict[str, Any] = {}
 _lock = threading.Lock()
+# Modules that did `from jsonpath_ng[.ext] import parse`.
+_JSONPATH_USERS = (
+    "moto.stepfunctions.parser.asl.utils.json_path",
+    "moto.stepfunctions.parser.asl.component.common.path.result_path",
+)
 # Modules that did `from ...boto_client import boto_client_for` (the Task kinds we use).
 _CLIENT_USERS = (
     "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
@@ -122,6 +130,11 @@ def install(
             _originals[name] = module.boto_client_for
             module.boto_client_for = cached_client
 
+        for name in _JSONPATH_USERS:
+            module = importlib.import_module(name)
+            _originals[f"jsonpath:{name}"] = module.parse
+            module.parse = lru_cache(maxsize=1024)(module.parse)
+
         modules = tuple(moto.backends.list_of_moto_modules())
         _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
         moto.backends.list_of_moto_modules = lambda: modules
@@ -152,4 +165,6 @@ def uninstall() -> None:
             botocore_stubber.__dict__.pop("process_request", None)
         for name in _CLIENT_USERS:
             importlib.import_module(name).boto_client_for = _originals.pop(name)
+        for name in _JSONPATH_USERS:
+            importlib.import_module(name).parse = _originals.pop(f"jsonpath:{name}")
         _originals.clear()
