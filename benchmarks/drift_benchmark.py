@@ -351,6 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": {
             "path": str(args.model),
             "test_accuracy": (model_metrics.get("test") or {}).get("accuracy"),
+            "epochs": (model_metrics.get("training") or {}).get("epochs"),
+            "hyperparameters": (model_metrics.get("training") or {}).get("hyperparameters"),
+            "baseline_statistics_images": baseline.get("statistics_count", baseline["count"]),
             "baseline_images": baseline["count"],
             "baseline_bins": baseline.get("bins"),
         },
