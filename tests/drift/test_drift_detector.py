@@ -106,6 +106,24 @@ def test_darkened_traffic_is_drift_with_reasons(s3, write_capture) -> None:
     assert "confidence-psi" not in firing
 
 
+def test_low_confidence_alarm_is_relative_to_the_baseline(s3, write_capture) -> None:
+    images = scene_images(120, seed=25)
+    probs = confident_probs(120, seed=26)
+    probs[:36] = [0.7, 0.3]  # 30 % below 0.93, where the baseline had none
+    write_capture(s3, BUCKET, "capture", ENDPOINT, VARIANT, _records(images, probs), T0)
+    report = detect(s3, load_settings(_env()), T0, T0 + timedelta(hours=1))
+    m = report["metrics"]
+    assert m["BaselineLowConfidenceRate"] == 0.0
+    assert m["LowConfidenceRate"] == pytest.approx(0.3)
+    firing = {a["key"] for a in report["alarms"] if a["firing"]}
+    assert firing == {"low-confidence-rate", "confidence-psi"}
+    # at a threshold neither the window nor the baseline falls below, nothing increases
+    lenient = detect(s3, load_settings(_env(CONFIDENCE_THRESHOLD="0.5")), T0,
+                     T0 + timedelta(hours=1))
+    assert lenient["metrics"]["LowConfidenceRate"] == 0.0
+    assert "low-confidence-rate" not in {a["key"] for a in lenient["alarms"] if a["firing"]}
+
+
 def test_corrupt_lines_are_counted_never_fatal(s3, write_capture) -> None:
     images = scene_images(40, seed=31)
     probs = confident_probs(40, seed=32)
