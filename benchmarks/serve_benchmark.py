@@ -258,6 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from local.endpoint_server import prepare_model_dir
 
     model_dir, cleanup = prepare_model_dir(model_path)
+    metrics_file = model_dir / "metrics.json"
+    if args.model and metrics_file.is_file():
+        # Say which trained model this was (its test accuracy), not just where it lay.
+        accuracy = json.loads(metrics_file.read_text()).get("test", {}).get("accuracy")
+        if accuracy is not None:
+            model_source += f" (test accuracy {accuracy:.4f})"
     body = sample_png()
     load_before = os.getloadavg()
     runs = []
