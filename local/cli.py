@@ -110,6 +110,13 @@ def _smoke_execution(
     from local.deploy import aws_client
     from local.runner import EventSpec, load_test_items, run_one
 
+    # Load every function's code (an empty event is refused by validation, after the import),
+    # then one real execution through whichever path the model's confidence picks.
+    lam = aws_client("lambda", moto_url)
+    for arn in deployed["function_arns"].values():
+        reply = json.loads(lam.invoke(FunctionName=arn, Payload=b"{}")["Payload"].read())
+        if not isinstance(reply, dict) or reply.get("errorType") != "InvalidEvent":
+            raise RuntimeError(f"warm-up of {arn} answered {reply!r}, expected InvalidEvent")
     key, label = load_test_items(data_dir, classes)[0]
     spec = EventSpec({"s3_bucket": deployed["bucket"], "s3_key": key}, key, label)
     result = run_one(aws_client("stepfunctions", moto_url), deployed["state_machine_arn"], spec)
@@ -218,6 +225,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
         )
         print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {deployed['capture_uri']})")
+        print(f"smoke execution: {_smoke_execution(moto_url, deployed, data_dir, classes)}")
         state.update(
             status="up",
             moto_url=moto_url,
