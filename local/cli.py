@@ -426,6 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     while i < len(argv) and argv[i].startswith("-"):
         i += 2 if argv[i] == "--state-dir" else 1
     if i < len(argv) and argv[i] == "monitor":
+        if "--state-dir" in argv[:i]:  # local.monitor reads the state dir from the environment
+            os.environ["SCONES_STATE_DIR"] = argv[argv.index("--state-dir") + 1]
         from local.monitor import main as monitor_main
 
         return int(monitor_main(argv[i + 1 :]) or 0)
