@@ -64,8 +64,10 @@ def test_monitor_subcommand_dispatches_lazily(monkeypatch: pytest.MonkeyPatch) -
     fake = types.ModuleType("local.monitor")
     fake.main = lambda argv: seen.append(list(argv)) or 0  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "local.monitor", fake)
+    monkeypatch.setenv("SCONES_STATE_DIR", "before")  # restored after the test
     assert cli.main(["--state-dir", "x", "monitor", "--window", "1h"]) == 0
     assert seen == [["--window", "1h"]]
+    assert os.environ["SCONES_STATE_DIR"] == "x"
 
 
 @pytest.mark.slow
