@@ -33,6 +33,13 @@ LAMBDA_TRANSIENT_ERRORS = [
     "Lambda.TooManyRequestsException",
 ]
 ENDPOINT_TRANSIENT_ERRORS = ["EndpointUnavailable"]
+# The sns:publish integration names errors "SNS.<code>Exception"; only these are worth a retry.
+SNS_TRANSIENT_ERRORS = [
+    "SNS.ThrottledException",
+    "SNS.InternalErrorException",
+    "SNS.KMSThrottlingException",
+    "SNS.SdkClientException",
+]
 
 # Which named errors each step can raise (what its Catch list routes to a Fail state).
 _STEP_ERRORS: dict[str, list[str]] = {
@@ -164,7 +171,7 @@ def build_definition(
             },
             "ResultSelector": {"MessageId.$": "$.MessageId"},
             "ResultPath": "$.review",
-            "Retry": [_retry(["States.TaskFailed"], 2, retry_interval_seconds, 4)],
+            "Retry": [_retry(SNS_TRANSIENT_ERRORS, 2, retry_interval_seconds, 4)],
             "Catch": [
                 {
                     "ErrorEquals": ["States.ALL"],

@@ -255,6 +255,27 @@ def test_routing_publish_failure_is_reported_not_lost(
     assert desc["error"] == "RoutingError"
 
 
+def test_review_publish_failure_is_reported_not_dropped(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    wf, endpoint = stack
+    topic = next(
+        t["TopicArn"] for t in wf.sns.list_topics()["Topics"] if t["TopicArn"].endswith("review")
+    )
+    wf.sns.delete_topic(TopicArn=topic)
+    try:
+        endpoint.answers.append(ok([0.6, 0.4]))
+        desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
+    finally:
+        wf.sns.create_topic(Name=topic.rsplit(":", 1)[1])
+    assert (desc["status"], desc["error"], final) == (
+        "FAILED",
+        "ReviewNotPublished",
+        "ReviewNotPublished",
+    )
+    assert "SNS" in desc["cause"] or "Topic" in desc["cause"]
+
+
 def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
     stack: tuple[Workflow, FakeEndpoint],
 ) -> None:
