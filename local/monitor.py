@@ -43,9 +43,9 @@ from lambdas.detect_drift.rules import DriftThresholds
 from training.baseline import BaselineError, psi_against, round_confidence, validate_baseline
 from training.image_stats import batch_statistics
 
-STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
-STATE_FILE = STATE_DIR / "state.json"
-DEFAULT_REPORT_DIR = STATE_DIR / "monitor"
+# Tests may pin the state file; otherwise it is $SCONES_STATE_DIR/state.json, read at call time
+# (``python -m local --state-dir D monitor`` sets the variable just before dispatching).
+STATE_FILE: Path | None = None
 EXIT_DRIFT = 3
 
 
@@ -56,9 +56,13 @@ class MonitorError(RuntimeError):
 # --- inputs ------------------------------------------------------------------------------------
 
 
+def state_dir() -> Path:
+    return Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
+
+
 def load_state(path: Path | None = None) -> dict[str, Any]:
     """Local mode's state file, or {} when local mode is not up."""
-    path = path or STATE_FILE
+    path = path or STATE_FILE or state_dir() / "state.json"
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
@@ -422,7 +426,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=None, help="Pulumi.<stack>.yaml for thresholds")
     p.add_argument("--confidence-threshold", type=float, default=None,
                    help="low-confidence cut (default: local mode's, else config's)")
-    p.add_argument("--report-dir", type=Path, default=DEFAULT_REPORT_DIR)
+    p.add_argument("--report-dir", type=Path, default=state_dir() / "monitor",
+                   help="where report folders go (default: <state dir>/monitor)")
     p.add_argument("--no-report", action="store_true", help="print only, write no report folder")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--fail-on-drift", action="store_true",
