@@ -406,6 +406,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     "padding",
                     "label_smoothing",
                     "val_fraction",
+                    "jitter",
+                    "ema",
                 )
             },
             "train_seconds": round(train_seconds, 2),
