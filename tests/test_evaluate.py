@@ -86,7 +86,7 @@ def test_cli_and_errors(artifact: Path, staged: Path, tmp_path: Path, capsys) ->
     assert "accuracy" in capsys.readouterr().out
     assert main(["--model", str(tmp_path / "nope"), "--test", str(staged / "test"),
                  "--report", str(tmp_path / "r2")]) == 2  # fmt: skip
-    assert "ArtifactError" in capsys.readouterr().err
+    assert "ModelArtifactError" in capsys.readouterr().err
     bad = tmp_path / "bad.tar.gz"
     bad.write_bytes(b"not a tarball")
     with pytest.raises(ArtifactError):

@@ -25,13 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import DatasetError, StagedDataError
+from training.errors import DatasetError, ModelArtifactError, StagedDataError
 from training.metrics import DEFAULT_THRESHOLD, classification_metrics
 from training.stage import read_split
 
-
-class ArtifactError(DatasetError):
-    """The model artifact (model.tar.gz or directory) cannot be opened."""
+# The serving hooks' error for an unusable artifact; evaluation reports the same one.
+ArtifactError = ModelArtifactError
 
 
 def _unpack(tar_path: Path, dest: Path) -> Path:
@@ -174,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         metrics = evaluate(args.model, args.test, args.report, args.threshold)
-    except DatasetError as exc:
+    except (DatasetError, ModelArtifactError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     acc = metrics["accepted_accuracy_at_threshold"]
