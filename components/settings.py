@@ -35,10 +35,10 @@ cifarArchive              (none; SCONES_CIFAR_ARCHIVE)           the local CIFAR
 driftScheduleMinutes      15                                     how often the drift detector runs
 driftWindowMinutes        60                                     traffic each run analyses (windows
                                                                  overlap: a shift shows in 4 runs)
-driftConfidencePsi        0.25                                   ConfidencePSI alarm ("large shift"
-                                                                 level, above clean-window noise)
+driftConfidencePsi        0.4                                    ConfidencePSI alarm (above the
+                                                                 clean-window peaks, 0.10-0.33)
 driftInputPsi             0.25                                   InputPSI alarm (largest PSI of the
-                                                                 input statistics), same reasoning
+                                                                 input statistics; "large shift")
 driftLowConfidenceIncrease 0.2                                   LowConfidenceRate alarm: rate
                                                                  above the baseline's by this
 driftClassShareTolerance  0.25                                   ClassShare alarm when the share

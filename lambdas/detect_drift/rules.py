@@ -55,9 +55,14 @@ class ThresholdError(ValueError):
 class DriftThresholds:
     """Alarm thresholds and the minimum window size.
 
-    - ``confidence_psi`` 0.25 and ``input_psi`` 0.25: the usual "large shift" PSI level, and
-      above the sampling noise of a clean 100-request window measured against the 150-image
-      baseline (noise scales with (bins - 1) * (1/n + 1/N)).
+    - ``input_psi`` 0.25: the usual "large shift" PSI level, above the sampling noise of clean
+      100-request windows (noise scales with (bins - 1) * (1/n + 1/N)); measured clean peak
+      0.22 against a 120-image baseline, 0.14 against the training split; every shift of the
+      benchmark reached 0.8 or more.
+    - ``confidence_psi`` 0.4: the confidence baseline rests on the validation split only (120
+      images on the dev data) and a model's confidence differs a little between splits:
+      clean windows peaked at 0.10-0.33 over six trained models. Dark (1.4-3.0) and most
+      blurred traffic (0.24-0.98) still cross 0.4; InputPSI is the first line anyway.
     - ``low_confidence_increase`` 0.2: LowConfidenceRate more than 0.2 above the baseline's rate
       at the same threshold. The binomial noise of a 100-request window plus that of a
       150-image baseline is about 0.06 (p near 0.5), so 0.2 is over three standard deviations;
@@ -70,7 +75,7 @@ class DriftThresholds:
       quiet endpoint needs a longer ``driftWindowMinutes``.
     """
 
-    confidence_psi: float = 0.25
+    confidence_psi: float = 0.4
     input_psi: float = 0.25
     low_confidence_increase: float = 0.2
     class_share_tolerance: float = 0.25

@@ -13,7 +13,7 @@ VARIANT_NAME                    AllTraffic production variant of the capture fol
 STACK_NAME                      local     stack name (metric dimension)
 WINDOW_MINUTES                  60        the window is the last N minutes before the event
 CONFIDENCE_THRESHOLD            0.93      below it a prediction counts as low confidence
-DRIFT_CONFIDENCE_PSI            0.25      alarm threshold of ConfidencePSI
+DRIFT_CONFIDENCE_PSI            0.4       alarm threshold of ConfidencePSI
 DRIFT_INPUT_PSI                 0.25      alarm threshold of InputPSI (max over statistics)
 DRIFT_LOW_CONFIDENCE_INCREASE   0.2       alarm when LowConfidenceRate exceeds the baseline's
                                           rate at CONFIDENCE_THRESHOLD by more than this

@@ -55,7 +55,7 @@ def test_nothing_fires_on_a_calm_window() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"ConfidencePSI": 0.26}, {"confidence-psi"}),
+        ({"ConfidencePSI": 0.41}, {"confidence-psi"}),
         ({"InputPSI": 3.0}, {"input-psi"}),
         # relative to the baseline's rate: 0.71 - 0.5 > 0.2 fires, 0.69 - 0.5 does not
         ({"LowConfidenceRate": 0.71}, {"low-confidence-rate"}),
@@ -65,7 +65,7 @@ def test_nothing_fires_on_a_calm_window() -> None:
         ({"ClassShare": {"bicycle": 0.8, "motorcycle": 0.2}},
          {"class-share-bicycle", "class-share-motorcycle"}),
         # exactly at the threshold does not fire (GreaterThanThreshold)
-        ({"ConfidencePSI": 0.25, "ClassShare": {"bicycle": 0.75, "motorcycle": 0.25}}, set()),
+        ({"ConfidencePSI": 0.4, "ClassShare": {"bicycle": 0.75, "motorcycle": 0.25}}, set()),
     ],
 )
 def test_each_rule_fires_above_its_threshold(overrides, expected) -> None:

@@ -139,6 +139,7 @@ def test_drift_alarms_notify_and_reach_the_dashboard(pulumi_mocks, zips) -> None
     assert psi["dimensions"] == {"Stack": "test", "Endpoint": "scones-test"}
     assert psi["period"] == 900 and psi["statistic"] == "Maximum"
     assert psi["threshold"] == 0.25
+    assert alarms["alarms-drift-confidence-psi"]["threshold"] == 0.4
     low = alarms["alarms-drift-low-confidence-rate"]
     assert low["threshold"] == 0.2
     lq = {q["id"]: q for q in low["metricQueries"]}
