@@ -29,6 +29,7 @@ test: venv
 	$(PY) -m pytest
 
 bench: venv
+	$(PY) -m local up
 	$(PY) -m benchmarks
 
 clean: down
