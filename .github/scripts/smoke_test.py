@@ -131,14 +131,14 @@ def most_confident_index(probabilities: Any, labels: Any) -> int | None:
 def choose_confident_image(test_dir: Path, model_path: Path) -> tuple[Path, float]:
     """The staged image the model is surest about (and right), with that confidence."""
     # The serving hooks themselves, so the choice matches what the endpoint will answer.
-    from training.errors import DatasetError
+    from training.errors import DatasetError, ModelArtifactError
     from training.evaluate import predict_probabilities
     from training.stage import read_split
 
     try:
         split, _classes = read_split(test_dir)
         probabilities, _model = predict_probabilities(model_path, split.images)
-    except DatasetError as err:  # unreadable staged split or model artifact
+    except (DatasetError, ModelArtifactError) as err:  # unreadable staged split or artifact
         raise SmokeTestError(f"cannot choose an image: {type(err).__name__}: {err}") from err
     best = most_confident_index(probabilities, split.labels)
     if best is None:
