@@ -28,6 +28,9 @@ test: venv
 	$(PY) -m ruff check .
 	$(PY) -m pytest
 
+lint: venv
+	$(PY) -m ruff check .
+
 bench: venv
 	$(PY) -m local up
 	$(PY) -m benchmarks
