@@ -408,6 +408,8 @@ def test_loader_errors_become_fetch_errors(tmp_path, monkeypatch) -> None:
         raise DownloadUnavailable("no network")
 
     monkeypatch.setattr(training.cifar, "resolve_archive", offline)
+    # CI exports SCONES_CIFAR_ARCHIVE; main() must go to the (offline) download here.
+    monkeypatch.delenv("SCONES_CIFAR_ARCHIVE", raising=False)
     with pytest.raises(fetch.ArchiveFetchError, match="DownloadUnavailable: no network"):
         fetch.resolve({}, tmp_path)
     assert fetch.main(["--cache-dir", str(tmp_path), "--github-env", str(tmp_path / "e")]) == 1
