@@ -71,6 +71,10 @@ def run(archive: str | None, threads: int, out: Path, extra: list[str]) -> dict:
         "ece": report["ece"],
         "temperature": report["temperature"],
         "validation_accuracy": train_metrics["validation"]["accuracy"],
+        "validation_nll_after_temperature": train_metrics["validation"]["nll_after_temperature"],
+        "validation_coverage_at_threshold": train_metrics["validation"].get(
+            "coverage_at_threshold"
+        ),
         "test_images": report["count"],
     }
     passed = {

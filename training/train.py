@@ -65,7 +65,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test", default=env.get("SM_CHANNEL_TEST"), help="staged test split dir")
     p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR"), help="artifact output dir")
     p.add_argument("--classes", default=None, help="expected class list (checked against data)")
-    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--epochs", type=int, default=150)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -74,7 +74,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--padding", type=int, default=4, help="random-crop padding")
     p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter")
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay per step, 0 = off")
-    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument(
+        "--swa-epochs",
+        type=int,
+        default=0,
+        help="average the weights of the last N epochs (stochastic weight averaging), 0 = off",
+    )
+    p.add_argument(
+        "--channels-last",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="train in channels_last memory format (1.4x faster on CPU; same network)",
+    )
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--widths", default=",".join(map(str, DEFAULT_ARCH["widths"])))
     p.add_argument("--blocks", default=",".join(map(str, DEFAULT_ARCH["blocks"])))
@@ -162,6 +175,11 @@ def fit(
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     mean_t = torch.tensor(mean, dtype=torch.float32)
     std_t = torch.tensor(std, dtype=torch.float32)
+    if args.channels_last:
+        # oneDNN's convolutions run ~1.4x faster on NHWC tensors on these CPUs.
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+        x_val = x_val.contiguous(memory_format=torch.channels_last)
     ema = None
     if args.ema > 0:
         # An exponential moving average of the weights (and BatchNorm statistics) is a cheap
@@ -171,6 +189,8 @@ def fit(
             multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema),
             use_buffers=True,
         )
+    swa = None
+    swa_start = args.epochs - args.swa_epochs + 1 if args.swa_epochs > 0 else args.epochs + 1
     history = []
     step = 0
     start = time.perf_counter()
@@ -180,7 +200,7 @@ def fit(
         loss_sum, correct, seen = 0.0, 0.0, 0
         for b in range(steps_per_epoch):  # drop the ragged last batch: BatchNorm needs > 1
             idx = order[b * args.batch_size : (b + 1) * args.batch_size]
-            xb = augment(
+            xb = augment(  # indexing ops keep channels_last where the input has it
                 x[idx],
                 rng,
                 padding=args.padding,
@@ -205,12 +225,20 @@ def fit(
             pred = logits.argmax(1)
             correct += lam * float((pred == ya).sum()) + (1 - lam) * float((pred == yb2).sum())
             seen += len(idx)
+        if epoch >= swa_start:
+            if swa is None:
+                # Equal-weight average of the end-of-epoch weights over the last epochs of the
+                # low-LR tail (SWA); BatchNorm statistics are recomputed on the fit data after.
+                swa = torch.optim.swa_utils.AveragedModel(model)
+            else:
+                swa.update_parameters(model)
         val_logits = _logits(ema.module if ema is not None else model, x_val)
         row = {
             "epoch": epoch,
             "loss": loss_sum / max(seen, 1),
             "train_accuracy": correct / max(seen, 1),
             "val_accuracy": float((val_logits.argmax(1) == y_val).mean()),
+            "val_nll": _nll(val_logits, y_val, 1.0),
             "elapsed_s": time.perf_counter() - start,
         }
         history.append(row)
@@ -222,7 +250,32 @@ def fit(
         )
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
+    if swa is not None:
+        _recompute_batchnorm(swa.module, x, args.batch_size)
+        model.load_state_dict(swa.module.state_dict())
+        val_logits = _logits(model, x_val)
+        history[-1]["val_accuracy_swa"] = float((val_logits.argmax(1) == y_val).mean())
+        history[-1]["val_nll_swa"] = _nll(val_logits, y_val, 1.0)
+        swa_acc = history[-1]["val_accuracy_swa"]
+        log(f"SWA over the last {args.swa_epochs} epochs: val_acc {swa_acc:.3f}", flush=True)
+    # Saved weights stay in the default (contiguous) layout: serving builds a plain model.
+    model.to(memory_format=torch.contiguous_format)
     return history
+
+
+def _recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch: int) -> None:
+    """Re-estimate BatchNorm running statistics of averaged weights on the unaugmented fit data."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # cumulative average over all batches
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(x), batch):
+            model(x[i : i + batch])
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.momentum = 0.1
 
 
 def _training_imports(source: Path) -> set[str]:
@@ -383,6 +436,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "count": val_metrics["count"],
             "accuracy": val_metrics["accuracy"],
             "ece": val_metrics["ece"],
+            "coverage_at_threshold": val_metrics["coverage_at_threshold"],
+            "accepted_accuracy_at_threshold": val_metrics["accepted_accuracy_at_threshold"],
             "nll_before_temperature": _nll(val_logits, val.labels, 1.0),
             "nll_after_temperature": _nll(val_logits, val.labels, temperature),
         },
@@ -408,6 +463,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     "val_fraction",
                     "jitter",
                     "ema",
+                    "swa_epochs",
+                    "channels_last",
                 )
             },
             "train_seconds": round(train_seconds, 2),
