@@ -278,7 +278,7 @@ def test_alarms(run) -> None:
     low = alarms["alarms-low-confidence-rate"]
     assert (low["namespace"], low["metricName"], low["statistic"]) == (
         "SconesUnlimited/Inference", "LowConfidence", "Average")
-    assert low["threshold"] == 0.2
+    assert low["threshold"] == 0.6
     assert run.one("aws:sns/topic:Topic", "alarms-topic").inputs["kmsMasterKeyId"]
     body = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
     status = next(w for w in body["widgets"] if w["type"] == "alarm")
