@@ -412,7 +412,11 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
 
     from training.baseline import build_baseline  # numpy-only; imported late to keep CLI fast
 
-    baseline = build_baseline(val.images, val_probs, classes)
+    # Input statistics don't depend on the model, so the whole training split (not just the
+    # 120 validation images) is their reference: clean-traffic PSI is much less noisy.
+    baseline = build_baseline(
+        val.images, val_probs, classes, reference_images=train_split.images
+    )
 
     model_dir = Path(args.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
