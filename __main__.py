@@ -1,4 +1,4 @@
-"""Pulumi program: `pulumi up` deploys the stack described in docs/deploy.md."""
+"""Pulumi program: `pulumi up` deploys the stack described in the README (deploying)."""
 
 import pulumi
 
