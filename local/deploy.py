@@ -95,6 +95,25 @@ def function_environment(
     }
 
 
+def create_observed_topic(sns: Any, sqs: Any, topic_name: str, queue_name: str) -> tuple[str, str]:
+    """An SNS topic with an SQS queue subscribed (raw delivery), so what it publishes can be read.
+
+    Returns (topic ARN, queue URL).
+    """
+    topic_arn = sns.create_topic(Name=topic_name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=queue_name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+    )
+    return topic_arn, queue_url
+
+
 def deploy_workflow(
     *,
     moto_url: str,
@@ -119,17 +138,7 @@ def deploy_workflow(
     topics: dict[str, str] = {}
     queues: dict[str, str] = {}
     for name in (ROUTING_TOPIC, REVIEW_TOPIC):
-        topics[name] = sns.create_topic(Name=name)["TopicArn"]
-        queues[name] = sqs.create_queue(QueueName=f"{name}-observer")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queues[name], AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        sns.subscribe(
-            TopicArn=topics[name],
-            Protocol="sqs",
-            Endpoint=queue_arn,
-            Attributes={"RawMessageDelivery": "true"},
-        )
+        topics[name], queues[name] = create_observed_topic(sns, sqs, name, f"{name}-observer")
 
     iam = aws_client("iam", moto_url)
     trust = {

@@ -17,6 +17,7 @@ from PIL import Image
 
 from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.workflow_definition import build_definition
+from local.deploy import create_observed_topic
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -135,16 +136,8 @@ def deploy(
     topics = {}
     queues = {}
     for name in ("routing", "review"):
-        topics[name] = sns.create_topic(Name=f"scones-{name}")["TopicArn"]
-        queues[name] = sqs.create_queue(QueueName=f"scones-{name}")["QueueUrl"]
-        qarn = sqs.get_queue_attributes(QueueUrl=queues[name], AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        sns.subscribe(
-            TopicArn=topics[name],
-            Protocol="sqs",
-            Endpoint=qarn,
-            Attributes={"RawMessageDelivery": "true"},
+        topics[name], queues[name] = create_observed_topic(
+            sns, sqs, f"scones-{name}", f"scones-{name}"
         )
     zip_bytes = build_lambda_zip(tmp_path / "lambdas.zip").read_bytes()
     env = {
