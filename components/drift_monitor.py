@@ -257,6 +257,14 @@ class DriftMonitor(pulumi.ComponentResource):
         self.drift_alarms = {}
         for rule in rules:
             description = f"scones {args.stack} drift: {rule.description}"
+            # Every drift alarm: one period above its threshold; no traffic is not drift.
+            breach_rule = {
+                "evaluation_periods": 1,
+                "threshold": rule.threshold,
+                "comparison_operator": "GreaterThanThreshold",
+                "treat_missing_data": "notBreaching",
+                "alarm_description": description,
+            }
             if rule.minus is not None:
                 alarm_args = aws.cloudwatch.MetricAlarmArgs(
                     metric_queries=[
@@ -269,11 +277,7 @@ class DriftMonitor(pulumi.ComponentResource):
                             return_data=True,
                         ),
                     ],
-                    evaluation_periods=1,
-                    threshold=rule.threshold,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                    alarm_description=description,
+                    **breach_rule,
                 )
                 widget = [
                     [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
@@ -286,11 +290,7 @@ class DriftMonitor(pulumi.ComponentResource):
                     dimensions=dict(dims),
                     statistic="Maximum",
                     period=period,
-                    evaluation_periods=1,
-                    threshold=rule.threshold,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                    alarm_description=description,
+                    **breach_rule,
                 )
                 widget = [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
             else:
@@ -305,11 +305,7 @@ class DriftMonitor(pulumi.ComponentResource):
                             return_data=True,
                         ),
                     ],
-                    evaluation_periods=1,
-                    threshold=rule.threshold,
-                    comparison_operator="GreaterThanThreshold",
-                    treat_missing_data="notBreaching",
-                    alarm_description=description,
+                    **breach_rule,
                 )
                 widget = None
             self.drift_alarms[rule.key] = args.alarms.add_alarm(
