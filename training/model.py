@@ -4,6 +4,17 @@
 JSON-serialisable dict stored in `model_meta.json["arch"]`, so an artifact rebuilds exactly the
 network its weights belong to. The model outputs logits; probabilities are
 softmax(logits / temperature) with the temperature from model_meta.json.
+
+Two arch options change how the network computes, not what it is, and live here (not in the
+training loop or the server) so that the validation logits the temperature is fitted on and
+the logits the endpoint serves come from the very same function:
+- `tta_flip`: in eval mode the logits are the mean over the image and its mirror image (one
+  batch of 2N), a test-time augmentation that sharpens the ranking of confident predictions.
+- `precision: "bfloat16"`: convolutions run under CPU autocast in bfloat16 where the CPU has
+  native bfloat16 instructions (about 2x faster here, in training and serving); elsewhere, e.g.
+  an instance type without AVX512-BF16, the same weights run in float32.
+Artifacts written before these options existed lack the keys and keep their float32,
+single-view behaviour (the defaults below).
 """
 
 from __future__ import annotations
@@ -22,9 +33,19 @@ DEFAULT_ARCH: dict[str, Any] = {
     "widths": [32, 64, 128],
     "blocks": [1, 1, 1],
     "dropout": 0.0,
+    "tta_flip": False,
+    "precision": "float32",
 }
 
 SUPPORTED_ARCHS = ("preact_resnet",)
+SUPPORTED_PRECISIONS = ("float32", "bfloat16")
+
+
+def bfloat16_supported() -> bool:
+    """True where oneDNN runs bfloat16 natively (AVX512-BF16/AMX); emulation would be slower."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class _PreActBlock(nn.Module):
@@ -58,8 +79,14 @@ class PreActResNet(nn.Module):
         widths: Sequence[int],
         blocks: Sequence[int],
         dropout: float = 0.0,
+        tta_flip: bool = False,
+        precision: str = "float32",
     ) -> None:
         super().__init__()
+        if precision not in SUPPORTED_PRECISIONS:
+            raise ValueError(f"precision {precision!r} is not one of {SUPPORTED_PRECISIONS}")
+        self.tta_flip = tta_flip
+        self.use_bfloat16 = precision == "bfloat16" and bfloat16_supported()
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not widths or len(widths) != len(blocks):
@@ -78,10 +105,16 @@ class PreActResNet(nn.Module):
         self.head = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.stages(self.stem(x))
-        out = torch.relu(self.bn(out))
-        out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
-        return self.head(self.dropout(out))
+        views = 2 if (self.tta_flip and not self.training) else 1
+        if views == 2:
+            x = torch.cat([x, x.flip(3)])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bfloat16):
+            out = self.stages(self.stem(x))
+            out = torch.relu(self.bn(out))
+            out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
+            logits = self.head(self.dropout(out))
+        logits = logits.float()
+        return logits.view(views, -1, logits.shape[1]).mean(0) if views == 2 else logits
 
 
 def build_model(arch: Mapping[str, Any]) -> nn.Module:
@@ -98,6 +131,8 @@ def build_model(arch: Mapping[str, Any]) -> nn.Module:
         widths=[int(w) for w in spec["widths"]],
         blocks=[int(b) for b in spec["blocks"]],
         dropout=float(spec["dropout"]),
+        tta_flip=bool(spec["tta_flip"]),
+        precision=str(spec["precision"]),
     )
 
 

@@ -7,11 +7,13 @@ arguments (--epochs, --seed, --min-accuracy, --classes, ...). Locally:
     python -m training.train --train DIR/train --test DIR/test --model-dir OUT [--epochs N]
 
 Recipe: a small pre-activation ResNet (training.model) trained from scratch with SGD (Nesterov),
-a one-cycle learning-rate schedule and strong augmentation (crop with padding, flip, cutout,
-mixup). A stratified validation split is carved from the training data (the test split is
-never used to choose anything); the softmax temperature is fitted on it, and the drift
-baseline is built from it. The test split is only measured, and the quality gate compares
-its accuracy with --min-accuracy.
+a one-cycle learning-rate schedule, label smoothing and strong augmentation (crop with padding,
+flip, cutout, mixup), 300 epochs in bfloat16 autocast where the CPU supports it (the same
+compute time as 150 in float32); the served logits average the image and its mirror image
+(training.model's tta_flip). A stratified validation split is carved from the training data
+(the test split is never used to choose anything); the softmax temperature is fitted on it,
+and the drift baseline is built from it. The test split is only measured, and the quality
+gate compares its accuracy with --min-accuracy.
 
 The model dir receives model.pth, model_meta.json, metrics.json, baseline.json and code/
 (inference.py + the training modules it imports), i.e. SageMaker's model.tar.gz deploys as is.
@@ -42,7 +44,7 @@ from training.augment import augment, mixup
 from training.cifar import Split, parse_classes
 from training.errors import DatasetError, QualityGateFailed, StagedDataError
 from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
-from training.model import DEFAULT_ARCH, build_model, count_parameters
+from training.model import DEFAULT_ARCH, bfloat16_supported, build_model, count_parameters
 from training.preprocess import to_tensor
 from training.stage import read_split
 
@@ -65,7 +67,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--test", default=env.get("SM_CHANNEL_TEST"), help="staged test split dir")
     p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR"), help="artifact output dir")
     p.add_argument("--classes", default=None, help="expected class list (checked against data)")
-    p.add_argument("--epochs", type=int, default=150)
+    p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     p.add_argument("--weight-decay", type=float, default=5e-4)
@@ -87,6 +89,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         choices=(0, 1),
         default=1,
         help="train in channels_last memory format (1.4x faster on CPU; same network)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="auto: bfloat16 autocast where the CPU runs it natively (2x faster), else float32",
+    )
+    p.add_argument(
+        "--tta-flip",
+        type=int,
+        choices=(0, 1),
+        default=1,
+        help="serve (and calibrate) the mean logits of the image and its mirror image",
     )
     p.add_argument("--val-fraction", type=float, default=0.15)
     p.add_argument("--widths", default=",".join(map(str, DEFAULT_ARCH["widths"])))
@@ -388,6 +403,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "num_classes": len(classes),
         "widths": [int(v) for v in str(args.widths).split(",")],
         "blocks": [int(v) for v in str(args.blocks).split(",")],
+        "tta_flip": bool(args.tta_flip),
+        "precision": _precision(args.precision),
     }
     model = build_model(arch)
     log(
@@ -469,6 +486,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     "ema",
                     "swa_epochs",
                     "channels_last",
+                    "precision",
+                    "tta_flip",
                 )
             },
             "train_seconds": round(train_seconds, 2),
@@ -488,6 +507,12 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     if test_metrics["accuracy"] < args.min_accuracy:
         raise QualityGateFailed(test_metrics["accuracy"], args.min_accuracy)
     return metrics
+
+
+def _precision(requested: str) -> str:
+    if requested == "auto":
+        return "bfloat16" if bfloat16_supported() else "float32"
+    return requested
 
 
 def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
