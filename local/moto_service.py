@@ -37,7 +37,10 @@ def _profile_threads(path: str) -> None:
     import cProfile
     import pstats
 
-    profiles: list[cProfile.Profile] = []
+    # Merged as each thread ends: the server starts several threads per execution, and merging
+    # thousands of profiles at exit outlasts `down`'s wait.
+    merged: list[pstats.Stats] = []
+    merge_lock = threading.Lock()
     original_run = threading.Thread.run
 
     def run(self: threading.Thread) -> None:
@@ -47,16 +50,18 @@ def _profile_threads(path: str) -> None:
             original_run(self)
         finally:
             profile.disable()
-            profiles.append(profile)
+            with merge_lock:
+                if merged:
+                    merged[0].add(profile)
+                else:
+                    merged.append(pstats.Stats(profile))
 
     threading.Thread.run = run  # type: ignore[method-assign]
 
     def dump() -> None:
-        if profiles:
-            stats = pstats.Stats(profiles[0])
-            for profile in profiles[1:]:
-                stats.add(profile)
-            stats.dump_stats(path)
+        with merge_lock:
+            if merged:
+                merged[0].dump_stats(path)
 
     atexit.register(dump)
 

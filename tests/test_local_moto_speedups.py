@@ -1,0 +1,145 @@
+"""local/moto_speedups.py: each shortcut gives moto's own answers (the state-machine tests run
+every workflow path with and without them); here, the pieces one at a time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from local import moto_speedups
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def speedups() -> Iterator[None]:
+    moto_speedups.install()
+    try:
+        yield
+    finally:
+        moto_speedups.uninstall()
+
+
+def _depth_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every ApproximateNumberOfMessages* count moto computes."""
+    from moto.sqs.models import Queue
+
+    seen: list[str] = []
+    for name in (
+        "approximate_number_of_messages",
+        "approximate_number_of_messages_delayed",
+        "approximate_number_of_messages_not_visible",
+    ):
+        original = Queue.__dict__[name]
+
+        def counted(self: Any, _original: Any = original, _name: str = name) -> Any:
+            seen.append(_name)
+            return _original.fget(self)
+
+        monkeypatch.setattr(Queue, name, property(counted))
+    return seen
+
+
+def _sqs_story(sqs: Any) -> dict[str, Any]:
+    """Standard and FIFO queues (content-based dedup on, off) through send, receive, attributes."""
+    standard = sqs.create_queue(QueueName="plain", Attributes={"DelaySeconds": "0"})["QueueUrl"]
+    dedup = sqs.create_queue(
+        QueueName="dedup.fifo",
+        Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true"},
+    )["QueueUrl"]
+    explicit = sqs.create_queue(QueueName="explicit.fifo", Attributes={"FifoQueue": "true"})[
+        "QueueUrl"
+    ]
+    for i in range(5):
+        sqs.send_message(QueueUrl=standard, MessageBody=f"m{i}")
+        sqs.send_message(QueueUrl=dedup, MessageBody="same", MessageGroupId="g")
+    sqs.send_message(QueueUrl=standard, MessageBody="later", DelaySeconds=60)
+    refused = []
+    try:
+        sqs.send_message(QueueUrl=explicit, MessageBody="x", MessageGroupId="g")
+    except sqs.exceptions.ClientError as exc:
+        refused.append(exc.response["Error"]["Code"])
+    sqs.send_message(
+        QueueUrl=explicit, MessageBody="x", MessageGroupId="g", MessageDeduplicationId="d"
+    )
+    received = sqs.receive_message(QueueUrl=standard, MaxNumberOfMessages=2)["Messages"]
+    names = [
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+        "DelaySeconds",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+    ]
+
+    def attrs(url: str) -> dict[str, str]:
+        return sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+
+    return {
+        "received": sorted(m["Body"] for m in received),
+        "refused": refused,
+        "standard": attrs(standard),
+        "dedup": attrs(dedup),
+        "explicit": attrs(explicit),
+    }
+
+
+def test_sqs_send_does_not_scan_the_queue_and_changes_nothing(
+    aws: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    seen = _depth_scans(monkeypatch)
+    baseline = _sqs_story(sqs)
+    for url in sqs.list_queues()["QueueUrls"]:
+        sqs.delete_queue(QueueUrl=url)
+    sends_scan_without = bool(seen)
+
+    moto_speedups.install()
+    try:
+        url = sqs.create_queue(QueueName="depth")["QueueUrl"]
+        seen.clear()
+        sqs.send_message(QueueUrl=url, MessageBody="x")
+        scans_on_send = list(seen)
+        sqs.delete_queue(QueueUrl=url)
+        with_speedups = _sqs_story(sqs)
+    finally:
+        moto_speedups.uninstall()
+
+    assert sends_scan_without, "moto without the speedup scans the queue on every send"
+    assert scans_on_send == []
+    assert with_speedups == baseline
+    assert baseline["standard"]["ApproximateNumberOfMessages"] == "3"
+    assert baseline["standard"]["ApproximateNumberOfMessagesDelayed"] == "1"
+    assert baseline["standard"]["ApproximateNumberOfMessagesNotVisible"] == "2"
+    assert baseline["dedup"]["ApproximateNumberOfMessages"] == "1"  # deduplicated by content
+    assert baseline["refused"] == ["InvalidParameterValue"]
+
+
+def test_sqs_shortcut_is_off_outside_send_and_after_uninstall(aws: None, speedups: None) -> None:
+    from moto.sqs.models import Queue, sqs_backends
+
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sqs.send_message(QueueUrl=url, MessageBody="x")
+    queue: Queue = sqs_backends["123456789012"][REGION].queues["q"]
+    assert queue.attributes["ApproximateNumberOfMessages"] == 1
+    moto_speedups.uninstall()
+    assert "sqs" not in moto_speedups._originals
+    assert isinstance(Queue.__dict__["attributes"], property)
+    assert queue.attributes["ApproximateNumberOfMessages"] == 1
