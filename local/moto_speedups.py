@@ -111,7 +111,7 @@ def _install_sqs_send() -> None:
     class WithoutDepthCounts:
         """The queue as moto's ``attributes`` property sees it, minus the depth counts."""
 
-        BASE_ATTRIBUTES = [a for a in Queue.BASE_ATTRIBUTES if a not in _DEPTH_COUNTS]
+        BASE_ATTRIBUTES = tuple(a for a in Queue.BASE_ATTRIBUTES if a not in _DEPTH_COUNTS)
 
         def __init__(self, queue: Any) -> None:
             self._queue = queue
