@@ -22,17 +22,9 @@ execution, with no change to what it does (profile and figures in the README (wo
    server through AWS_ENDPOINT_URL_S3 / _SNS, are served the same way: the stubber sees the
    request addressed to the service's AWS host (the service is read from the SigV4
    credential scope); anything else still goes over HTTP.
-6. SQS send cost independent of queue depth: moto's ``SQSBackend.send_message`` reads one key
-   (``ContentBasedDeduplication``) from ``Queue.attributes``, a property that rebuilds every
-   attribute, including the three ``ApproximateNumberOfMessages*`` counts, each a scan of every
-   message in the queue with a clock read per message. Local mode's observer queues (subscribed
-   to the routing and review topics so `run` can count what was published) only grow, so each
-   routing publish cost ~10 us per message already queued: +10 ms per execution after a
-   thousand executions, and rising. While send_message validates and builds the message (until
-   it calls ``Queue.add_message``), ``attributes`` of a standard queue is computed by moto's own
-   property without those three counts (send_message reads none of them; FIFO queues, whose
-   dedup path reads attributes inside add_message too, are left alone). Everywhere else,
-   GetQueueAttributes included, the attributes are moto's, counts and all.
+6. Backend and request-path costs (local/moto_backend_speedups.py): SQS sends that scanned the
+   whole queue, execution lookups that scanned every execution, per-request class
+   introspection, and URL tables (an S3 module reload) rebuilt for every in-process request.
 
 Local mode installs all of them in its moto server; the tests run the interpreter with and
 without the first two.
@@ -46,15 +38,6 @@ from typing import Any
 
 _originals: dict[str, Any] = {}
 _lock = threading.Lock()
-# Set (per thread) while moto's SQS send_message prepares a message for a standard queue.
-_sqs_send = threading.local()
-_DEPTH_COUNTS = frozenset(
-    {
-        "ApproximateNumberOfMessages",
-        "ApproximateNumberOfMessagesDelayed",
-        "ApproximateNumberOfMessagesNotVisible",
-    }
-)
 # Modules that did `from jsonpath_ng[.ext] import parse`.
 _JSONPATH_USERS = (
     "moto.stepfunctions.parser.asl.utils.json_path",
@@ -101,61 +84,6 @@ def _own_requests_in_process(stubber: Any, own_netloc: str) -> Any:
     return process_request
 
 
-def _install_sqs_send() -> None:
-    from moto.sqs.models import Queue, SQSBackend
-
-    attributes_fget = Queue.__dict__["attributes"].fget
-    send_message = SQSBackend.__dict__["send_message"]
-    add_message = Queue.__dict__["add_message"]
-
-    class WithoutDepthCounts:
-        """The queue as moto's ``attributes`` property sees it, minus the depth counts."""
-
-        BASE_ATTRIBUTES = tuple(a for a in Queue.BASE_ATTRIBUTES if a not in _DEPTH_COUNTS)
-
-        def __init__(self, queue: Any) -> None:
-            self._queue = queue
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._queue, name)
-
-    def attributes(self: Any) -> dict[str, Any]:
-        if getattr(_sqs_send, "active", False) and not self.fifo_queue:
-            return attributes_fget(WithoutDepthCounts(self))
-        return attributes_fget(self)
-
-    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
-        previous = getattr(_sqs_send, "active", False)
-        _sqs_send.active = True
-        try:
-            return send_message(self, *args, **kwargs)
-        finally:
-            _sqs_send.active = previous
-
-    def add(self: Any, message: Any) -> None:
-        # Delivery may run code (Lambda event source mappings) that reads full attributes.
-        previous = getattr(_sqs_send, "active", False)
-        _sqs_send.active = False
-        try:
-            add_message(self, message)
-        finally:
-            _sqs_send.active = previous
-
-    _originals["sqs"] = (Queue.__dict__["attributes"], send_message, add_message)
-    Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
-    SQSBackend.send_message = send  # type: ignore[method-assign]
-    Queue.add_message = add  # type: ignore[method-assign]
-
-
-def _uninstall_sqs_send() -> None:
-    from moto.sqs.models import Queue, SQSBackend
-
-    attributes, send_message, add_message = _originals.pop("sqs")
-    Queue.attributes = attributes
-    SQSBackend.send_message = send_message
-    Queue.add_message = add_message
-
-
 def install(
     maxsize: int = 32, in_process_dispatch: bool = False, own_netloc: str | None = None
 ) -> None:
@@ -167,6 +95,8 @@ def install(
     from moto.settings import moto_server_port
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
     from moto.stepfunctions.parser.asl.utils import boto_client
+
+    from local import moto_backend_speedups
 
     with _lock:
         if _originals:
@@ -210,7 +140,7 @@ def install(
             _originals[f"jsonpath:{name}"] = module.parse
             module.parse = lru_cache(maxsize=1024)(module.parse)
 
-        _install_sqs_send()
+        moto_backend_speedups.install()
 
         modules = tuple(moto.backends.list_of_moto_modules())
         _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
@@ -232,12 +162,14 @@ def uninstall() -> None:
     from moto.core.models import botocore_stubber
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
+    from local import moto_backend_speedups
+
     with _lock:
         if not _originals:
             return
         AmazonStateLanguageParser.parse = _originals.pop("parse")
         moto.backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
-        _uninstall_sqs_send()
+        moto_backend_speedups.uninstall()
         if "stubber_enabled" in _originals:
             botocore_stubber.enabled = _originals.pop("stubber_enabled")
             botocore_stubber.__dict__.pop("process_request", None)

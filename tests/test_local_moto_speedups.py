@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from local import moto_speedups
+from local import moto_backend_speedups, moto_speedups
 
 REGION = "us-east-1"
 
@@ -140,6 +141,85 @@ def test_sqs_shortcut_is_off_outside_send_and_after_uninstall(aws: None, speedup
     queue: Queue = sqs_backends["123456789012"][REGION].queues["q"]
     assert queue.attributes["ApproximateNumberOfMessages"] == 1
     moto_speedups.uninstall()
-    assert "sqs" not in moto_speedups._originals
+    assert "sqs" not in moto_backend_speedups._originals
     assert isinstance(Queue.__dict__["attributes"], property)
     assert queue.attributes["ApproximateNumberOfMessages"] == 1
+
+
+def test_execution_index_follows_appends_and_rebuilds_for_a_new_list() -> None:
+    index = moto_backend_speedups.ExecutionIndex()
+    executions = [SimpleNamespace(name=f"n{i}", execution_arn=f"arn:{i}") for i in range(3)]
+    assert index.by_arn(executions, "arn:1") is executions[1]
+    executions.append(SimpleNamespace(name="n3", execution_arn="arn:3"))
+    assert index.by_name(executions, "n3") is executions[3]
+    assert index.by_name(executions, "missing") is None
+    executions.pop(0)  # shorter (moto never does this): indexed again from scratch
+    assert index.by_arn(executions, "arn:0") is None
+    other = [SimpleNamespace(name="n1", execution_arn="arn:x")]
+    assert index.by_name(other, "n1") is other[0]
+
+
+def _execution_story(sfn: Any, iam: Any) -> list[Any]:
+    """Start, restart (idempotent and not), describe, unknown ARN: moto's answers, as data."""
+    role = iam.create_role(RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    definition = '{"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true}}}'
+    arn = sfn.create_state_machine(name="m", definition=definition, roleArn=role)["stateMachineArn"]
+    story: list[Any] = []
+    first = sfn.start_execution(stateMachineArn=arn, name="a", input="{}")["executionArn"]
+    for i in range(30):
+        sfn.start_execution(stateMachineArn=arn, name=f"x{i}", input="{}")
+    for name, payload in (("a", "{}"), ("a", '{"k": 1}'), ("b", "{}")):
+        try:
+            story.append(
+                sfn.start_execution(stateMachineArn=arn, name=name, input=payload)["executionArn"]
+            )
+        except sfn.exceptions.ClientError as exc:
+            story.append(exc.response["Error"]["Code"])
+    desc = sfn.describe_execution(executionArn=first)
+    story.append((desc["executionArn"], desc["name"], desc["input"]))
+    try:
+        sfn.describe_execution(executionArn=first + "-unknown")
+    except sfn.exceptions.ClientError as exc:
+        story.append(exc.response["Error"]["Code"])
+    story.append(len(sfn.list_executions(stateMachineArn=arn)["executions"]))
+    sfn.delete_state_machine(stateMachineArn=arn)
+    iam.delete_role(RoleName="r")
+    return story
+
+
+def test_execution_lookups_give_moto_answers(aws: None) -> None:
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    iam = boto3.client("iam", region_name=REGION)
+    baseline = _execution_story(sfn, iam)
+    moto_speedups.install()
+    try:
+        with_speedups = _execution_story(sfn, iam)
+    finally:
+        moto_speedups.uninstall()
+    assert with_speedups == baseline
+    # decorator mode runs no interpreter, so "a" is still RUNNING: same input is idempotent
+    assert baseline[0].endswith(":execution:m:a")
+    assert baseline[1] == "ExecutionAlreadyExists"
+    assert baseline[3][1] == "a" and baseline[4] == "ExecutionDoesNotExist"
+
+
+def test_method_names_and_url_tables_are_moto_values(aws: None, speedups: None) -> None:
+    import moto.core.responses as responses
+    from moto.s3.models import s3_backends
+    from moto.sns.responses import SNSResponse
+
+    original_names = moto_backend_speedups._originals["method_names"]
+    assert responses.method_names_from_class(SNSResponse) == original_names(SNSResponse)
+    backend = s3_backends["123456789012"]["global"]
+    original_urls = moto_backend_speedups._originals["urls"].fget
+    assert backend.urls == original_urls(backend)
+    backend.urls.clear()  # callers get a copy
+    assert backend.urls == original_urls(backend)
+    os.environ["MOTO_S3_CUSTOM_ENDPOINTS"] = "http://custom-s3:9000"
+    try:
+        custom = backend.urls
+        assert custom == original_urls(backend)
+        assert any("custom-s3" in url for url in custom)
+    finally:
+        del os.environ["MOTO_S3_CUSTOM_ENDPOINTS"]
+    assert not any("custom-s3" in url for url in backend.urls)

@@ -1,0 +1,204 @@
+"""Costs in moto's request handling and backends that grow with the work done, not with the
+request; each shortcut returns what moto computes (profile and figures in the README (workflow)).
+
+Installed by local/moto_speedups.py (``install``/``uninstall`` there); the parts:
+
+1. SQS send cost independent of queue depth: moto's ``SQSBackend.send_message`` reads one key
+   (``ContentBasedDeduplication``) from ``Queue.attributes``, a property that rebuilds every
+   attribute, including the three ``ApproximateNumberOfMessages*`` counts, each a scan of every
+   message in the queue with a clock read per message. Local mode's observer queues (subscribed
+   to the routing and review topics so `run` can count what was published) only grow, so each
+   routing publish cost ~10 us per message already queued: +10 ms per execution after a
+   thousand executions, and rising. While send_message validates and builds the message (until
+   it calls ``Queue.add_message``), ``attributes`` of a standard queue is computed by moto's own
+   property without those three counts (send_message reads none of them; FIFO queues, whose
+   dedup path reads attributes inside add_message too, are left alone). Everywhere else,
+   GetQueueAttributes included, the attributes are moto's, counts and all.
+2. Executions found by index: StartExecution checks the name against every execution of the
+   state machine, DescribeExecution finds the ARN by scanning them all (a generator over a list
+   that only grows: ~2 % of the server's CPU after two thousand executions, and rising). An
+   index per state machine's execution list (name -> first execution of that name, ARN ->
+   execution) is extended with what was appended since the last lookup; moto only appends to
+   that list, and a shorter or replaced list is re-indexed from scratch.
+3. Response method names once per class: every request lists the members of its response
+   class with ``inspect.getmembers`` (~30 us, 3 % of the CPU) to check that the action is a
+   method; the classes are not changed at runtime, so the list is kept per class.
+4. URL table once per backend class: the in-process dispatcher rebuilds ``backend.urls`` for
+   every request, and for S3 first *reloads the moto.s3.urls module* (a file lookup and module
+   execution per S3 call) because the table depends on environment variables
+   (MOTO_S3_CUSTOM_ENDPOINTS, MOTO_ENABLE_ISO_REGIONS); it is kept per (class, those
+   variables) and handed out as a copy.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from functools import lru_cache
+from types import SimpleNamespace
+from typing import Any
+
+_originals: dict[str, Any] = {}
+# Set (per thread) while moto's SQS send_message prepares a message for a standard queue.
+_sqs_send = threading.local()
+_DEPTH_COUNTS = frozenset(
+    {
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesDelayed",
+        "ApproximateNumberOfMessagesNotVisible",
+    }
+)
+# Environment variables that moto's URL tables depend on (moto.settings).
+_URL_ENV = ("MOTO_S3_CUSTOM_ENDPOINTS", "MOTO_ENABLE_ISO_REGIONS")
+
+
+def _install_sqs_send() -> None:
+    from moto.sqs.models import Queue, SQSBackend
+
+    attributes_fget = Queue.__dict__["attributes"].fget
+    send_message = SQSBackend.__dict__["send_message"]
+    add_message = Queue.__dict__["add_message"]
+
+    class WithoutDepthCounts:
+        """The queue as moto's ``attributes`` property sees it, minus the depth counts."""
+
+        BASE_ATTRIBUTES = tuple(a for a in Queue.BASE_ATTRIBUTES if a not in _DEPTH_COUNTS)
+
+        def __init__(self, queue: Any) -> None:
+            self._queue = queue
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._queue, name)
+
+    def attributes(self: Any) -> dict[str, Any]:
+        if getattr(_sqs_send, "active", False) and not self.fifo_queue:
+            return attributes_fget(WithoutDepthCounts(self))
+        return attributes_fget(self)
+
+    def send(self: Any, *args: Any, **kwargs: Any) -> Any:
+        previous = getattr(_sqs_send, "active", False)
+        _sqs_send.active = True
+        try:
+            return send_message(self, *args, **kwargs)
+        finally:
+            _sqs_send.active = previous
+
+    def add(self: Any, message: Any) -> None:
+        # Delivery may run code (Lambda event source mappings) that reads full attributes.
+        previous = getattr(_sqs_send, "active", False)
+        _sqs_send.active = False
+        try:
+            add_message(self, message)
+        finally:
+            _sqs_send.active = previous
+
+    _originals["sqs"] = (Queue.__dict__["attributes"], send_message, add_message)
+    Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
+    SQSBackend.send_message = send  # type: ignore[method-assign]
+    Queue.add_message = add  # type: ignore[method-assign]
+
+
+class ExecutionIndex:
+    """Name and ARN lookups over append-only execution lists, one index per list."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # id(list) -> (the list, how many items are indexed, by name, by ARN)
+        self._indexes: dict[int, tuple[list, int, dict[str, Any], dict[str, Any]]] = {}
+
+    def _index(self, executions: list) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self._lock:
+            entry = self._indexes.get(id(executions))
+            if entry is None or entry[0] is not executions or entry[1] > len(executions):
+                entry = (executions, 0, {}, {})
+            held, done, by_name, by_arn = entry
+            if done < len(executions):
+                for execution in executions[done:]:
+                    by_name.setdefault(execution.name, execution)
+                    by_arn.setdefault(execution.execution_arn, execution)
+            self._indexes[id(executions)] = (held, len(executions), by_name, by_arn)
+            return by_name, by_arn
+
+    def by_name(self, executions: list, name: str) -> Any:
+        return self._index(executions)[0].get(name)
+
+    def by_arn(self, executions: list, arn: str) -> Any:
+        return self._index(executions)[1].get(arn)
+
+
+def _install_execution_index() -> None:
+    from moto.stepfunctions.exceptions import ExecutionDoesNotExist
+    from moto.stepfunctions.models import StateMachine, StepFunctionBackend
+
+    index = ExecutionIndex()
+    idempotency = StateMachine.__dict__["_handle_name_input_idempotency"]
+    describe = StepFunctionBackend.__dict__["describe_execution"]
+
+    def handle_name_input_idempotency(self: Any, name: str, execution_input: str) -> Any:
+        # moto's own check, over the one execution that can match (names are unique per machine).
+        found = index.by_name(self.executions, name)
+        return idempotency(
+            SimpleNamespace(executions=[] if found is None else [found]), name, execution_input
+        )
+
+    def describe_execution(self: Any, execution_arn: str) -> Any:
+        # moto's describe_execution with the scan replaced by the index.
+        self._validate_execution_arn(execution_arn)
+        state_machine = self._get_state_machine_for_execution(execution_arn)
+        found = index.by_arn(state_machine.executions, execution_arn)
+        if not found:
+            raise ExecutionDoesNotExist("Execution Does Not Exist: '" + execution_arn + "'")
+        return found
+
+    _originals["executions"] = (idempotency, describe)
+    StateMachine._handle_name_input_idempotency = handle_name_input_idempotency  # type: ignore[method-assign]
+    StepFunctionBackend.describe_execution = describe_execution  # type: ignore[method-assign]
+
+
+def _install_method_names() -> None:
+    import moto.core.responses as responses
+
+    _originals["method_names"] = responses.method_names_from_class
+    responses.method_names_from_class = lru_cache(maxsize=None)(responses.method_names_from_class)
+
+
+def _install_url_tables() -> None:
+    from moto.core.base_backend import BaseBackend
+
+    urls = BaseBackend.__dict__["urls"]
+    tables: dict[tuple, dict[str, Any]] = {}
+
+    def cached_urls(self: Any) -> dict[str, Any]:
+        key = (type(self), *(os.environ.get(name) for name in _URL_ENV))
+        table = tables.get(key)
+        if table is None:
+            table = tables[key] = urls.fget(self)
+        return dict(table)
+
+    _originals["urls"] = urls
+    BaseBackend.urls = property(cached_urls)  # type: ignore[method-assign,assignment]
+
+
+def install() -> None:
+    """Install all four (the caller holds moto_speedups' lock and checks idempotence)."""
+    _install_sqs_send()
+    _install_execution_index()
+    _install_method_names()
+    _install_url_tables()
+
+
+def uninstall() -> None:
+    import moto.core.responses as responses
+    from moto.core.base_backend import BaseBackend
+    from moto.sqs.models import Queue, SQSBackend
+    from moto.stepfunctions.models import StateMachine, StepFunctionBackend
+
+    if not _originals:
+        return
+    Queue.attributes, SQSBackend.send_message, Queue.add_message = _originals.pop("sqs")
+    (
+        StateMachine._handle_name_input_idempotency,
+        StepFunctionBackend.describe_execution,
+    ) = _originals.pop("executions")
+    responses.method_names_from_class = _originals.pop("method_names")
+    BaseBackend.urls = _originals.pop("urls")
