@@ -10,8 +10,9 @@ Starts `python -m local.endpoint_server` as a separate process (as local mode ru
 - N concurrent clients (threads, one connection each): requests/s and latency percentiles.
 In-process, with the same torch thread count: the forward pass alone (batch 1) and the three
 serving hooks without HTTP. Without --model the artifact is built from the contract with
-training.model.DEFAULT_ARCH and random weights (latency does not depend on the weights); the
-result file says which was used. Targets are reported, never asserted.
+the training recipe's network (training.model.DEFAULT_ARCH with the recipe's mirror-image TTA
+and precision) and random weights (latency does not depend on the weights); the result file
+says which was used. Targets are reported, never asserted.
 """
 
 from __future__ import annotations
@@ -71,17 +72,23 @@ def sample_png(seed: int = 0) -> bytes:
 
 
 def build_random_artifact(model_dir: Path) -> Path:
-    """model.pth + model_meta.json per the artifact contract, DEFAULT_ARCH, random weights."""
+    """model.pth + model_meta.json per the artifact contract, the recipe's arch, random weights."""
     import torch
 
     from training.model import DEFAULT_ARCH, build_model
+    from training.train import DEFAULT_PRECISION, DEFAULT_TTA_FLIP, resolve_precision
 
+    arch = {
+        **DEFAULT_ARCH,
+        "tta_flip": bool(DEFAULT_TTA_FLIP),
+        "precision": resolve_precision(DEFAULT_PRECISION),
+    }
     torch.manual_seed(0)
-    model = build_model(DEFAULT_ARCH)
+    model = build_model(arch)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / "model.pth")
     meta = {
-        "arch": DEFAULT_ARCH,
+        "arch": arch,
         "classes": ["bicycle", "motorcycle"],
         "input_size": [32, 32],
         "mean": [0.5, 0.5, 0.5],
@@ -254,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model_path, model_source = args.model, f"trained artifact {args.model}"
     else:
         model_path = str(build_random_artifact(workdir / "model"))
-        model_source = "random weights, training.model.DEFAULT_ARCH (artifact contract)"
+        model_source = "random weights, the training recipe's arch (artifact contract)"
     from local.endpoint_server import prepare_model_dir
 
     model_dir, cleanup = prepare_model_dir(model_path)

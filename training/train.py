@@ -58,6 +58,9 @@ INPUT_SIZE = (32, 32)
 # Exit status of a run that trained fine but failed the quality gate (distinct from crashes).
 EXIT_QUALITY_GATE = 3
 EXIT_DATA_ERROR = 2
+# How the recipe's network computes (training.model); the serve benchmark builds the same.
+DEFAULT_PRECISION = "auto"
+DEFAULT_TTA_FLIP = 1
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -93,14 +96,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--precision",
         choices=("auto", "float32", "bfloat16"),
-        default="auto",
+        default=DEFAULT_PRECISION,
         help="auto: bfloat16 autocast where the CPU runs it natively (2x faster), else float32",
     )
     p.add_argument(
         "--tta-flip",
         type=int,
         choices=(0, 1),
-        default=1,
+        default=DEFAULT_TTA_FLIP,
         help="serve (and calibrate) the mean logits of the image and its mirror image",
     )
     p.add_argument("--val-fraction", type=float, default=0.15)
@@ -404,7 +407,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         "widths": [int(v) for v in str(args.widths).split(",")],
         "blocks": [int(v) for v in str(args.blocks).split(",")],
         "tta_flip": bool(args.tta_flip),
-        "precision": _precision(args.precision),
+        "precision": resolve_precision(args.precision),
     }
     model = build_model(arch)
     log(
@@ -509,7 +512,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     return metrics
 
 
-def _precision(requested: str) -> str:
+def resolve_precision(requested: str) -> str:
+    """'auto' -> 'bfloat16' where this CPU runs it natively, else 'float32'."""
     if requested == "auto":
         return "bfloat16" if bfloat16_supported() else "float32"
     return requested
