@@ -20,7 +20,7 @@ dataCapturePercent        100                                    drift needs tra
 alarmEmail                (none)                                 e-mail subscription to the alarm
                                                                  topic; unset = topic only
 trainingInstanceType      ml.m5.xlarge                           the small CNN trains on CPU
-epochs                    60                                     enough for the 0.3 M ResNet
+epochs                    300                                    the recipe of training.train
 endpoint                  {"instanceType": "ml.m5.large",        instance endpoint with Data
                            "initialInstanceCount": 1,            Capture and autoscaling; or
                            "minInstances": 1, "maxInstances": 2, {"serverless": {"memorySizeMb":
@@ -116,7 +116,7 @@ class Settings:
     data_capture_percent: int = 100
     alarm_email: str | None = None
     training_instance_type: str = "ml.m5.xlarge"
-    epochs: int = 60
+    epochs: int = 300
     endpoint: InstanceEndpoint | ServerlessEndpoint = field(default_factory=InstanceEndpoint)
     retain_data: bool = False
     workflow_type: str = "STANDARD"

@@ -87,7 +87,7 @@ def test_training_job(run, request: pytest.FixtureRequest) -> None:
     assert json.loads(hp["sagemaker_program"]) == "train.py"
     assert json.loads(hp["sagemaker_submit_directory"]) == f"s3://{bucket}/{source['key']}"
     assert float(hp["min-accuracy"]) == {"dev": 0.8, "prod": 0.85}[run.stack]
-    assert hp["epochs"] == {"dev": "30", "prod": "60"}[run.stack]
+    assert hp["epochs"] == {"dev": "30", "prod": "300"}[run.stack]
     assert hp["classes"] == "bicycle,motorcycle"
     assert job["algorithmSpecification"]["trainingImage"].endswith(":2.6.0-cpu-py312")
     assert "/pytorch-training:" in job["algorithmSpecification"]["trainingImage"]
@@ -320,7 +320,7 @@ def test_train_script_accepts_the_job_hyperparameters(
     argv = [part for k, v in sorted(hp.items()) if not k.startswith("sagemaker_")
             for part in (f"--{k}", v)]
     args = parse_args(argv)
-    assert (args.epochs, args.min_accuracy, args.threshold) == (60, 0.85, 0.93)
+    assert (args.epochs, args.min_accuracy, args.threshold) == (300, 0.85, 0.93)
     assert args.classes == "bicycle,motorcycle"
 
 
