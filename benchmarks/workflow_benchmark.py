@@ -50,7 +50,8 @@ def _local(state_dir: Path, *args: str, env: dict[str, str] | None = None) -> No
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}")
 
 
-def _handler_stats(state: dict[str, Any], state_dir: Path) -> dict[str, list[float]]:
+def _server_stats(state: dict[str, Any], state_dir: Path) -> dict[str, Any]:
+    """The moto service's handler durations and process CPU (SIGUSR1 dump)."""
     path = state_dir / "lambda-stats.json"
     path.unlink(missing_ok=True)
     os.kill(int(state["processes"]["moto"]["pid"]), signal.SIGUSR1)
@@ -60,6 +61,59 @@ def _handler_stats(state: dict[str, Any], state_dir: Path) -> dict[str, list[flo
             raise RuntimeError("moto service did not write handler stats")
         time.sleep(0.05)
     return json.loads(path.read_text())
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """utime + stime of a process (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """CPU seconds of the three processes (moto service, endpoint, this client) over a phase."""
+
+    def __init__(self, state: dict[str, Any], state_dir: Path) -> None:
+        self.state, self.state_dir = state, state_dir
+        self.endpoint_pid = int(state["processes"]["endpoint"]["pid"])
+
+    def read(self) -> dict[str, Any]:
+        times = os.times()
+        return {
+            "server": _server_stats(self.state, self.state_dir),
+            "endpoint_cpu_s": _process_cpu_s(self.endpoint_pid),
+            "client_cpu_s": times.user + times.system,
+            "loadavg": os.getloadavg(),
+        }
+
+    @staticmethod
+    def per_execution(before: dict[str, Any], after: dict[str, Any], n: int) -> dict[str, Any]:
+        def ms(a: float | None, b: float | None) -> float | None:
+            return None if a is None or b is None else round((b - a) * 1000.0 / n, 2)
+
+        return {
+            "cpu_ms_per_execution": {
+                "moto_service": ms(
+                    before["server"]["process_cpu_s"], after["server"]["process_cpu_s"]
+                ),
+                "endpoint": ms(before["endpoint_cpu_s"], after["endpoint_cpu_s"]),
+                "client": ms(before["client_cpu_s"], after["client_cpu_s"]),
+            },
+            "loadavg_before": [round(x, 2) for x in before["loadavg"]],
+            "loadavg_after": [round(x, 2) for x in after["loadavg"]],
+        }
+
+
+def _new_values(before: dict[str, Any], after: dict[str, Any], kind: str) -> dict[str, list]:
+    """Per function, the durations recorded between two snapshots."""
+    out = {}
+    for name, values in after[kind].items():
+        new = values[len(before[kind].get(name, [])) :]
+        if new:
+            out[name] = new
+    return out
 
 
 def _pct(values: Sequence[float], q: float) -> float | None:
@@ -80,6 +134,19 @@ def _phase(results: list, wall: float) -> dict[str, Any]:
         "outcomes": s["outcomes"],
         "unexpected": len(s["unexpected"]),
     }
+
+
+def _count_calls(client: Any, method: str) -> list[int]:
+    """Count calls of one client method (the counter is the list's only item)."""
+    counter = [0]
+    original = getattr(client, method)
+
+    def counted(**kwargs: Any) -> Any:
+        counter[0] += 1
+        return original(**kwargs)
+
+    setattr(client, method, counted)
+    return counter
 
 
 def _history_breakdown(sfn: Any, arns: Sequence[str]) -> dict[str, Any]:
@@ -158,38 +225,54 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
     arn = state["state_machine_arn"]
     out: dict[str, Any] = {}
 
+    describes = _count_calls(sfn, "describe_execution")
+    meter = _CpuMeter(state, state_dir)
+
     run_events(sfn, arn, make_events(items, state["bucket"], 20, 0, 0), 4)  # warm-up
-    before = _handler_stats(state, state_dir)
+    before = meter.read()
+    describes[0] = 0
     results, wall = run_events(
         sfn, arn, make_events(items, state["bucket"], args.sequential, 0, 1), 1
     )
-    after = _handler_stats(state, state_dir)
-    out["sequential"] = _phase(results, wall)
-    handlers = {
-        name: statistics.fmean(after[name][len(before.get(name, [])) :])
-        for name in after
-        if len(after[name]) > len(before.get(name, []))
+    after = meter.read()
+    n = len(results)
+    out["sequential"] = {
+        **_phase(results, wall),
+        **meter.per_execution(before, after, n),
+        "describe_calls_per_execution": round(describes[0] / n, 2),
     }
+    wall_ms = _new_values(before["server"], after["server"], "wall_ms")
+    cpu_ms = _new_values(before["server"], after["server"], "cpu_ms")
     breakdown = _history_breakdown(sfn, [r.execution_arn for r in results])
-    breakdown["handler_ms_mean"] = {k: round(v, 2) for k, v in handlers.items()}
-    per_exec_handlers = sum(
-        statistics.fmean(after[n][len(before.get(n, [])) :])
-        * (len(after[n]) - len(before.get(n, [])))
-        / len(results)
-        for n in handlers
-    )
+    breakdown["handler_ms_mean"] = {k: round(statistics.fmean(v), 2) for k, v in wall_ms.items()}
+    breakdown["handler_cpu_ms_mean"] = {k: round(statistics.fmean(v), 2) for k, v in cpu_ms.items()}
+    per_exec_handlers = sum(sum(v) for v in wall_ms.values()) / n
+    per_exec_handlers_cpu = sum(sum(v) for v in cpu_ms.values()) / n
     breakdown["handlers_per_execution_ms"] = round(per_exec_handlers, 2)
     breakdown["task_dispatch_ms_per_execution"] = round(
         breakdown["in_tasks_ms_mean"] - per_exec_handlers, 2
     )
+    moto_cpu = out["sequential"]["cpu_ms_per_execution"]["moto_service"]
+    breakdown["moto_service_cpu_ms_per_execution"] = {
+        "total": moto_cpu,
+        "handlers_incl_their_s3_sns_calls": round(per_exec_handlers_cpu, 2),
+        "interpreter_api_and_http": round(moto_cpu - per_exec_handlers_cpu, 2),
+    }
     out["breakdown"] = breakdown
 
     out["concurrent"] = {}
     for k in args.concurrency:
+        before = meter.read()
+        describes[0] = 0
         results, wall = run_events(
             sfn, arn, make_events(items, state["bucket"], args.events, 0, k), k
         )
-        out["concurrent"][str(k)] = _phase(results, wall)
+        after = meter.read()
+        out["concurrent"][str(k)] = {
+            **_phase(results, wall),
+            **meter.per_execution(before, after, len(results)),
+            "describe_calls_per_execution": round(describes[0] / len(results), 2),
+        }
     out["endpoint_direct"] = _endpoint_direct(state, 100)
     return out
 

@@ -47,8 +47,11 @@ _saved_env: dict[str, str | None] = {}  # key -> value before we touched it
 _code: dict[str, Any] = {"sha": None, "dir": None, "path_added": None, "members": None}
 _handlers: dict[str, Any] = {}
 _original_invoke: Any = None
-# Handler durations in ms per function name (for the benchmark's breakdown), bounded.
+# Handler durations in ms per function name (for the benchmark's breakdown), bounded: wall
+# time, and the CPU time of the invoking thread (it includes the moto backends' work for the
+# handler's in-process S3/SNS calls, excludes waiting: for the GIL, for the endpoint).
 STATS: dict[str, collections.deque] = {}
+STATS_CPU: dict[str, collections.deque] = {}
 _code_root: Path | None = None
 
 
@@ -200,14 +203,19 @@ def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
     lock = _function_locks.setdefault(str(function.function_arn), threading.Lock())
     with lock:
         start = time.perf_counter()
+        cpu_start = time.thread_time()
         try:
             result = handler({} if event is None else event, context)
             payload, errored = json.dumps(result), False
         except Exception as exc:
             payload, errored = _error_payload(exc, request_id), True
+        cpu = time.thread_time() - cpu_start
     elapsed = time.perf_counter() - start
     STATS.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
         elapsed * 1000.0
+    )
+    STATS_CPU.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
+        cpu * 1000.0
     )
     if elapsed > timeout_s:
         # A thread cannot be killed, so the limit is checked afterwards, as Lambda reports it.
@@ -268,6 +276,12 @@ def installed(code_root: Path | None = None) -> Iterator[None]:
         uninstall()
 
 
-def stats_snapshot() -> dict[str, list[float]]:
-    """Copy of the recorded handler durations (ms) per function."""
-    return {name: list(values) for name, values in STATS.items()}
+def stats_snapshot() -> dict[str, Any]:
+    """Recorded handler durations (ms) per function, wall and thread CPU, and this process's
+    CPU seconds so far (user + system, all threads)."""
+    times = os.times()
+    return {
+        "wall_ms": {name: list(values) for name, values in STATS.items()},
+        "cpu_ms": {name: list(values) for name, values in STATS_CPU.items()},
+        "process_cpu_s": times.user + times.system,
+    }

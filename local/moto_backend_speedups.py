@@ -28,6 +28,10 @@ Installed by local/moto_speedups.py (``install``/``uninstall`` there); the parts
    execution per S3 call) because the table depends on environment variables
    (MOTO_S3_CUSTOM_ENDPOINTS, MOTO_ENABLE_ISO_REGIONS); it is kept per (class, those
    variables) and handed out as a copy.
+5. Name conversion memoised: ``camelcase_to_underscores`` (a character loop with ``istitle``
+   per character and an exception at the end) runs a dozen times per request, on action and
+   attribute names from a small fixed set; it is a pure function of its string argument, so
+   every moto module that imported it gets a memoised copy (bounded cache).
 """
 
 from __future__ import annotations
@@ -179,12 +183,32 @@ def _install_url_tables() -> None:
     BaseBackend.urls = property(cached_urls)  # type: ignore[method-assign,assignment]
 
 
+def _install_camelcase() -> None:
+    import sys
+
+    import moto.core.utils as utils
+
+    original = utils.camelcase_to_underscores
+    cached = lru_cache(maxsize=4096)(original)
+    # moto.core.utils among them, so modules imported later bind the memoised one.
+    users = [
+        module
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.")
+        and getattr(module, "camelcase_to_underscores", None) is original
+    ]
+    for module in users:
+        module.camelcase_to_underscores = cached  # type: ignore[attr-defined]
+    _originals["camelcase"] = (original, users)
+
+
 def install() -> None:
-    """Install all four (the caller holds moto_speedups' lock and checks idempotence)."""
+    """Install all five (the caller holds moto_speedups' lock and checks idempotence)."""
     _install_sqs_send()
     _install_execution_index()
     _install_method_names()
     _install_url_tables()
+    _install_camelcase()
 
 
 def uninstall() -> None:
@@ -202,3 +226,6 @@ def uninstall() -> None:
     ) = _originals.pop("executions")
     responses.method_names_from_class = _originals.pop("method_names")
     BaseBackend.urls = _originals.pop("urls")
+    original, users = _originals.pop("camelcase")
+    for module in users:
+        module.camelcase_to_underscores = original

@@ -174,3 +174,18 @@ def test_one_function_runs_one_invocation_at_a_time(runtime) -> None:
     for t in threads:
         t.join()
     assert module.ACTIVE[1] == 2  # two functions do run concurrently
+
+
+def test_stats_record_wall_and_thread_cpu_per_invocation(runtime) -> None:
+    """The benchmark's breakdown: a sleeping handler takes wall time but (almost) no CPU."""
+    code, package = runtime
+    fn = _function("stats", code, package, {})
+    lambda_runtime.invoke(fn, {})
+    before = lambda_runtime.stats_snapshot()
+    lambda_runtime.invoke(fn, {"sleep": 0.2})
+    after = lambda_runtime.stats_snapshot()
+    wall = after["wall_ms"]["stats"][len(before["wall_ms"]["stats"]) :]
+    cpu = after["cpu_ms"]["stats"][len(before["cpu_ms"]["stats"]) :]
+    assert len(wall) == len(cpu) == 1
+    assert wall[0] >= 200 and cpu[0] < 100
+    assert after["process_cpu_s"] >= before["process_cpu_s"] > 0
