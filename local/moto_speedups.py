@@ -1,4 +1,4 @@
-"""Two caches that take moto's Step Functions interpreter from ~250 ms to tens of ms per
+"""Caches and shortcuts that take moto's Step Functions interpreter from ~250 ms to ~20 ms per
 execution, with no change to what it does (profile and figures in the README (workflow)).
 
 1. Parse once: moto re-parses the ASL definition with a pure-Python ANTLR parser at the start of
@@ -26,8 +26,9 @@ execution, with no change to what it does (profile and figures in the README (wo
    whole queue, execution lookups that scanned every execution, per-request class
    introspection, and URL tables (an S3 module reload) rebuilt for every in-process request.
 
-Local mode installs all of them in its moto server; the tests run the interpreter with and
-without the first two.
+Local mode installs all of them in its moto server; the state-machine tests run every path
+without them and a concurrent mix with them; tests/test_local_moto_speedups.py compares each
+part of 6 with moto's own answers.
 """
 
 from __future__ import annotations
