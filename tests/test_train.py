@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from training.baseline import validate_baseline
+from training.model import bfloat16_supported
 from training.stage import read_split, stage_dataset
 from training.train import EXIT_QUALITY_GATE, main, pack_model, stratified_split
 
@@ -66,6 +67,12 @@ def test_artifact_contract(trained: Path) -> None:
     assert meta["temperature"] > 0
     assert meta["framework"] == "pytorch" and meta["torch_version"] == "2.13.0"
     assert meta["arch"]["num_classes"] == 2
+    # The recipe's serving behaviour travels with the weights, resolved for this machine.
+    assert meta["arch"]["tta_flip"] is True
+    expected_precision = "bfloat16" if bfloat16_supported() else "float32"
+    assert meta["arch"]["precision"] == expected_precision
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["training"]["hyperparameters"]["precision"] == expected_precision
     baseline = json.loads((trained / "baseline.json").read_text())
     validate_baseline(baseline)
     assert baseline["classes"] == CLASSES and baseline["count"] == 120

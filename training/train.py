@@ -475,7 +475,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "validation_images": len(val_idx),
             "parameters": count_parameters(model),
             "hyperparameters": {
-                k: getattr(args, k)
+                # precision as resolved on this machine ("auto" says nothing afterwards)
+                k: arch[k] if k == "precision" else getattr(args, k)
                 for k in (
                     "batch_size",
                     "lr",
