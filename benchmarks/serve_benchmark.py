@@ -10,8 +10,8 @@ Starts `python -m local.endpoint_server` as a separate process (as local mode ru
 - N concurrent clients (threads, one connection each): requests/s and latency percentiles.
 In-process, with the same torch thread count: the forward pass alone (batch 1) and the three
 serving hooks without HTTP. Without --model the artifact is built from the contract with
-the training recipe's network (training.model.DEFAULT_ARCH with the recipe's mirror-image TTA
-and precision) and random weights (latency does not depend on the weights); the result file
+the training recipe's network (training.train.recipe_arch: mirror-image TTA, precision for
+this CPU) and random weights (latency does not depend on the weights); the result file
 says which was used. Targets are reported, never asserted.
 """
 
@@ -75,14 +75,10 @@ def build_random_artifact(model_dir: Path) -> Path:
     """model.pth + model_meta.json per the artifact contract, the recipe's arch, random weights."""
     import torch
 
-    from training.model import DEFAULT_ARCH, build_model
-    from training.train import DEFAULT_PRECISION, DEFAULT_TTA_FLIP, resolve_precision
+    from training.model import build_model
+    from training.train import recipe_arch
 
-    arch = {
-        **DEFAULT_ARCH,
-        "tta_flip": bool(DEFAULT_TTA_FLIP),
-        "precision": resolve_precision(DEFAULT_PRECISION),
-    }
+    arch = recipe_arch(2)
     torch.manual_seed(0)
     model = build_model(arch)
     model_dir.mkdir(parents=True, exist_ok=True)

@@ -229,18 +229,24 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
     meter = _CpuMeter(state, state_dir)
 
     run_events(sfn, arn, make_events(items, state["bucket"], 20, 0, 0), 4)  # warm-up
-    before = meter.read()
-    describes[0] = 0
-    results, wall = run_events(
-        sfn, arn, make_events(items, state["bucket"], args.sequential, 0, 1), 1
-    )
-    after = meter.read()
+
+    def measured(events: int, in_flight: int) -> tuple[list, dict[str, Any], dict, dict]:
+        """Run one phase; its results, figures and the meter readings around it."""
+        before = meter.read()
+        describes[0] = 0
+        results, wall = run_events(
+            sfn, arn, make_events(items, state["bucket"], events, 0, in_flight), in_flight
+        )
+        after = meter.read()
+        figures = {
+            **_phase(results, wall),
+            **meter.per_execution(before, after, len(results)),
+            "describe_calls_per_execution": round(describes[0] / len(results), 2),
+        }
+        return results, figures, before, after
+
+    results, out["sequential"], before, after = measured(args.sequential, 1)
     n = len(results)
-    out["sequential"] = {
-        **_phase(results, wall),
-        **meter.per_execution(before, after, n),
-        "describe_calls_per_execution": round(describes[0] / n, 2),
-    }
     wall_ms = _new_values(before["server"], after["server"], "wall_ms")
     cpu_ms = _new_values(before["server"], after["server"], "cpu_ms")
     breakdown = _history_breakdown(sfn, [r.execution_arn for r in results])
@@ -262,17 +268,7 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
 
     out["concurrent"] = {}
     for k in args.concurrency:
-        before = meter.read()
-        describes[0] = 0
-        results, wall = run_events(
-            sfn, arn, make_events(items, state["bucket"], args.events, 0, k), k
-        )
-        after = meter.read()
-        out["concurrent"][str(k)] = {
-            **_phase(results, wall),
-            **meter.per_execution(before, after, len(results)),
-            "describe_calls_per_execution": round(describes[0] / len(results), 2),
-        }
+        out["concurrent"][str(k)] = measured(args.events, k)[1]
     out["endpoint_direct"] = _endpoint_direct(state, 100)
     return out
 

@@ -211,12 +211,10 @@ def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
             payload, errored = _error_payload(exc, request_id), True
         cpu = time.thread_time() - cpu_start
     elapsed = time.perf_counter() - start
-    STATS.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
-        elapsed * 1000.0
-    )
-    STATS_CPU.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
-        cpu * 1000.0
-    )
+    for stats, seconds in ((STATS, elapsed), (STATS_CPU, cpu)):
+        stats.setdefault(context.function_name, collections.deque(maxlen=100_000)).append(
+            seconds * 1000.0
+        )
     if elapsed > timeout_s:
         # A thread cannot be killed, so the limit is checked afterwards, as Lambda reports it.
         message = f"{request_id} Task timed out after {timeout_s:.2f} seconds"

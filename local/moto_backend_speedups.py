@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -54,6 +56,17 @@ _DEPTH_COUNTS = frozenset(
 )
 # Environment variables that moto's URL tables depend on (moto.settings).
 _URL_ENV = ("MOTO_S3_CUSTOM_ENDPOINTS", "MOTO_ENABLE_ISO_REGIONS")
+
+
+@contextmanager
+def _preparing_send(active: bool) -> Iterator[None]:
+    """Mark (or unmark) this thread as inside send_message's preparation; nests."""
+    previous = getattr(_sqs_send, "active", False)
+    _sqs_send.active = active
+    try:
+        yield
+    finally:
+        _sqs_send.active = previous
 
 
 def _install_sqs_send() -> None:
@@ -80,21 +93,13 @@ def _install_sqs_send() -> None:
         return attributes_fget(self)
 
     def send(self: Any, *args: Any, **kwargs: Any) -> Any:
-        previous = getattr(_sqs_send, "active", False)
-        _sqs_send.active = True
-        try:
+        with _preparing_send(True):
             return send_message(self, *args, **kwargs)
-        finally:
-            _sqs_send.active = previous
 
     def add(self: Any, message: Any) -> None:
         # Delivery may run code (Lambda event source mappings) that reads full attributes.
-        previous = getattr(_sqs_send, "active", False)
-        _sqs_send.active = False
-        try:
+        with _preparing_send(False):
             add_message(self, message)
-        finally:
-            _sqs_send.active = previous
 
     _originals["sqs"] = (Queue.__dict__["attributes"], send_message, add_message)
     Queue.attributes = property(attributes)  # type: ignore[method-assign,assignment]
@@ -116,10 +121,9 @@ class ExecutionIndex:
             if entry is None or entry[0] is not executions or entry[1] > len(executions):
                 entry = (executions, 0, {}, {})
             held, done, by_name, by_arn = entry
-            if done < len(executions):
-                for execution in executions[done:]:
-                    by_name.setdefault(execution.name, execution)
-                    by_arn.setdefault(execution.execution_arn, execution)
+            for execution in executions[done:]:
+                by_name.setdefault(execution.name, execution)
+                by_arn.setdefault(execution.execution_arn, execution)
             self._indexes[id(executions)] = (held, len(executions), by_name, by_arn)
             return by_name, by_arn
 

@@ -105,8 +105,8 @@ class PreActResNet(nn.Module):
         self.head = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        views = 2 if (self.tta_flip and not self.training) else 1
-        if views == 2:
+        mirrored = self.tta_flip and not self.training
+        if mirrored:
             x = torch.cat([x, x.flip(3)])
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.use_bfloat16):
             out = self.stages(self.stem(x))
@@ -114,7 +114,9 @@ class PreActResNet(nn.Module):
             out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
             logits = self.head(self.dropout(out))
         logits = logits.float()
-        return logits.view(views, -1, logits.shape[1]).mean(0) if views == 2 else logits
+        if mirrored:  # first half: the images, second half: their mirror images
+            logits = logits.view(2, -1, logits.shape[1]).mean(0)
+        return logits
 
 
 def build_model(arch: Mapping[str, Any]) -> nn.Module:

@@ -401,14 +401,13 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
         filenames=[train_split.filenames[i] for i in val_idx],
     )
     mean, std = channel_stats(fit_images)
-    arch = {
-        **DEFAULT_ARCH,
-        "num_classes": len(classes),
-        "widths": [int(v) for v in str(args.widths).split(",")],
-        "blocks": [int(v) for v in str(args.blocks).split(",")],
-        "tta_flip": bool(args.tta_flip),
-        "precision": resolve_precision(args.precision),
-    }
+    arch = recipe_arch(
+        len(classes),
+        widths=[int(v) for v in str(args.widths).split(",")],
+        blocks=[int(v) for v in str(args.blocks).split(",")],
+        tta_flip=bool(args.tta_flip),
+        precision=args.precision,
+    )
     model = build_model(arch)
     log(
         f"training {arch['name']} ({count_parameters(model)} parameters) on {len(fit_idx)} "
@@ -511,6 +510,25 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     if test_metrics["accuracy"] < args.min_accuracy:
         raise QualityGateFailed(test_metrics["accuracy"], args.min_accuracy)
     return metrics
+
+
+def recipe_arch(
+    num_classes: int,
+    *,
+    widths: Sequence[int] = tuple(DEFAULT_ARCH["widths"]),
+    blocks: Sequence[int] = tuple(DEFAULT_ARCH["blocks"]),
+    tta_flip: bool = bool(DEFAULT_TTA_FLIP),
+    precision: str = DEFAULT_PRECISION,
+) -> dict[str, Any]:
+    """The arch the recipe trains (build_model's input), precision resolved for this CPU."""
+    return {
+        **DEFAULT_ARCH,
+        "num_classes": num_classes,
+        "widths": list(widths),
+        "blocks": list(blocks),
+        "tta_flip": tta_flip,
+        "precision": resolve_precision(precision),
+    }
 
 
 def resolve_precision(requested: str) -> str:
