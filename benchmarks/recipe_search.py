@@ -44,7 +44,7 @@ from training.metrics import DEFAULT_THRESHOLD, fit_temperature, nll, softmax
 from training.model import build_model
 from training.preprocess import to_tensor
 from training.stage import read_split, stage_dataset
-from training.train import channel_stats, parse_args, recipe_arch
+from training.train import channel_stats, one_cycle_lr, parse_args, recipe_arch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "recipe_search.json"
 COVERAGE = 0.75  # the issue's coverage target: how accurate are the 75 % most confident?
@@ -137,14 +137,6 @@ def stratified_folds(labels: np.ndarray, k: int, seed: int = 0) -> list[np.ndarr
     return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
 
 
-def _lr_at(step: int, total: int, warmup: int, peak: float) -> float:
-    # Mirrors the schedule inside training/train.py's fit() (a closure there, not importable):
-    # linear warm-up, then cosine decay to zero over the whole run.
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    return peak * 0.5 * (1.0 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def _zoom(x: torch.Tensor, rng: np.random.Generator, scale: float) -> torch.Tensor:
     """Random zoom-in by a factor in [1 - scale, 1] at a random place (run 1's scale0.3 only)."""
     if scale <= 0:
@@ -181,7 +173,6 @@ def run_job(
     bs = c["batch_size"]
     steps = len(x) // bs  # drop the ragged last batch, as train.py does
     total = steps * c["epochs"]
-    warmup = max(1, int(c["warmup"] * total))
     autocast = {"device_type": dev.type, "dtype": torch.bfloat16, "enabled": dev.type == "cuda"}
     aug = {"padding": c["padding"], "cutout_size": c["cutout"], "jitter": c["jitter"],
            "mean": torch.tensor(mean), "std": torch.tensor(std)}  # fmt: skip
@@ -197,7 +188,7 @@ def run_job(
             batch = slice(b * bs, (b + 1) * bs)
             xb, yb, yb2, lam = mixup(xa[batch], ya[batch], rng, c["mixup_alpha"])
             for group in opt.param_groups:
-                group["lr"] = _lr_at(step, total, warmup, c["lr"])
+                group["lr"] = one_cycle_lr(step, total, c["lr"], c["warmup"])
             with torch.autocast(**autocast):
                 logits = model(xb).float()
             loss = lam * criterion(logits, yb) + (1.0 - lam) * criterion(logits, yb2)

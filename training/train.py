@@ -147,6 +147,15 @@ def stratified_split(
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
 
 
+def one_cycle_lr(step: int, total: int, peak: float, warmup_fraction: float = 0.15) -> float:
+    """Learning rate at `step` of `total`: linear warm-up to `peak`, then cosine decay to zero."""
+    warmup = max(1, int(warmup_fraction * total))
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-channel mean/std on the 0..1 scale (rounded: stored in JSON and shown to people)."""
     pixels = images.reshape(-1, 3).astype(np.float64) / 255.0
@@ -182,14 +191,9 @@ def fit(
         nesterov=True,
         weight_decay=args.weight_decay,
     )
-    warmup = max(1, int(0.15 * total))
 
     def lr_at(step: int) -> float:
-        # Linear warm-up, then cosine decay to zero: one cycle over the whole run.
-        if step < warmup:
-            return args.lr * (step + 1) / warmup
-        progress = (step - warmup) / max(1, total - warmup)
-        return args.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+        return one_cycle_lr(step, total, args.lr)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
     mean_t = torch.tensor(mean, dtype=torch.float32)
