@@ -356,7 +356,12 @@ def main(argv: list[str] | None = None) -> int:
                 os.close(fd)
             print(f"{len(names)} configs x {args.folds} folds -> {args.jsonl}", flush=True)
             run_jobs(names, data, args, Path(args.jsonl))
-    jobs, failed = read_jsonl(args.aggregate or [args.jsonl])
+    sources = [Path(s) for s in (args.aggregate or [args.jsonl])]
+    if empty := [str(s) for s in sources if not s.is_file() or s.stat().st_size == 0]:
+        print(f"no job lines in {empty}: nothing to aggregate (did --budget-s stop every job?)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    jobs, failed = read_jsonl(sources)
     hardware = args.hardware or "; ".join(sorted({j["device"] for j in jobs if "device" in j}))
     tables = []
     for n in sorted({args.folds, args.min_folds or args.folds}, reverse=True):
