@@ -13,12 +13,12 @@ from lambdas.classify_image.capture import parse_s3_uri, write_capture
 from lambdas.classify_image.logic import classified, decode_image, invoke
 from lambdas.config import parse_classes, require
 from lambdas.events import CLASSIFY_INPUT, validate_event
-from lambdas.observability import powertools
+from lambdas.observability import powertools, with_invocation_keys
 
 logger, metrics, tracer = powertools("classify_image")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@with_invocation_keys(logger)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
@@ -28,7 +28,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     capture_uri = env.get("CAPTURE_S3_URI", "").strip()
     capture_target = parse_s3_uri(capture_uri) if capture_uri else None
     event = validate_event(event, CLASSIFY_INPUT, "classify_image")
-    logger.append_keys(
+    logger.thread_safe_append_keys(
         step="classify_image", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
     data = decode_image(event)

@@ -11,19 +11,19 @@ from lambdas.config import parse_classes, parse_threshold
 from lambdas.errors import LowConfidence
 from lambdas.events import FILTER_INPUT, validate_event
 from lambdas.filter_inferences.logic import decide, filtered
-from lambdas.observability import powertools
+from lambdas.observability import powertools, with_invocation_keys
 
 logger, metrics, tracer = powertools("filter_inferences")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@with_invocation_keys(logger)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     classes = parse_classes(os.environ)
     threshold = parse_threshold(os.environ)
     event = validate_event(event, FILTER_INPUT, "filter_inferences")
-    logger.append_keys(
+    logger.thread_safe_append_keys(
         step="filter_inferences", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
     confidence = max(event["inferences"]) if event["inferences"] else 0.0

@@ -10,7 +10,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from lambdas.aws import client
 from lambdas.config import parse_classes, parse_routes
 from lambdas.events import ROUTE_INPUT, validate_event
-from lambdas.observability import powertools
+from lambdas.observability import powertools, with_invocation_keys
 from lambdas.route_driver.logic import (
     choose_route,
     make_publisher,
@@ -22,14 +22,14 @@ from lambdas.route_driver.logic import (
 logger, metrics, tracer = powertools("route_driver")
 
 
-@logger.inject_lambda_context(clear_state=True)
+@with_invocation_keys(logger)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     routes = parse_routes(os.environ, parse_classes(os.environ))
     publish = make_publisher(os.environ, client)
     event = validate_event(event, ROUTE_INPUT, "route_driver")
-    logger.append_keys(
+    logger.thread_safe_append_keys(
         step="route_driver", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
     route = choose_route(event["label"], routes)
