@@ -274,7 +274,10 @@ def fit(
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     if swa is not None:
-        _recompute_batchnorm(swa.module, x, args.batch_size)
+        # BatchNorm statistics of the averaged weights, re-estimated on the unaugmented fit data.
+        with torch.no_grad():
+            batches = (x[i : i + args.batch_size] for i in range(0, len(x), args.batch_size))
+            torch.optim.swa_utils.update_bn(batches, swa.module)
         model.load_state_dict(swa.module.state_dict())
         val_logits = _logits(model, x_val)
         history[-1]["val_accuracy_swa"] = float((val_logits.argmax(1) == y_val).mean())
@@ -284,21 +287,6 @@ def fit(
     # Saved weights stay in the default (contiguous) layout: serving builds a plain model.
     model.to(memory_format=torch.contiguous_format)
     return history
-
-
-def _recompute_batchnorm(model: nn.Module, x: torch.Tensor, batch: int) -> None:
-    """Re-estimate BatchNorm running statistics of averaged weights on the unaugmented fit data."""
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.reset_running_stats()
-            module.momentum = None  # cumulative average over all batches
-    model.train()
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            model(x[i : i + batch])
-    for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm):
-            module.momentum = 0.1
 
 
 def _training_imports(source: Path) -> set[str]:
