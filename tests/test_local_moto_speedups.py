@@ -223,3 +223,100 @@ def test_method_names_and_url_tables_are_moto_values(aws: None, speedups: None) 
     finally:
         del os.environ["MOTO_S3_CUSTOM_ENDPOINTS"]
     assert not any("custom-s3" in url for url in backend.urls)
+
+
+LAMBDA_SRC = """
+def handler(event, context):
+    if "boom" in event:
+        raise ValueError("bad value: " + event["boom"])
+    if "big" in event:
+        return "x" * event["big"]
+    return {"seen": event, "fn": context.function_name}
+"""
+
+
+@pytest.fixture
+def echo_function(aws: None, tmp_path: Any) -> Iterator[tuple[Any, str]]:
+    """A moto Lambda function run in-process by local/lambda_runtime.py; (client, its ARN)."""
+    import io
+    import json
+    import sys
+    import zipfile
+
+    from local import lambda_runtime
+
+    package = f"direct_lambda_{os.getpid()}"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(f"{package}/__init__.py", "")
+        zf.writestr(f"{package}/handler.py", LAMBDA_SRC)
+    role = boto3.client("iam", region_name=REGION).create_role(
+        RoleName="direct-lambda",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}),
+    )["Role"]["Arn"]
+    client = boto3.client("lambda", region_name=REGION)
+    with lambda_runtime.installed(tmp_path):
+        arn = client.create_function(
+            FunctionName="echo",
+            Runtime="python3.12",
+            Role=role,
+            Handler=f"{package}.handler.handler",
+            Code={"ZipFile": buf.getvalue()},
+        )["FunctionArn"]
+        yield client, arn
+    for name in [m for m in sys.modules if m.startswith(package)]:
+        del sys.modules[name]
+
+
+def _answer(response: dict[str, Any]) -> dict[str, Any]:
+    """A Lambda invoke response as the interpreter reads it (no request metadata)."""
+    import json
+
+    out = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    out["Payload"] = json.loads(out["Payload"].read())
+    if not isinstance(out["Payload"], dict):
+        return out
+    for varying in ("stackTrace", "requestId"):  # frames above the handler; per invocation
+        out["Payload"].pop(varying, None)
+    return out
+
+
+def test_direct_lambda_invoke_gives_the_api_answer(echo_function: tuple[Any, str]) -> None:
+    client, arn = echo_function
+    direct = moto_speedups.DirectLambdaClient(client, REGION)
+    # result, handler error, no payload, a result over moto's 6 MB response limit
+    for payload in (b'{"x": 1}', b'{"boom": "y"}', b"", b'{"big": 6100000}'):
+        via_api = _answer(client.invoke(FunctionName=arn, Payload=payload))
+        assert _answer(direct.invoke(FunctionName=arn, Payload=payload)) == via_api
+    assert _answer(direct.invoke(FunctionName="echo", Payload=b"{}"))["Payload"]["fn"] == "echo"
+    failed = _answer(direct.invoke(FunctionName=arn, Payload=b'{"boom": "y"}'))
+    assert failed["FunctionError"] == "Handled"
+    assert failed["Payload"]["errorType"] == "ValueError"
+    too_big = _answer(direct.invoke(FunctionName=arn, Payload=b'{"big": 6100000}'))
+    assert too_big["FunctionError"] == "Unhandled"
+    assert too_big["Payload"]["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_direct_lambda_invoke_skips_the_api_only_for_plain_invokes(
+    echo_function: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, arn = echo_function
+    direct = moto_speedups.DirectLambdaClient(client, REGION)
+    via_api: list[dict[str, Any]] = []
+    original = client.invoke
+
+    def recorded(**params: Any) -> Any:
+        via_api.append(params)
+        return original(**params)
+
+    monkeypatch.setattr(client, "invoke", recorded)
+    assert direct.invoke(FunctionName=arn, Payload=b"{}")["StatusCode"] == 200
+    assert via_api == []  # served by the backend
+    # An unknown function and other invocation types are the API's: same errors, same answers.
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        direct.invoke(FunctionName=arn + "-missing", Payload=b"{}")
+    assert (
+        direct.invoke(FunctionName=arn, Payload=b"{}", InvocationType="Event")["StatusCode"] == 202
+    )
+    assert [p["FunctionName"] for p in via_api] == [arn + "-missing", arn]
+    assert direct.meta.region_name == REGION  # the rest of the client is the client's

@@ -279,8 +279,9 @@ def test_review_publish_failure_is_reported_not_dropped(
 def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
     stack: tuple[Workflow, FakeEndpoint],
 ) -> None:
-    """local/moto_speedups.py (parse once, shared clients) must not change any outcome, also
-    with executions running at once (retry counters live per execution, not in the tree)."""
+    """local/moto_speedups.py (parse once, shared clients, direct Lambda invokes) must not change
+    any outcome, also with executions running at once (retry counters live per execution, not
+    in the tree)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from local import moto_speedups
@@ -310,7 +311,8 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
         ({"s3_bucket": BUCKET}, "FAILED", "InvalidEvent"),
     ] * 3
     endpoint.responder = responder
-    moto_speedups.install()
+    # As the local server installs them, the interpreter's Lambda invokes straight to the backend.
+    moto_speedups.install(in_process_dispatch=True)
     try:
         with ThreadPoolExecutor(6) as pool:
             arns = list(
