@@ -7,7 +7,7 @@ sets MOTO_PORT to it before serving (moto's Step Functions interpreter calls Lam
 ``http://localhost:$MOTO_PORT``; ThreadedMotoServer does not set it), turns on
 ``stepfunctions.execute_state_machine``, installs the in-process Lambda adapter
 (local/lambda_runtime.py), then writes ``{"pid", "port", "url"}`` to the ready file (atomically)
-and serves until SIGTERM/SIGINT.
+and serves until SIGTERM/SIGINT, with HTTP/1.1 keep-alive connections (local/keepalive.py).
 """
 
 from __future__ import annotations
@@ -90,14 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ.setdefault(key, value)
 
     from moto.core.config import default_user_config
-    from moto.moto_server.werkzeug_app import (
-        DomainDispatcherApplication,
-        MotoRequestHandler,
-        create_backend_app,
-    )
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
     from werkzeug.serving import make_server
 
     from local import lambda_runtime, moto_speedups
+    from local.keepalive import KeepAliveRequestHandler
 
     default_user_config["stepfunctions"] = {"execute_state_machine": True}
     lambda_runtime.install(args.code_dir.resolve())
@@ -111,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _profile_threads(profile_path)
 
     app = DomainDispatcherApplication(create_backend_app)
-    server = make_server(HOST, 0, app, threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(HOST, 0, app, threaded=True, request_handler=KeepAliveRequestHandler)
     port = int(server.server_address[1])
     os.environ["MOTO_PORT"] = str(port)
     if not args.no_speedups:

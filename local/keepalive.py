@@ -1,0 +1,102 @@
+"""HTTP/1.1 keep-alive for moto's server (werkzeug's development server closes every connection).
+
+Werkzeug's request handler sends ``Connection: close`` on every response, because after a
+request it drains whatever is left on the socket, which on a kept-alive connection would
+swallow the client's next request. So every boto3 call to the local moto server opened a new
+TCP connection and the server a new thread for it: StartExecution and DescribeExecution paid
+that each time (about a sixth of the server's CPU per execution under load).
+
+:class:`KeepAliveRequestHandler` keeps the connection open where that is safe: an HTTP/1.1
+request that did not ask to close and has no body or a ``Content-Length`` body. During the
+request the socket's reader is bounded to that body, so werkzeug's drain reads at most what is
+left of it (never the next request), and whatever the application did not read is discarded
+before the next request line is parsed. Chunked request bodies, HTTP/1.0 and ``Connection:
+close`` requests keep werkzeug's close-after-response behaviour. Responses go out with
+TCP_NODELAY: small responses on a kept-alive connection would otherwise wait on Nagle's
+algorithm and the peer's delayed ACK (~40 ms).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from moto.moto_server.werkzeug_app import MotoRequestHandler
+
+
+class BoundedBody(io.RawIOBase):
+    """The request body on a kept-alive connection: at most ``length`` bytes of ``stream``."""
+
+    def __init__(self, stream: Any, length: int) -> None:
+        super().__init__()
+        self._stream = stream
+        self.remaining = length
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self._stream.read(size)
+        self.remaining -= len(data)
+        if not data:  # the client went away mid-body
+            self.remaining = 0
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        data = self._stream.readline(size)
+        self.remaining -= len(data)
+        return data
+
+    def discard_rest(self) -> None:
+        while self.remaining > 0 and self.read(65536):
+            pass
+
+
+class KeepAliveRequestHandler(MotoRequestHandler):
+    """moto's request handler with keep-alive connections where the body is delimited."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    _keep_alive = False
+
+    def _body_length(self) -> int | None:
+        """The request body's length if the connection can stay open after it, else None."""
+        if self.close_connection or self.request_version != "HTTP/1.1":
+            return None
+        if self.headers.get("Transfer-Encoding"):
+            return None
+        length = self.headers.get("Content-Length", "0").strip()
+        return int(length) if length.isdigit() else None
+
+    def run_wsgi(self) -> None:
+        length = self._body_length()
+        self._keep_alive = length is not None
+        if length is None:
+            super().run_wsgi()
+            return
+        connection_reader = self.rfile
+        body = BoundedBody(connection_reader, length)
+        self.rfile = body  # werkzeug hands self.rfile to the app as wsgi.input, then drains it
+        try:
+            super().run_wsgi()
+            if not self.close_connection:
+                body.discard_rest()
+        finally:
+            self.rfile = connection_reader
+            self._keep_alive = False
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if self._keep_alive and keyword.lower() == "connection" and value.lower() == "close":
+            return  # werkzeug's unconditional close; http.server would also stop reading
+        super().send_header(keyword, value)
