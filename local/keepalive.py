@@ -19,6 +19,7 @@ algorithm and the peer's delayed ACK (~40 ms).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from typing import Any
 
 from moto.moto_server.werkzeug_app import MotoRequestHandler
@@ -35,28 +36,25 @@ class BoundedBody(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int | None = -1) -> bytes:
-        if self.remaining <= 0:
+    def _take(self, read: Callable[[int], bytes], size: int | None) -> bytes:
+        wanted = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        if wanted <= 0:
             return b""
-        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
-        data = self._stream.read(size)
-        self.remaining -= len(data)
-        if not data:  # the client went away mid-body
-            self.remaining = 0
+        data = read(wanted)
+        # An empty read means the client went away mid-body: nothing more of it will come.
+        self.remaining = self.remaining - len(data) if data else 0
         return data
+
+    def read(self, size: int | None = -1) -> bytes:
+        return self._take(self._stream.read, size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        return self._take(self._stream.readline, size)
 
     def readinto(self, buffer: Any) -> int:
         data = self.read(len(buffer))
         buffer[: len(data)] = data
         return len(data)
-
-    def readline(self, size: int | None = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        size = self.remaining if size is None or size < 0 else min(size, self.remaining)
-        data = self._stream.readline(size)
-        self.remaining -= len(data)
-        return data
 
     def discard_rest(self) -> None:
         while self.remaining > 0 and self.read(65536):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import socket
 import threading
 from collections.abc import Iterator
@@ -10,9 +11,11 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.serving import make_server
 
-from local.keepalive import KeepAliveRequestHandler
+from local.keepalive import BoundedBody, KeepAliveRequestHandler
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> Any:
@@ -132,3 +135,29 @@ def test_moto_over_kept_alive_connections(monkeypatch: pytest.MonkeyPatch) -> No
         assert server.connections == 2  # one per client, not one per call
     finally:
         server.close()
+
+
+@given(
+    body=st.binary(max_size=2000),
+    following=st.binary(min_size=1, max_size=50),
+    sizes=st.lists(st.integers(-1, 700), min_size=1, max_size=30),
+    lines=st.booleans(),
+)
+def test_bounded_body_never_reads_past_the_body(
+    body: bytes, following: bytes, sizes: list[int], lines: bool
+) -> None:
+    """Whatever mix of reads the application makes, the next request's bytes stay unread."""
+    stream = io.BufferedReader(io.BytesIO(body + following))
+    bounded = BoundedBody(stream, len(body))
+    read = bounded.readline if lines else bounded.read
+    got = b"".join(read(size) for size in sizes)
+    bounded.discard_rest()
+    assert body.startswith(got) and bounded.remaining == 0
+    assert stream.read() == following
+
+
+def test_bounded_body_stops_when_the_client_goes_away() -> None:
+    bounded = BoundedBody(io.BufferedReader(io.BytesIO(b"short")), 100)
+    assert bounded.read() == b"short"
+    bounded.discard_rest()  # returns: no more bytes will come
+    assert bounded.remaining == 0 and bounded.read() == b""
