@@ -37,7 +37,7 @@ execution, with no change to what it does (profile and figures in the README (wo
 
 Local mode installs all of them in its moto server; the state-machine tests run every path
 without them and a concurrent mix with them; tests/test_local_moto_speedups.py compares each
-part of 6 with moto's own answers.
+part of 6, and 7, with moto's own answers.
 """
 
 from __future__ import annotations
@@ -189,8 +189,6 @@ def install(
         AmazonStateLanguageParser.parse = staticmethod(cached_parse)
 
         make_client = boto_client.boto_client_for
-        # Only where the stubber serves the interpreter in-process anyway (server mode, 5).
-        direct_lambda = in_process_dispatch
         clients: dict[tuple, Any] = {}
 
         def cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
@@ -208,7 +206,8 @@ def install(
                     found = clients.get(key)
                     if found is None:
                         found = make_client(region, service, state_credentials)
-                        if service == "lambda" and direct_lambda:
+                        # 7 only where 5 already serves the interpreter in-process.
+                        if service == "lambda" and in_process_dispatch:
                             found = DirectLambdaClient(found, region)
                         clients[key] = found
             return found
