@@ -121,6 +121,10 @@ class Alarms(pulumi.ComponentResource):
     def endpoint_alarm_names(self) -> list[pulumi.Output[str]]:
         return [alarm.name for alarm in self.endpoint_alarms]
 
+    @property
+    def endpoint_alarm_arns(self) -> list[pulumi.Output[str]]:
+        return [alarm.arn for alarm in self.endpoint_alarms]
+
     def add_alarm(
         self,
         name: str,

@@ -45,6 +45,8 @@ class DataStagingArgs:
     stack: str = "dev"
     capture_expiration_days: int = 90
     noncurrent_version_days: int = 30
+    # A bucket kept by an earlier destroy (retainData): imported instead of created.
+    adopt_bucket: str | None = None
 
 
 class DataStaging(pulumi.ComponentResource):
@@ -59,21 +61,45 @@ class DataStaging(pulumi.ComponentResource):
         self, name: str, args: DataStagingArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:data:DataStaging", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         manifest = json.loads((args.staged_dir / "manifest.json").read_text())
         self.classes: list[str] = list(manifest["classes"])
         self.data_hash = staged_data_hash(args.staged_dir)
 
-        # retainData: prod keeps the bucket (and Pulumi forgets it) on destroy; dev empties it.
-        self.bucket = aws.s3.Bucket(
-            f"{name}-bucket",
-            bucket_prefix=f"scones-{args.stack}-data-",
-            force_destroy=not args.retain_data,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data),
-        )
+        # retainData: prod keeps the bucket on destroy (Pulumi forgets it), and with it
+        # everything that keeps it private and readable: its guards and staged objects here,
+        # the KMS key in EncryptionKey. A retained resource is only dropped from the state
+        # (Pulumi docs, "retainOnDelete"). Dev empties and deletes it.
+        retained = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
+        if args.adopt_bucket:
+            self.bucket = aws.s3.Bucket(
+                f"{name}-bucket",
+                bucket=args.adopt_bucket,
+                force_destroy=not args.retain_data,
+                opts=pulumi.ResourceOptions.merge(
+                    retained,
+                    pulumi.ResourceOptions(
+                        import_=args.adopt_bucket,
+                        # force_destroy is the provider's own setting, not the bucket's state.
+                        ignore_changes=["forceDestroy"],
+                    ),
+                ),
+            )
+        else:
+            self.bucket = aws.s3.Bucket(
+                f"{name}-bucket",
+                bucket_prefix=f"scones-{args.stack}-data-",
+                force_destroy=not args.retain_data,
+                opts=retained,
+            )
         self.bucket_name = self.bucket.bucket
         self.bucket_arn = self.bucket.arn
         bucket_id = self.bucket.id
+        # Each guard is a Put* API call on create, which creates or replaces the configuration
+        # (S3 API reference, e.g. PutPublicAccessBlock: "Creates or modifies the
+        # PublicAccessBlock configuration"; PutBucketPolicy; PutBucketEncryption): on an
+        # adopted bucket they are created again over the retained ones, so only the bucket and
+        # the key need importing.
+        child = retained
         self.ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket_id,
@@ -130,7 +156,9 @@ class DataStaging(pulumi.ComponentResource):
                     "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
                 },
             ],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.versioning]),
+            opts=pulumi.ResourceOptions.merge(
+                retained, pulumi.ResourceOptions(depends_on=[self.versioning])
+            ),
         )
         self.policy = aws.s3.BucketPolicy(
             f"{name}-tls-only",
@@ -149,7 +177,9 @@ class DataStaging(pulumi.ComponentResource):
                 ]
             ),
             # The public access block must exist first or S3 may judge the policy "public".
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.public_access_block]),
+            opts=pulumi.ResourceOptions.merge(
+                retained, pulumi.ResourceOptions(depends_on=[self.public_access_block])
+            ),
         )
         # Object-created events go to EventBridge, where the workflow's rule filters on intake/.
         self.notification = aws.s3.BucketNotification(
@@ -165,7 +195,9 @@ class DataStaging(pulumi.ComponentResource):
                 source=pulumi.FileAsset(str(args.staged_dir / rel)),
                 server_side_encryption="aws:kms",
                 kms_key_id=args.kms_key_arn,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.encryption]),
+                opts=pulumi.ResourceOptions.merge(
+                    retained, pulumi.ResourceOptions(depends_on=[self.encryption])
+                ),
             )
             for rel in STAGED_FILES
         ]

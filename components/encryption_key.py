@@ -15,6 +15,12 @@ class EncryptionKeyArgs:
     stack: str
     account_id: pulumi.Input[str]
     partition: str = "aws"
+    # retainData: the key outlives the stack, or the retained objects it encrypts could never
+    # be decrypted again (a key scheduled for deletion is deleted when its window ends: KMS
+    # developer guide, "Deleting AWS KMS keys").
+    retain_on_delete: bool = False
+    # The ID of a key kept by an earlier destroy: imported instead of created.
+    adopt_key_id: str | None = None
 
 
 class EncryptionKey(pulumi.ComponentResource):
@@ -58,8 +64,18 @@ class EncryptionKey(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=30,
             policy=policy,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                retain_on_delete=args.retain_on_delete,
+                import_=args.adopt_key_id,
+                # An import fails when the program's inputs differ from the resource's state
+                # (Pulumi docs, "Importing resources"); KMS does not report the deletion window
+                # of a key that is not pending deletion, so it is not compared.
+                ignore_changes=["deletionWindowInDays"] if args.adopt_key_id else None,
+            ),
         )
+        # Not retained: an alias is only a name; the next stack creates it again (for the
+        # adopted key or a new one), which would fail if the old alias still existed.
         self.alias = aws.kms.Alias(
             f"{name}-alias",
             name=f"alias/scones-{args.stack}",

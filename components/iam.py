@@ -45,15 +45,30 @@ def document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
     ).apply(lambda doc: json.dumps(doc, sort_keys=True))
 
 
-def assume_role_policy(service: str, *, source_account: pulumi.Input[str] | None = None) -> Any:
-    """Trust policy letting one AWS service principal assume the role (confused-deputy guard)."""
+def assume_role_policy(
+    service: str,
+    *,
+    source_account: pulumi.Input[str] | None = None,
+    source_arn: pulumi.Input[str] | None = None,
+) -> Any:
+    """Trust policy letting one AWS service principal assume the role.
+
+    `source_account` / `source_arn` are the confused-deputy guard: the service may assume the
+    role only on behalf of this account / this one resource (IAM user guide, "The confused
+    deputy problem": aws:SourceAccount and aws:SourceArn in the trust policy).
+    """
     stmt: dict[str, Any] = {
         "Effect": "Allow",
         "Principal": {"Service": service},
         "Action": "sts:AssumeRole",
     }
+    condition: dict[str, Any] = {}
     if source_account is not None:
-        stmt["Condition"] = {"StringEquals": {"aws:SourceAccount": source_account}}
+        condition["StringEquals"] = {"aws:SourceAccount": source_account}
+    if source_arn is not None:
+        condition["ArnEquals"] = {"aws:SourceArn": source_arn}
+    if condition:
+        stmt["Condition"] = condition
     return document([stmt])
 
 

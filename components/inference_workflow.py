@@ -21,7 +21,14 @@ from lambdas.workflow_definition import build_definition
 
 # CloudWatch Logs delivery for Step Functions is configured through these account-level APIs,
 # which support only Resource "*" (AWS Step Functions developer guide, "IAM policies for logging
-# to CloudWatch Logs"); policy/rules.py lists them as an allowed exception.
+# to CloudWatch Logs", https://docs.aws.amazon.com/step-functions/latest/dg/cw-logs.html);
+# policy/rules.py lists them as an allowed exception. Not logs:PutResourcePolicy: it would let
+# the workflow rewrite any log resource policy of the account. The log group's resource policy
+# for the delivery service is created by the deployer instead (``log_delivery_policy``): "If the
+# log group already has a resource policy" that grants delivery.logs.amazonaws.com, none is
+# added and PutResourcePolicy is not needed (CloudWatch Logs user guide, "Logs sent to
+# CloudWatch Logs", https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/
+# AWS-logs-and-resource-policy.html#AWS-logs-infrastructure-CWL).
 SFN_LOG_DELIVERY_ACTIONS = [
     "logs:CreateLogDelivery",
     "logs:DeleteLogDelivery",
@@ -29,7 +36,6 @@ SFN_LOG_DELIVERY_ACTIONS = [
     "logs:DescribeResourcePolicies",
     "logs:GetLogDelivery",
     "logs:ListLogDeliveries",
-    "logs:PutResourcePolicy",
     "logs:UpdateLogDelivery",
 ]
 XRAY_SAMPLING_ACTIONS = ["xray:GetSamplingRules", "xray:GetSamplingTargets"]
@@ -52,6 +58,36 @@ INPUT_PATHS = {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"}
 INPUT_TEMPLATE = '{"s3_bucket": <bucket>, "s3_key": <key>}'
 
 
+def state_machine_name(stack: str) -> str:
+    return f"scones-{stack}-routing"
+
+
+def log_delivery_policy(
+    log_group_arn: pulumi.Input[str], account_id: pulumi.Input[str], region: str
+) -> pulumi.Output[str]:
+    """The log group's resource policy for vended-log delivery (the shape the CloudWatch Logs
+    user guide gives for delivery.logs.amazonaws.com, narrowed to this log group)."""
+    return document(
+        [
+            {
+                "Sid": "VendedLogDeliveryToTheWorkflowLogGroup",
+                "Effect": "Allow",
+                "Principal": {"Service": "delivery.logs.amazonaws.com"},
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [pulumi.Output.concat(log_group_arn, ":log-stream:*")],
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {
+                        "aws:SourceArn": pulumi.Output.concat(
+                            "arn:aws:logs:", region, ":", account_id, ":*"
+                        )
+                    },
+                },
+            }
+        ]
+    )
+
+
 @dataclass
 class InferenceWorkflowArgs:
     stack: str
@@ -61,6 +97,8 @@ class InferenceWorkflowArgs:
     kms_key_arn: pulumi.Input[str]
     workflow_type: str
     log_retention_days: int
+    region: str = "eu-west-1"
+    account_id: pulumi.Input[str] = ""
 
 
 class InferenceWorkflow(pulumi.ComponentResource):
@@ -85,10 +123,29 @@ class InferenceWorkflow(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             opts=child,
         )
+        self.log_delivery_policy = aws.cloudwatch.LogResourcePolicy(
+            f"{name}-log-delivery",
+            policy_name=f"scones-{args.stack}-workflow-log-delivery",
+            policy_document=log_delivery_policy(
+                self.log_group.arn, args.account_id, args.region
+            ),
+            opts=child,
+        )
+        sm_name = state_machine_name(args.stack)
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"scones {args.stack}: Step Functions workflow",
-            assume_role_policy=assume_role_policy("states.amazonaws.com"),
+            # Step Functions sets aws:SourceArn to the state machine (developer guide,
+            # "Cross-service confused deputy prevention"); its name is fixed, so its ARN is
+            # known before it exists.
+            assume_role_policy=assume_role_policy(
+                "states.amazonaws.com",
+                source_account=args.account_id,
+                source_arn=pulumi.Output.concat(
+                    "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:",
+                    sm_name,
+                ),
+            ),
             opts=child,
         )
         self.role_policy = aws.iam.RolePolicy(
@@ -128,7 +185,7 @@ class InferenceWorkflow(pulumi.ComponentResource):
         )
         self.state_machine = aws.sfn.StateMachine(
             f"{name}-state-machine",
-            name=f"scones-{args.stack}-routing",
+            name=sm_name,
             type=args.workflow_type,
             role_arn=self.role.arn,
             definition=self.definition,
@@ -139,13 +196,32 @@ class InferenceWorkflow(pulumi.ComponentResource):
                 "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
             },
             tracing_configuration={"enabled": True},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.role_policy, self.log_delivery_policy],
+                # The name is fixed and `type` (scones:workflowType) forces a new state machine
+                # (terraform-provider-aws internal/service/sfn/state_machine.go: "type" is
+                # ForceNew): create-before-delete would collide on the name.
+                delete_before_replace=True,
+            ),
         )
 
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-intake-rule",
+            description=f"scones {args.stack}: image uploaded under {INTAKE_PREFIX}/",
+            event_pattern=pulumi.Output.from_input(args.bucket_name).apply(
+                lambda bucket: json.dumps(intake_event_pattern(bucket), sort_keys=True)
+            ),
+            opts=child,
+        )
         self.events_role = aws.iam.Role(
             f"{name}-events-role",
             description=f"scones {args.stack}: EventBridge starts the workflow",
-            assume_role_policy=assume_role_policy("events.amazonaws.com"),
+            # EventBridge sets aws:SourceArn to the rule (EventBridge user guide, "Preventing
+            # the confused deputy problem").
+            assume_role_policy=assume_role_policy(
+                "events.amazonaws.com", source_account=args.account_id, source_arn=self.rule.arn
+            ),
             opts=child,
         )
         self.events_policy = aws.iam.RolePolicy(
@@ -159,14 +235,6 @@ class InferenceWorkflow(pulumi.ComponentResource):
                         sid="StartTheWorkflow",
                     )
                 ]
-            ),
-            opts=child,
-        )
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-intake-rule",
-            description=f"scones {args.stack}: image uploaded under {INTAKE_PREFIX}/",
-            event_pattern=pulumi.Output.from_input(args.bucket_name).apply(
-                lambda bucket: json.dumps(intake_event_pattern(bucket), sort_keys=True)
             ),
             opts=child,
         )

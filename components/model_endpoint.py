@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
+from components.endpoint_update_hooks import ScalingSpec, scaling_hooks
 from components.iam import assume_role_policy, document, statement
 from components.images import ecr_repository_arn
 from components.settings import InstanceEndpoint, ServerlessEndpoint
@@ -39,6 +40,8 @@ class ModelEndpointArgs:
     data_capture_percent: int
     log_retention_days: int = 30
     rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
+    # The same alarms' ARNs: SageMaker reads them with the model's execution role.
+    rollback_alarm_arns: Sequence[pulumi.Input[str]] = ()
     variant_name: str = VARIANT_NAME
     partition: str = "aws"
 
@@ -102,6 +105,17 @@ class ModelEndpoint(pulumi.ComponentResource):
                     ["s3:PutObject"],
                     [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
                     sid="WriteDataCapture",
+                )
+            )
+        if args.rollback_alarm_arns:
+            # "Ensure that your IAM execution role has permission to perform the
+            # cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
+            # (SageMaker developer guide, "Auto-Rollback Configuration and Monitoring").
+            statements.append(
+                statement(
+                    ["cloudwatch:DescribeAlarms"],
+                    list(args.rollback_alarm_arns),
+                    sid="ReadTheRollbackAlarms",
                 )
             )
         self.role = aws.iam.Role(
@@ -181,12 +195,35 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "alarms": [{"alarm_name": n} for n in args.rollback_alarm_names]
             },
         }
+        scaling = (
+            ScalingSpec(
+                endpoint_name=args.endpoint_name,
+                variant_name=args.variant_name,
+                min_capacity=args.endpoint.min_instances,
+                max_capacity=args.endpoint.max_instances,
+                target_invocations_per_instance=args.endpoint.target_invocations_per_instance,
+            )
+            if isinstance(args.endpoint, InstanceEndpoint)
+            else None
+        )
+        scaling_policy_name = f"{args.endpoint_name}-invocations-per-instance"
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
             name=args.endpoint_name,
             endpoint_config_name=self.config.name,
             deployment_config=deployment,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                # The name is fixed (Lambdas, alarms and Data Capture use it) and
+                # deployment_config.auto_rollback_configuration forces a new endpoint
+                # (terraform-provider-aws internal/service/sagemaker/endpoint.go: ForceNew), e.g.
+                # when a rollback alarm is replaced: create-before-delete would collide on the
+                # name, so a replacement deletes the old endpoint first.
+                delete_before_replace=True,
+                hooks=scaling_hooks(scaling, args.region, scaling_policy_name)
+                if scaling
+                else None,
+            ),
         )
         self.endpoint_name = self.endpoint.name
         self.endpoint_arn = self.endpoint.arn
@@ -194,7 +231,9 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.lambda_capture_s3_uri = self.capture_s3_uri if serverless else None
         self.scaling_target = None
         self.scaling_policy = None
-        if isinstance(args.endpoint, InstanceEndpoint):
+        if scaling is not None:
+            # The endpoint's update hooks suspend and restore exactly this target and policy
+            # (components/endpoint_update_hooks.py): one ScalingSpec for both.
             resource_id = pulumi.Output.concat(
                 "endpoint/", self.endpoint.name, f"/variant/{args.variant_name}"
             )
@@ -203,25 +242,18 @@ class ModelEndpoint(pulumi.ComponentResource):
                 service_namespace="sagemaker",
                 resource_id=resource_id,
                 scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                min_capacity=args.endpoint.min_instances,
-                max_capacity=args.endpoint.max_instances,
+                min_capacity=scaling.min_capacity,
+                max_capacity=scaling.max_capacity,
                 opts=child,
             )
             self.scaling_policy = aws.appautoscaling.Policy(
                 f"{name}-scaling-policy",
+                name=scaling_policy_name,
                 policy_type="TargetTrackingScaling",
                 service_namespace=self.scaling_target.service_namespace,
                 resource_id=self.scaling_target.resource_id,
                 scalable_dimension=self.scaling_target.scalable_dimension,
-                target_tracking_scaling_policy_configuration={
-                    "target_value": args.endpoint.target_invocations_per_instance,
-                    "predefined_metric_specification": {
-                        "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
-                    },
-                    # Scale out fast for bursts of drivers, in slowly to avoid flapping.
-                    "scale_out_cooldown": 60,
-                    "scale_in_cooldown": 300,
-                },
+                target_tracking_scaling_policy_configuration=scaling.policy_configuration(),
                 opts=child,
             )
         self.register_outputs(

@@ -1,12 +1,14 @@
 """ModelRegistration: waits for the training job, then registers its model in the package group.
 
 pulumi-aws has no ModelPackage resource (only ModelPackageGroup), so this is a Pulumi dynamic
-resource calling boto3 with the deployer's credentials. Its create step is also where the
-quality gate surfaces: a failed job (the script exits non-zero below minAccuracy) raises with
-SageMaker's failure reason, so `pulumi up` stops before the endpoint is touched and the live
-endpoint keeps its model. A completed job's artifact URI is read from DescribeTrainingJob (not
-guessed), its metrics.json is copied next to model.tar.gz and attached as the package's model
-quality statistics, and the package is registered Approved.
+resource calling boto3 with the deployer's credentials. Its create step waits for the job (it
+depends on the TrainingJob, whose provider already waited for Completed or Stopped) and raises
+for a Stopped job, so `pulumi up` stops before the endpoint is touched and the live endpoint
+keeps its model. (A Failed job already stopped `pulumi up` in the TrainingJob's create; the next
+preview reports its FailureReason: components/model_training.py.) A completed job's artifact
+URI is read from DescribeTrainingJob (not guessed), its metrics.json is copied next to
+model.tar.gz and attached as the package's model quality statistics, and the package is
+registered Approved.
 
 Dynamic providers are pickled by reference: run `pulumi` from the repository root (where
 Pulumi.yaml is) so the provider process can import `components.model_registration`.

@@ -1,17 +1,27 @@
 """ModelTraining: a SageMaker training job running training/train.py on the PyTorch image.
 
-The job's name is a hash of data, code, image and hyperparameters, so `pulumi up` starts a new
-job only when one of them changes (a TrainingJob cannot be updated in place; a new name means a
-new job). The quality gate is in the script: below `min-accuracy` it exits non-zero, the job
-fails, `pulumi up` stops with SageMaker's failure reason (which carries the script's message
-naming the accuracy and the floor) and the endpoint keeps serving its current model.
+The job's name is a hash of data, code, image and hyperparameters (plus the attempt number from
+``scones:trainingAttempt`` after the first), so `pulumi up` starts a new job only when one of
+them changes (a TrainingJob cannot be updated in place; a new name means a new job).
+
+What a failed job does. The quality gate is in the script: below `min-accuracy` it exits
+non-zero and the job fails. The provider's create waits for the job (InProgress -> Completed or
+Stopped; terraform-provider-aws internal/service/sagemaker/training_job.go,
+waitTrainingJobCreated) and on Failed returns "unexpected state 'Failed'" without SageMaker's
+FailureReason and without writing state, so `pulumi up` stops there (before the endpoint; the
+live endpoint keeps its model) and the job's name stays taken: SageMaker keeps failed jobs and
+names are unique per account and Region. The next preview therefore describes the job that
+would be created (``describe_job``): a Failed or Stopped job with that name stops the preview
+with ``TrainingJobNameTaken``, which carries the FailureReason (the script's message naming the
+accuracy and the floor) and says how to retry. A Stopped job (also the provider's target state:
+it is in the state) never yields a model either, so it is refused the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +34,14 @@ from components.images import ecr_repository_arn
 from components.model_registration import ModelRegistration
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+# A margin beyond MaxRuntimeInSeconds for the phases around training (instance provisioning,
+# image download, model upload), whose length SageMaker does not bound; chosen, not measured.
+TRAINING_OVERHEAD_SECONDS = 3600
+
+
+def training_create_timeout_minutes(max_runtime_seconds: int) -> int:
+    """How long `pulumi up` waits for the job: its runtime limit plus the unmetered phases."""
+    return -(-(max_runtime_seconds + TRAINING_OVERHEAD_SECONDS) // 60)
 
 
 def file_sha256(path: Path) -> str:
@@ -49,15 +67,74 @@ def training_hyperparameters(
 
 
 def training_job_name(
-    stack: str, *, data_hash: str, code_hash: str, image_uri: str, hyperparameters: Mapping
+    stack: str,
+    *,
+    data_hash: str,
+    code_hash: str,
+    image_uri: str,
+    hyperparameters: Mapping,
+    attempt: int = 1,
 ) -> str:
-    """scones-<stack>-<20 hex digits>: at most 63 characters, as SageMaker requires."""
+    """scones-<stack>-<20 hex digits>[-r<attempt>]: at most 63 characters (SageMaker's limit).
+
+    Attempt 1 has no suffix, so stacks deployed before attempts existed keep their job.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be at least 1, got {attempt}")
     identity = json.dumps(
         {"data": data_hash, "code": code_hash, "image": image_uri, "hp": dict(hyperparameters)},
         sort_keys=True,
     )
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
-    return f"scones-{stack[:34]}-{digest}"
+    suffix = "" if attempt == 1 else f"-r{attempt}"
+    return f"scones-{stack[:34 - len(suffix)]}-{digest}{suffix}"
+
+
+class TrainingJobNameTaken(RuntimeError):
+    """The job this deploy would create already exists and can never yield a model."""
+
+
+# Describe a training job by name: the DescribeTrainingJob answer, or None if there is none.
+DescribeJob = Callable[[str], Mapping | None]
+
+
+def check_job_name_free(name: str, job: Mapping | None, *, attempt: int) -> None:
+    """Raise TrainingJobNameTaken (with SageMaker's reason) if `job` is a Failed/Stopped `name`.
+
+    InProgress and Completed are left alone: that is the job of this stack's state (or one a
+    `pulumi up` still waits for), and the provider reports a true name clash itself.
+    """
+    if job is None or job.get("TrainingJobStatus") not in ("Failed", "Stopped"):
+        return
+    status = job["TrainingJobStatus"]
+    reason = job.get("FailureReason") or job.get("SecondaryStatus") or "no reason given"
+    raise TrainingJobNameTaken(
+        f"training job {name} {status}: {reason}. SageMaker keeps the job and its name, so the "
+        "same inputs cannot train again under it. Fix the cause (for a failed quality gate: "
+        "more epochs, other data or scones:minAccuracy), or retry the same inputs with "
+        f"`pulumi config set scones:trainingAttempt {attempt + 1}`. The endpoint keeps serving "
+        "its current model."
+    )
+
+
+def sagemaker_job_describer(region: str) -> DescribeJob:
+    """DescribeTrainingJob with the deployer's credentials; None when no such job exists."""
+
+    def describe(name: str) -> Mapping | None:
+        import boto3
+        from botocore.exceptions import ClientError
+
+        client = boto3.client("sagemaker", region_name=region)
+        try:
+            return client.describe_training_job(TrainingJobName=name)
+        except ClientError as exc:
+            # SageMaker answers an unknown job with ValidationException "Requested resource
+            # not found" (the message terraform-provider-aws's findTrainingJobByName matches).
+            if "Requested resource not found" in str(exc):
+                return None
+            raise
+
+    return describe
 
 
 @dataclass
@@ -81,6 +158,13 @@ class ModelTrainingArgs:
     seed: int = 0
     max_runtime_seconds: int = 3 * 3600
     partition: str = "aws"
+    # The staged data set's S3 objects: the job reads them, so it is created after them.
+    data_objects: Sequence[pulumi.Resource] = ()
+    attempt: int = 1
+    # Checks at preview that the job's name is not held by a failed job (None: skip, as in
+    # tests that have no AWS).
+    describe_job: DescribeJob | None = None
+    retain_on_delete: bool = False  # retainData: the source bundle stays in the kept bucket
 
 
 class ModelTraining(pulumi.ComponentResource):
@@ -104,10 +188,29 @@ class ModelTraining(pulumi.ComponentResource):
             source=pulumi.FileAsset(str(args.source_bundle)),
             server_side_encryption="aws:kms",
             kms_key_id=args.kms_key_arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete),
         )
         logs = f"arn:{p}:logs:{args.region}:"
         log_group = pulumi.Output.concat(logs, args.account_id, f":log-group:{TRAINING_LOG_GROUP}")
+        hyperparameters = training_hyperparameters(
+            epochs=args.epochs,
+            seed=args.seed,
+            min_accuracy=args.min_accuracy,
+            threshold=args.confidence_threshold,
+            classes=args.classes,
+        )
+        self.job_name = training_job_name(
+            args.stack,
+            data_hash=args.data_hash,
+            code_hash=code_hash,
+            image_uri=args.image_uri,
+            hyperparameters=hyperparameters,
+            attempt=args.attempt,
+        )
+        if args.describe_job is not None:
+            check_job_name_free(
+                self.job_name, args.describe_job(self.job_name), attempt=args.attempt
+            )
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"scones {args.stack}: SageMaker training job execution role",
@@ -137,8 +240,13 @@ class ModelTraining(pulumi.ComponentResource):
                     ),
                     statement(
                         ["s3:PutObject"],
-                        [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
-                        sid="WriteModelArtifacts",
+                        # Its own job's prefix only: never the artifact of the model in service.
+                        [
+                            pulumi.Output.concat(
+                                args.bucket_arn, f"/{MODELS_PREFIX}/{self.job_name}/*"
+                            )
+                        ],
+                        sid="WriteOwnModelArtifacts",
                     ),
                     statement(
                         ["kms:Decrypt", "kms:GenerateDataKey"],
@@ -171,20 +279,6 @@ class ModelTraining(pulumi.ComponentResource):
                 ]
             ),
             opts=child,
-        )
-        hyperparameters = training_hyperparameters(
-            epochs=args.epochs,
-            seed=args.seed,
-            min_accuracy=args.min_accuracy,
-            threshold=args.confidence_threshold,
-            classes=args.classes,
-        )
-        self.job_name = training_job_name(
-            args.stack,
-            data_hash=args.data_hash,
-            code_hash=code_hash,
-            image_uri=args.image_uri,
-            hyperparameters=hyperparameters,
         )
         submit_dir = pulumi.Output.concat("s3://", args.bucket_name, f"/{code_key}")
         # Script mode (sagemaker-training-toolkit) reads its settings from these hyperparameters,
@@ -232,8 +326,19 @@ class ModelTraining(pulumi.ComponentResource):
                 "volume_size_in_gb": 30,
             },
             stopping_condition={"max_runtime_in_seconds": args.max_runtime_seconds},
-            # The role's policy must exist before SageMaker assumes it.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy, self.source]),
+            # The role's policy must exist before SageMaker assumes it, and the channels'
+            # objects before the job lists them.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.role_policy, self.source, *args.data_objects],
+                # The provider waits for the job up to its create timeout, 45 minutes by default
+                # (training_job.go: SetDefaultCreateTimeout(45 * time.Minute)), and a timeout
+                # leaves no state behind: wait as long as SageMaker may run the job, plus time
+                # for provisioning the instance and uploading the model.
+                custom_timeouts=pulumi.CustomTimeouts(
+                    create=f"{training_create_timeout_minutes(args.max_runtime_seconds)}m"
+                ),
+            ),
         )
         self.model_package_group = aws.sagemaker.ModelPackageGroup(
             f"{name}-registry",

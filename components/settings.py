@@ -25,7 +25,13 @@ endpoint                  {"instanceType": "ml.m5.large",        instance endpoi
                            "initialInstanceCount": 1,            Capture and autoscaling; or
                            "minInstances": 1, "maxInstances": 2, {"serverless": {"memorySizeMb":
                            "targetInvocationsPerInstance": 300}   2048, "maxConcurrency": 5}}
-retainData                false                                  true keeps the bucket on destroy
+retainData                false                                  true: destroy keeps the bucket, its
+                                                                 guards, objects and KMS key
+adopt                     (none)                                 {"bucket": NAME, "kmsKeyId": ID}:
+                                                                 take back what a destroyed
+                                                                 retainData stack kept (import)
+trainingAttempt           1                                      bump to retry a failed, stopped or
+                                                                 timed-out job with same inputs
 workflowType              STANDARD                               or EXPRESS (cheaper, 5-min cap)
 logRetentionDays          30                                     CloudWatch Logs retention
 latencyP99Ms              500                                    ModelLatency p99 alarm threshold
@@ -79,6 +85,13 @@ WORKFLOW_TYPES = ("STANDARD", "EXPRESS")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# S3 bucket naming rules (S3 user guide, "General purpose bucket naming rules").
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# A KMS key ID (a UUID, or mrk-<32 hex> for a multi-Region key) or that key's ARN.
+_KMS_KEY = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/)?"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
 
 
 class SettingsError(ValueError):
@@ -109,6 +122,14 @@ class ServerlessEndpoint:
 
 
 @dataclass(frozen=True)
+class Adopt:
+    """What a destroyed ``retainData`` stack left behind, to import on the next ``pulumi up``."""
+
+    bucket: str
+    kms_key_id: str  # the key ID (the import ID of aws:kms/key:Key), never its ARN
+
+
+@dataclass(frozen=True)
 class Settings:
     classes: tuple[str, ...] = ("bicycle", "motorcycle")
     confidence_threshold: float = 0.93
@@ -119,6 +140,8 @@ class Settings:
     epochs: int = 300
     endpoint: InstanceEndpoint | ServerlessEndpoint = field(default_factory=InstanceEndpoint)
     retain_data: bool = False
+    adopt: Adopt | None = None
+    training_attempt: int = 1
     workflow_type: str = "STANDARD"
     log_retention_days: int = 30
     latency_p99_ms: float = 500.0
@@ -152,6 +175,7 @@ class Settings:
     def from_mapping(cls, get: Callable[[str], Any]) -> Settings:
         """Read and validate every key through `get(key) -> raw value or None`."""
         d = cls()
+        retain_data = _bool("retainData", get("retainData"), d.retain_data)
         return cls(
             classes=_classes(get("classes"), d.classes),
             confidence_threshold=_fraction(
@@ -167,7 +191,11 @@ class Settings:
             ),
             epochs=_int("epochs", get("epochs"), d.epochs, 1, 1000),
             endpoint=_endpoint(get("endpoint")),
-            retain_data=_bool("retainData", get("retainData"), d.retain_data),
+            retain_data=retain_data,
+            adopt=_adopt(get("adopt"), retain_data),
+            training_attempt=_int(
+                "trainingAttempt", get("trainingAttempt"), d.training_attempt, 1, 99
+            ),
             workflow_type=_choice(
                 "workflowType", get("workflowType"), d.workflow_type, WORKFLOW_TYPES
             ),
@@ -281,6 +309,24 @@ def _retention(raw: Any, default: int) -> int:
             "logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}"
         )
     return value
+
+
+def _adopt(raw: Any, retain_data: bool) -> Adopt | None:
+    if _unset(raw):
+        return None
+    value = _json("adopt", raw)
+    if not isinstance(value, Mapping) or set(value) != {"bucket", "kmsKeyId"}:
+        raise SettingsError("adopt", f'must be {{"bucket": NAME, "kmsKeyId": ID}}, got {raw!r}')
+    bucket, key = value["bucket"], value["kmsKeyId"]
+    if not isinstance(bucket, str) or not _BUCKET_NAME.match(bucket):
+        raise SettingsError("adopt.bucket", f"must be an S3 bucket name, got {bucket!r}")
+    match = _KMS_KEY.match(key) if isinstance(key, str) else None
+    if not match:
+        raise SettingsError("adopt.kmsKeyId", f"must be a KMS key ID or key ARN, got {key!r}")
+    if not retain_data:
+        # Adopting into a stack that deletes its data on destroy would delete what was kept.
+        raise SettingsError("adopt", "needs scones:retainData true (the adopted data is kept)")
+    return Adopt(bucket=bucket, kms_key_id=match.group(2))
 
 
 def _classes(raw: Any, default: tuple[str, ...]) -> tuple[str, ...]:

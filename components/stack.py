@@ -23,7 +23,7 @@ from components.images import pytorch_image_uri
 from components.inference_functions import InferenceFunctions, InferenceFunctionsArgs
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
-from components.model_training import ModelTraining, ModelTrainingArgs
+from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
 from components.settings import Settings
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
@@ -78,6 +78,34 @@ def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> 
     )
 
 
+def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: str) -> dict:
+    """Dashboard graph: executions started, routed or reviewed (succeeded), failed, reviewed."""
+    metrics = [
+        ["AWS/States", m, "StateMachineArn", state_machine_arn, {"label": label}]
+        for m, label in (
+            ("ExecutionsStarted", "started"),
+            ("ExecutionsSucceeded", "succeeded (routed or sent to review)"),
+            ("ExecutionsFailed", "failed"),
+        )
+    ]
+    metrics.append(
+        ["AWS/SNS", "NumberOfMessagesPublished", "TopicName", review_topic,
+         {"label": "sent to human review"}]
+    )
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "Workflow outcomes",
+            "region": region,
+            "stat": "Sum",
+            "period": 300,
+            "metrics": metrics,
+        },
+    }
+
+
 def routes_for(classes: tuple[str, ...]) -> dict[str, str]:
     missing = [c for c in classes if c not in DEFAULT_ROUTES]
     if missing:
@@ -85,15 +113,35 @@ def routes_for(classes: tuple[str, ...]) -> dict[str, str]:
     return {c: DEFAULT_ROUTES[c] for c in classes}
 
 
-def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts) -> dict:
-    """Create every component; returns the stack outputs (and the components, under `_`)."""
+def deploy(
+    settings: Settings,
+    *,
+    stack: str,
+    region: str,
+    artifacts: Artifacts,
+    describe_training_job: DescribeJob | None = None,
+) -> dict:
+    """Create every component; returns the stack outputs (and the components, under `_`).
+
+    `describe_training_job` (components.model_training.sagemaker_job_describer in
+    __main__.py) lets the preview refuse a job name a failed job holds; None skips that check.
+    """
     identity = aws.get_caller_identity_output()
     account_id = identity.account_id
     partition = "aws"
     endpoint_name = f"scones-{stack}"
     routes = routes_for(settings.classes)
 
-    key = EncryptionKey("key", EncryptionKeyArgs(stack=stack, account_id=account_id))
+    adopt = settings.adopt
+    key = EncryptionKey(
+        "key",
+        EncryptionKeyArgs(
+            stack=stack,
+            account_id=account_id,
+            retain_on_delete=settings.retain_data,
+            adopt_key_id=adopt.kms_key_id if adopt else None,
+        ),
+    )
     staging = DataStaging(
         "data",
         DataStagingArgs(
@@ -101,6 +149,7 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             kms_key_arn=key.arn,
             retain_data=settings.retain_data,
             stack=stack,
+            adopt_bucket=adopt.bucket if adopt else None,
         ),
     )
     if staging.classes != list(settings.classes):
@@ -146,6 +195,10 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             confidence_threshold=settings.confidence_threshold,
             classes=settings.classes,
             partition=partition,
+            data_objects=staging.objects,
+            attempt=settings.training_attempt,
+            describe_job=describe_training_job,
+            retain_on_delete=settings.retain_data,
         ),
     )
     endpoint = ModelEndpoint(
@@ -164,6 +217,7 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             data_capture_percent=settings.data_capture_percent,
             log_retention_days=settings.log_retention_days,
             rollback_alarm_names=alarms.endpoint_alarm_names,
+            rollback_alarm_arns=alarms.endpoint_alarm_arns,
             partition=partition,
         ),
     )
@@ -197,6 +251,8 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             kms_key_arn=key.arn,
             workflow_type=settings.workflow_type,
             log_retention_days=settings.log_retention_days,
+            region=region,
+            account_id=account_id,
         ),
     )
     state_machine_arn = workflow.state_machine.arn
@@ -212,6 +268,7 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
             threshold=0,
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
+            # Counts failures only: human review ends in a Succeed state.
             alarm_description=f"scones {stack}: routing workflow executions failed",
         ),
     )
@@ -237,23 +294,12 @@ def deploy(settings: Settings, *, stack: str, region: str, artifacts: Artifacts)
         ),
         widget_metrics=[[METRICS_NAMESPACE, "LowConfidence", "service", functions.service_name]],
     )
+    # Review is a successful end state (lambdas/workflow_definition.py), so ExecutionsFailed
+    # (and the workflow-failed alarm above) counts real failures only; the dashboard shows the
+    # images handed to review apart, as the review topic's published messages.
     alarms.add_widget(
-        state_machine_arn.apply(
-            lambda arn: {
-                "type": "metric",
-                "width": 12,
-                "height": 6,
-                "properties": {
-                    "title": "Workflow executions",
-                    "region": region,
-                    "stat": "Sum",
-                    "period": 300,
-                    "metrics": [
-                        ["AWS/States", m, "StateMachineArn", arn]
-                        for m in ("ExecutionsStarted", "ExecutionsSucceeded", "ExecutionsFailed")
-                    ],
-                },
-            }
+        pulumi.Output.all(state_machine_arn, workflow.review_topic.name).apply(
+            lambda values: workflow_outcomes_widget(region, values[0], values[1])
         )
     )
     drift = DriftMonitor(

@@ -6,9 +6,15 @@ and the offline run execute the same graph:
     Serialize -> Classify -> Filter -> Route -> RouteChoice -> Routed_<route> (Succeed)
          |           |          |         |            \\-> NoRoute (Fail)
          |           |          |         \\-> InvalidEvent / UnexpectedError (Fail)
-         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> NeedsHumanReview
+         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> SentToHumanReview
+         |           |                                   \\-> ReviewNotPublished (Fail)  (Succeed)
          |           \\-> EndpointError / InvalidImage / ImageTooLarge / InvalidEvent (Fail)
          \\-> InvalidEvent / ImageNotFound / InvalidImage / ImageTooLarge (Fail)
+
+Human review is a designed outcome, so its end state succeeds: only real failures count in
+Step Functions' ExecutionsFailed metric (and the workflow-failed alarm). A reviewed execution's
+output is its input plus ``error`` (the LowConfidence error and cause the filter step raised)
+and ``review`` (the SNS MessageId); ``REVIEW_STATE`` names its end state.
 
 Only transient errors are retried (Lambda service errors and the classify step's
 EndpointUnavailable), with exponential backoff and full jitter; the named errors are caught
@@ -24,6 +30,7 @@ from typing import Any
 from lambdas.config import DEFAULT_ROUTES
 
 FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+REVIEW_STATE = "SentToHumanReview"
 
 # AWS's recommended retry list for the lambda:invoke integration (service-side hiccups only).
 LAMBDA_TRANSIENT_ERRORS = [
@@ -179,11 +186,12 @@ def build_definition(
                     "Next": "ReviewNotPublished",
                 }
             ],
-            "Next": "NeedsHumanReview",
+            "Next": REVIEW_STATE,
         },
-        "NeedsHumanReview": _fail(
-            "LowConfidence", "Published for human review; the driver is not routed automatically."
-        ),
+        REVIEW_STATE: {
+            "Type": "Succeed",
+            "Comment": "Published for human review; the driver is not routed automatically.",
+        },
         "ReviewNotPublished": {
             "Type": "Fail",
             "Comment": "A low-confidence case could not be handed to review.",

@@ -112,8 +112,19 @@ def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
     status = desc["status"]
     predicted = confidence = None
     message = ""
-    if status == "SUCCEEDED":
-        output = json.loads(desc.get("output") or "{}")
+    output = json.loads(desc.get("output") or "{}") if status == "SUCCEEDED" else {}
+    if status == "SUCCEEDED" and "review" in output:
+        # Sent to human review (a successful end state): the filter's LowConfidence message
+        # travels in the output's "error" (lambdas/workflow_definition.py).
+        outcome = "needs_review"
+        try:
+            message = json.loads(output["error"]["Cause"]).get("errorMessage", "")
+        except (KeyError, TypeError, json.JSONDecodeError, AttributeError):
+            message = ""
+        found = _CONFIDENCE.search(message)
+        if found:
+            predicted, confidence = found.group(1), float(found.group(2))
+    elif status == "SUCCEEDED":
         predicted, confidence = output.get("label"), output.get("confidence")
         outcome = f"routed:{output.get('route')}"
     else:

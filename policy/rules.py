@@ -8,8 +8,9 @@ Wildcard exceptions (each is an Allow with Resource "*" that AWS itself requires
   - xray:PutTraceSegments, xray:PutTelemetryRecords, xray:GetSamplingRules,
     xray:GetSamplingTargets: X-Ray has no resource-level permissions.
   - logs:CreateLogDelivery, GetLogDelivery, UpdateLogDelivery, DeleteLogDelivery,
-    ListLogDeliveries, PutResourcePolicy, DescribeResourcePolicies, DescribeLogGroups: Step
-    Functions' CloudWatch Logs delivery APIs accept only "*" (Step Functions developer guide).
+    ListLogDeliveries, DescribeResourcePolicies, DescribeLogGroups: Step Functions' CloudWatch
+    Logs delivery APIs accept only "*" (Step Functions developer guide). Not PutResourcePolicy:
+    account-wide write of every log resource policy; the stack creates its log group's policy.
   - ecr:GetAuthorizationToken: the registry login is account-wide, no resource ARN exists.
   - cloudwatch:PutMetricData: no resource-level permissions; narrowed by a
     cloudwatch:namespace condition, which the rule requires.
@@ -44,7 +45,6 @@ RESOURCE_STAR_ACTIONS = frozenset(
         "logs:UpdateLogDelivery",
         "logs:DeleteLogDelivery",
         "logs:ListLogDeliveries",
-        "logs:PutResourcePolicy",
         "logs:DescribeResourcePolicies",
         "logs:DescribeLogGroups",
         "ecr:GetAuthorizationToken",
@@ -62,6 +62,7 @@ POLICY_PROPS: dict[str, tuple[str, ...]] = {
     "aws:s3/bucketPolicy:BucketPolicy": ("policy",),
     "aws:kms/key:Key": ("policy",),
     "aws:sns/topicPolicy:TopicPolicy": ("policy",),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("policyDocument",),
 }
 
 

@@ -65,6 +65,7 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
         set_all_config(config)
         pulumi_mocks.records.clear()
         MONITOR.resources.clear()
+        MONITOR.options.clear()
         holder: dict[str, Any] = {}
         started = time.perf_counter()
 
@@ -82,6 +83,7 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
         records = list(pulumi_mocks.records)
         for record in records:
             record.urn = urns.get(record.name, "")
+            record.options = MONITOR.options.get(record.urn, record.options)
         return StackRun(
             stack=stack,
             resources=records,

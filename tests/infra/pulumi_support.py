@@ -27,12 +27,27 @@ LAYER_ARN = (
 
 
 @dataclass
+class Options:
+    """The resource options the engine received (what the lifecycle depends on)."""
+
+    delete_before_replace: bool = False
+    retain_on_delete: bool = False
+    protect: bool = False
+    import_id: str = ""
+    dependencies: tuple[str, ...] = ()  # URNs: explicit depends_on and every input's resource
+    custom_timeouts: dict[str, str] = field(default_factory=dict)
+    replace_on_changes: tuple[str, ...] = ()
+    ignore_changes: tuple[str, ...] = ()
+
+
+@dataclass
 class Registered:
     type: str
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
     urn: str = ""
+    options: Options = field(default_factory=Options)
 
     @property
     def parent_types(self) -> list[str]:
@@ -150,7 +165,34 @@ def stack_config(stack: str) -> dict[str, str]:
     }
 
 
+class RecordingMonitor(MockMonitor):
+    """MockMonitor that also keeps each registration's resource options, by URN."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.options: dict[str, Options] = {}
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        response = super().RegisterResource(request)
+        timeouts = request.customTimeouts
+        self.options[response.urn] = Options(
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            retain_on_delete=bool(request.retainOnDelete),
+            protect=bool(request.protect),
+            import_id=request.importId,
+            dependencies=tuple(request.dependencies),
+            custom_timeouts={
+                k: v
+                for k in ("create", "update", "delete")
+                if (v := getattr(timeouts, k, ""))
+            },
+            replace_on_changes=tuple(request.replaceOnChanges),
+            ignore_changes=tuple(request.ignoreChanges),
+        )
+        return response
+
+
 MOCKS = RecordingMocks()
-MONITOR = MockMonitor(MOCKS)
+MONITOR = RecordingMonitor(MOCKS)
 
 

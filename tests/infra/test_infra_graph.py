@@ -37,6 +37,7 @@ COMPONENT_CHILDREN = {
     "scones:workflow:InferenceWorkflow": {
         "aws:sns/topic:Topic": 1,
         "aws:cloudwatch/logGroup:LogGroup": 1,
+        "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": 1,
         "aws:iam/role:Role": 2,
         "aws:iam/rolePolicy:RolePolicy": 2,
         "aws:sfn/stateMachine:StateMachine": 1,
@@ -128,12 +129,20 @@ def test_main_program_exports_the_stack_outputs(
     from pulumi.runtime.config import set_all_config
     from pulumi_support import stack_config
 
+    import components.model_training
     import components.stack
 
     exported: dict = {}
     monkeypatch.setattr(pulumi, "export", lambda name, value: exported.__setitem__(name, value))
     # The session's artifacts stand in for build/pulumi (same builders, built once).
     monkeypatch.setattr(components.stack, "build_artifacts", lambda settings: artifacts)
+    # No AWS here: no training job of that name exists.
+    described: list[str] = []
+    monkeypatch.setattr(
+        components.model_training,
+        "sagemaker_job_describer",
+        lambda region: lambda name: described.append(name),
+    )
     set_all_config(stack_config("dev"))
 
     @pulumi.runtime.test
@@ -145,3 +154,5 @@ def test_main_program_exports_the_stack_outputs(
         exported
     )
     assert not any(name.startswith("_") for name in exported)
+    # The preview checked the name of the job it would create (a failed job's name is taken).
+    assert described == [exported["trainingJobName"]]

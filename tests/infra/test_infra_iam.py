@@ -14,6 +14,7 @@ POLICY_TYPES = {
     "aws:iam/role:Role": "assumeRolePolicy",
     "aws:s3/bucketPolicy:BucketPolicy": "policy",
     "aws:kms/key:Key": "policy",
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": "policyDocument",
 }
 
 
@@ -47,14 +48,15 @@ def test_every_policy_document_is_scoped(run) -> None:
             )
             checked += 1
     # 9 roles and their 9 policies (4 functions, training, endpoint, workflow, events, drift
-    # detector), the bucket policy and the key policy
-    assert checked == 9 + 9 + 1 + 1
+    # detector), the bucket policy, the key policy and the workflow log group's resource policy
+    assert checked == 9 + 9 + 1 + 1 + 1
 
 
 def test_roles_trust_one_service_each(run) -> None:
     services = {}
     for role in run.of_type("aws:iam/role:Role"):
         (stmt,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT, role.name
         assert stmt["Action"] == "sts:AssumeRole"
         services[role.name] = stmt["Principal"]["Service"]
     assert services == {
@@ -129,7 +131,8 @@ def test_training_role_scope(run) -> None:
     assert sorted(granted["s3:GetObject"]) == sorted(
         [f"{bucket_arn}/{prefix}/*", f"{bucket_arn}/{source_key}"]
     )
-    assert granted["s3:PutObject"] == [f"{bucket_arn}/models/*"]
+    job = run.outputs["trainingJobName"]
+    assert granted["s3:PutObject"] == [f"{bucket_arn}/models/{job}/*"]
     assert granted["ecr:BatchGetImage"] == [
         f"arn:aws:ecr:{REGION}:763104351884:repository/pytorch-training"
     ]
