@@ -254,7 +254,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                 resource_id=self.scaling_target.resource_id,
                 scalable_dimension=self.scaling_target.scalable_dimension,
                 target_tracking_scaling_policy_configuration=scaling.policy_configuration(),
-                opts=child,
+                # A fixed name (the update hooks put the same policy) on a fixed resource_id,
+                # both ForceNew: a replacement must delete the old policy first.
+                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
             )
         self.register_outputs(
             {

@@ -34,6 +34,7 @@ from components.images import ecr_repository_arn
 from components.model_registration import ModelRegistration
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TRAINING_VOLUME_GB = 30
 # A margin beyond MaxRuntimeInSeconds for the phases around training (instance provisioning,
 # image download, model upload), whose length SageMaker does not bound; chosen, not measured.
 TRAINING_OVERHEAD_SECONDS = 3600
@@ -73,18 +74,22 @@ def training_job_name(
     code_hash: str,
     image_uri: str,
     hyperparameters: Mapping,
+    resources: Mapping | None = None,
     attempt: int = 1,
 ) -> str:
     """scones-<stack>-<20 hex digits>[-r<attempt>]: at most 63 characters (SageMaker's limit).
 
-    Attempt 1 has no suffix, so stacks deployed before attempts existed keep their job.
+    Every TrainingJob input that forces a replacement and comes from config is in the hash
+    (in training_job.go every argument is RequiresReplace): data, code, image, hyperparameters
+    and `resources` (instance type, volume, runtime limit), so a replacement always has a new
+    name and never collides with the job it replaces.
     """
     if attempt < 1:
         raise ValueError(f"attempt must be at least 1, got {attempt}")
-    identity = json.dumps(
-        {"data": data_hash, "code": code_hash, "image": image_uri, "hp": dict(hyperparameters)},
-        sort_keys=True,
-    )
+    parts = {"data": data_hash, "code": code_hash, "image": image_uri, "hp": dict(hyperparameters)}
+    if resources:
+        parts["resources"] = dict(resources)
+    identity = json.dumps(parts, sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     suffix = "" if attempt == 1 else f"-r{attempt}"
     return f"scones-{stack[:34 - len(suffix)]}-{digest}{suffix}"
@@ -205,6 +210,11 @@ class ModelTraining(pulumi.ComponentResource):
             code_hash=code_hash,
             image_uri=args.image_uri,
             hyperparameters=hyperparameters,
+            resources={
+                "instance_type": args.instance_type,
+                "volume_size_in_gb": TRAINING_VOLUME_GB,
+                "max_runtime_in_seconds": args.max_runtime_seconds,
+            },
             attempt=args.attempt,
         )
         if args.describe_job is not None:
@@ -323,7 +333,7 @@ class ModelTraining(pulumi.ComponentResource):
             resource_config={
                 "instance_type": args.instance_type,
                 "instance_count": 1,
-                "volume_size_in_gb": 30,
+                "volume_size_in_gb": TRAINING_VOLUME_GB,
             },
             stopping_condition={"max_runtime_in_seconds": args.max_runtime_seconds},
             # The role's policy must exist before SageMaker assumes it, and the channels'
@@ -338,6 +348,9 @@ class ModelTraining(pulumi.ComponentResource):
                 custom_timeouts=pulumi.CustomTimeouts(
                     create=f"{training_create_timeout_minutes(args.max_runtime_seconds)}m"
                 ),
+                # A finished job does not use its role again: a replaced role (its ARN is
+                # RequiresReplace on the job, and not part of the name) must not retrain.
+                ignore_changes=["roleArn"],
             ),
         )
         self.model_package_group = aws.sagemaker.ModelPackageGroup(

@@ -60,7 +60,9 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
     from components.settings import NAMESPACE, Settings
     from components.stack import deploy, region_from_config
 
-    def run(stack: str, overrides: Mapping[str, str] | None = None) -> StackRun:
+    def run(
+        stack: str, overrides: Mapping[str, str] | None = None, describe_training_job=None
+    ) -> StackRun:
         config = {**stack_config(stack), **(overrides or {})}
         set_all_config(config)
         pulumi_mocks.records.clear()
@@ -73,7 +75,11 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
         def program():
             settings = Settings.from_mapping(pulumi.Config(NAMESPACE).get)
             outputs = deploy(
-                settings, stack=stack, region=region_from_config(), artifacts=artifacts
+                settings,
+                stack=stack,
+                region=region_from_config(),
+                artifacts=artifacts,
+                describe_training_job=describe_training_job,
             )
             holder["components"] = outputs.pop("_")
             return pulumi.Output.all(**outputs).apply(lambda v: holder.__setitem__("outputs", v))

@@ -38,6 +38,7 @@ class Options:
     custom_timeouts: dict[str, str] = field(default_factory=dict)
     replace_on_changes: tuple[str, ...] = ()
     ignore_changes: tuple[str, ...] = ()
+    hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> hook names
 
 
 @dataclass
@@ -72,11 +73,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         typ, name = args.typ, _physical_name(args)
         arn = None
         if typ == "aws:s3/bucket:Bucket":
-            outputs["bucket"] = f"{args.name}-a1b2c3"
+            # An imported bucket keeps its name; a new one gets bucket_prefix + a suffix.
+            outputs["bucket"] = args.inputs.get("bucket") or f"{args.name}-a1b2c3"
             arn = f"arn:aws:s3:::{outputs['bucket']}"
             rid = outputs["bucket"]
         elif typ == "aws:kms/key:Key":
-            outputs["keyId"] = "1234abcd-12ab-34cd-56ef-1234567890ab"
+            outputs["keyId"] = args.resource_id or "1234abcd-12ab-34cd-56ef-1234567890ab"
             arn = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{outputs['keyId']}"
         elif typ == "aws:iam/role:Role":
             outputs["name"] = name
@@ -86,6 +88,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
             outputs["name"] = name
             arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         elif typ == "aws:sns/topic:Topic":
+            outputs["name"] = name
             arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
         elif typ == "aws:sfn/stateMachine:StateMachine":
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
@@ -172,7 +175,7 @@ class RecordingMonitor(MockMonitor):
         super().__init__(mocks)
         self.options: dict[str, Options] = {}
 
-    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+    def RegisterResource(self, request):  # the gRPC method's name
         response = super().RegisterResource(request)
         timeouts = request.customTimeouts
         self.options[response.urn] = Options(
@@ -188,6 +191,12 @@ class RecordingMonitor(MockMonitor):
             },
             replace_on_changes=tuple(request.replaceOnChanges),
             ignore_changes=tuple(request.ignoreChanges),
+            hooks={
+                kind: tuple(getattr(request.hooks, kind))
+                for kind in ("before_create", "after_create", "before_update", "after_update",
+                             "before_delete", "after_delete")
+                if getattr(request.hooks, kind)
+            },
         )
         return response
 
