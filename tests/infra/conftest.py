@@ -74,12 +74,11 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
         @pulumi.runtime.test
         def program():
             settings = Settings.from_mapping(pulumi.Config(NAMESPACE).get)
+            checks = {} if describe_training_job is None else {
+                "describe_training_job": describe_training_job
+            }
             outputs = deploy(
-                settings,
-                stack=stack,
-                region=region_from_config(),
-                artifacts=artifacts,
-                describe_training_job=describe_training_job,
+                settings, stack=stack, region=region_from_config(), artifacts=artifacts, **checks
             )
             holder["components"] = outputs.pop("_")
             return pulumi.Output.all(**outputs).apply(lambda v: holder.__setitem__("outputs", v))

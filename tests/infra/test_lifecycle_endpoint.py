@@ -21,7 +21,11 @@ import json
 
 import pytest
 
-from components.endpoint_update_hooks import ScalingSpec, plan_update
+
+def plan_update(**kwargs):
+    from components.endpoint_update_hooks import plan_update
+
+    return plan_update(**kwargs)
 
 
 @pytest.fixture(params=["dev", "prod"])
@@ -53,6 +57,8 @@ def test_execution_role_can_describe_exactly_the_rollback_alarms(run) -> None:
 
 def test_prod_endpoint_updates_run_the_scaling_hooks(prod) -> None:
     """The hooks and the Pulumi resources describe one scalable target and one policy."""
+    from components.endpoint_update_hooks import ScalingSpec
+
     policy = prod.one("aws:appautoscaling/policy:Policy").inputs
     target = prod.one("aws:appautoscaling/target:Target").inputs
     spec = ScalingSpec(

@@ -16,12 +16,7 @@ import re
 
 import pytest
 
-from components.model_training import (
-    TrainingJobNameTaken,
-    check_job_name_free,
-    training_create_timeout_minutes,
-    training_job_name,
-)
+import components.model_training as training
 
 JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 GATE_REASON = (
@@ -65,7 +60,7 @@ def test_a_failed_job_stops_the_preview_with_its_reason_and_the_retry(run_stack)
         return {"TrainingJobName": name, "TrainingJobStatus": "Failed",
                 "FailureReason": GATE_REASON}
 
-    with pytest.raises(TrainingJobNameTaken) as raised:
+    with pytest.raises(training.TrainingJobNameTaken) as raised:
         run_stack("dev", describe_training_job=describe)
     message = str(raised.value)
     assert asked and asked[0] in message
@@ -86,26 +81,27 @@ def test_the_retry_gets_a_new_valid_name(run_stack, dev) -> None:
 
 @pytest.mark.parametrize("status", ["InProgress", "Completed"])
 def test_a_live_or_finished_job_is_not_refused(status: str) -> None:
-    check_job_name_free("j", {"TrainingJobStatus": status}, attempt=1)
-    check_job_name_free("j", None, attempt=1)
+    training.check_job_name_free("j", {"TrainingJobStatus": status}, attempt=1)
+    training.check_job_name_free("j", None, attempt=1)
 
 
 def test_a_stopped_job_is_refused_too() -> None:
     """Stopped is the provider's target state too, but it never yields a model."""
-    with pytest.raises(TrainingJobNameTaken, match="Stopped.*trainingAttempt 4"):
-        check_job_name_free("j", {"TrainingJobStatus": "Stopped"}, attempt=3)
+    with pytest.raises(training.TrainingJobNameTaken, match=r"Stopped.*trainingAttempt 4"):
+        training.check_job_name_free("j", {"TrainingJobStatus": "Stopped"}, attempt=3)
 
 
 def test_job_names_stay_valid_for_long_stacks_and_attempts() -> None:
     base = {"data_hash": "d", "code_hash": "c", "image_uri": "i", "hyperparameters": {"e": "1"}}
     for attempt in (1, 2, 99):
-        name = training_job_name("s" * 60, attempt=attempt, **base)
+        name = training.training_job_name("s" * 60, attempt=attempt, **base)
         assert JOB_NAME.match(name) and len(name) <= 63, name
-    assert training_job_name("dev", **base) != training_job_name("dev", attempt=2, **base)
+    first = training.training_job_name("dev", **base)
+    assert first != training.training_job_name("dev", attempt=2, **base)
     with pytest.raises(ValueError):
-        training_job_name("dev", attempt=0, **base)
+        training.training_job_name("dev", attempt=0, **base)
 
 
 def test_create_timeout_minutes() -> None:
-    assert training_create_timeout_minutes(3 * 3600) == 240
-    assert training_create_timeout_minutes(61) == 62
+    assert training.training_create_timeout_minutes(3 * 3600) == 240
+    assert training.training_create_timeout_minutes(61) == 62
