@@ -16,9 +16,18 @@ RetainAllVariantProperties "the latest DesiredInstanceCount" would be kept inste
 update the hook sets the variant back to the desired count it had before (bounded by the
 target's maximum) with UpdateEndpointWeightsAndCapacities.
 
-``plan_update`` is the decision, a pure function; the hooks only read and write AWS around it.
-They run in `pulumi up` (not in preview), with the deployer's credentials, and only when the
-endpoint is updated.
+After a blue/green rollback the endpoint is InService again, on the *old* config, so the
+provider's waiter (WaitUntilEndpointInService) succeeds and the update reads the live (old)
+config name back (endpoint.go, resourceEndpointRead: ``d.Set("endpoint_config_name",
+endpoint.EndpointConfigName)``). `pulumi up` would then go on to delete the replaced config and
+Model, which the endpoint still runs on. ``rollback_check`` compares the live config with the
+one Pulumi deployed and fails the deployment, naming the rollback ("An error from an
+`after_${action}` hook fails the deployment": pulumi SDK, pulumi/resource_hooks.py,
+ResourceHookBinding), so that `up` stops before those deletions.
+
+``plan_update`` and ``rolled_back`` are the decisions, pure functions; the hooks only read and
+write AWS around them. They run in `pulumi up` (not in preview), with the deployer's
+credentials, and only when the endpoint is updated.
 """
 
 from __future__ import annotations
@@ -108,6 +117,24 @@ def plan_update(
     return UpdatePlan(suspend_scaling=suspend, restore_instance_count=restore)
 
 
+class EndpointRolledBack(RuntimeError):
+    """SageMaker rolled the endpoint back: it runs the previous config, not the deployed one."""
+
+
+def rolled_back(deployed_config: str | None, live_config: str | None) -> bool:
+    return bool(deployed_config and live_config and deployed_config != live_config)
+
+
+def rollback_message(endpoint_name: str, deployed_config: str, live_config: str) -> str:
+    return (
+        f"endpoint {endpoint_name} rolled back to {live_config}: the blue/green deployment of "
+        f"{deployed_config} tripped a rollback alarm during its baking period. The endpoint "
+        "serves the previous model; this `pulumi up` stops here so that the previous config "
+        "and Model stay in place. Investigate the alarms, then `pulumi refresh` and fix or "
+        "revert the change before the next `pulumi up`."
+    )
+
+
 def _prop(props: Mapping[str, Any] | None, *names: str) -> Any:
     for name in names:
         if props and props.get(name):
@@ -122,8 +149,12 @@ def _variant(sagemaker: Any, config_name: str, variant_name: str) -> Mapping[str
     )
 
 
-def scaling_hooks(spec: ScalingSpec, region: str, policy_name: str) -> pulumi.ResourceHookBinding:
-    """before_update/after_update hooks for the auto-scaled endpoint described by `spec`."""
+def endpoint_hooks(
+    endpoint_name: str, region: str, scaling: ScalingSpec | None, policy_name: str
+) -> pulumi.ResourceHookBinding:
+    """Hooks around the endpoint's updates: the rollback check, and for an auto-scaled endpoint
+    (`scaling`) suspending/restoring its scaling and capacity."""
+    spec = scaling
     plans: dict[str, UpdatePlan] = {}
 
     def clients() -> tuple[Any, Any]:
@@ -132,6 +163,18 @@ def scaling_hooks(spec: ScalingSpec, region: str, policy_name: str) -> pulumi.Re
         return (
             boto3.client("sagemaker", region_name=region),
             boto3.client("application-autoscaling", region_name=region),
+        )
+
+    def check_rollback(args: pulumi.ResourceHookArgs) -> None:
+        deployed = _prop(args.new_inputs, "endpointConfigName", "endpoint_config_name")
+        sagemaker, _ = clients()
+        live = sagemaker.describe_endpoint(EndpointName=endpoint_name)["EndpointConfigName"]
+        if rolled_back(deployed, live):
+            raise EndpointRolledBack(rollback_message(endpoint_name, deployed, live))
+
+    if spec is None:
+        return pulumi.ResourceHookBinding(
+            after_update=[pulumi.ResourceHook(f"{endpoint_name}-rollback-check", check_rollback)]
         )
 
     def before_update(args: pulumi.ResourceHookArgs) -> None:
@@ -186,6 +229,10 @@ def scaling_hooks(spec: ScalingSpec, region: str, policy_name: str) -> pulumi.Re
             autoscaling.put_scaling_policy(**spec.put_scaling_policy_request(policy_name))
 
     return pulumi.ResourceHookBinding(
-        before_update=[pulumi.ResourceHook(f"{spec.endpoint_name}-suspend-scaling", before_update)],
-        after_update=[pulumi.ResourceHook(f"{spec.endpoint_name}-resume-scaling", after_update)],
+        before_update=[pulumi.ResourceHook(f"{endpoint_name}-suspend-scaling", before_update)],
+        # The rollback check first: a rolled-back update must not be followed by restoring.
+        after_update=[
+            pulumi.ResourceHook(f"{endpoint_name}-rollback-check", check_rollback),
+            pulumi.ResourceHook(f"{endpoint_name}-resume-scaling", after_update),
+        ],
     )

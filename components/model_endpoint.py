@@ -10,6 +10,7 @@ endpoint alarms. Serverless endpoints (dev) have no Data Capture or autoscaling:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,12 +18,21 @@ import pulumi
 import pulumi_aws as aws
 
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
-from components.endpoint_update_hooks import ScalingSpec, scaling_hooks
+from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
 from components.iam import assume_role_policy, document, statement
 from components.images import ecr_repository_arn
 from components.settings import InstanceEndpoint, ServerlessEndpoint
 
 VARIANT_NAME = "AllTraffic"
+# Instance families with local NVMe instance storage ("d" families and these GPU families).
+# "You can't request a KmsKeyId when using an instance type with local storage" (SageMaker API
+# reference, CreateEndpointConfig, KmsKeyId); their volumes are encrypted by the instance's
+# hardware module (SageMaker developer guide, "Host instance storage volumes").
+_INSTANCE_STORAGE_FAMILY = re.compile(r"^ml\.([a-z]+\d+[a-z]*d[a-z]*|g5|g6|g6e|p5|p5e)\.")
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    return bool(_INSTANCE_STORAGE_FAMILY.match(instance_type))
 
 
 @dataclass
@@ -177,7 +187,9 @@ class ModelEndpoint(pulumi.ComponentResource):
             f"{name}-config",
             production_variants=[variant],
             data_capture_config=data_capture,
-            kms_key_arn=None if serverless else args.kms_key_arn,
+            kms_key_arn=None
+            if serverless or has_instance_storage(args.endpoint.instance_type)
+            else args.kms_key_arn,
             opts=child,
         )
         # Blue/green with a 5-minute baking period watched by the endpoint alarms. (Serverless
@@ -220,9 +232,9 @@ class ModelEndpoint(pulumi.ComponentResource):
                 # when a rollback alarm is replaced: create-before-delete would collide on the
                 # name, so a replacement deletes the old endpoint first.
                 delete_before_replace=True,
-                hooks=scaling_hooks(scaling, args.region, scaling_policy_name)
-                if scaling
-                else None,
+                hooks=endpoint_hooks(
+                    args.endpoint_name, args.region, scaling, scaling_policy_name
+                ),
             ),
         )
         self.endpoint_name = self.endpoint.name

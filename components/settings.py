@@ -102,6 +102,39 @@ class SettingsError(ValueError):
         super().__init__(f"{self.key}: {message}")
 
 
+class StackNameError(ValueError):
+    """The Pulumi stack name makes a physical name AWS would reject (found at preview)."""
+
+
+# Names derived from the stack name, and AWS's limits on them (length; characters).
+_STACK_DERIVED_NAMES: tuple[tuple[str, str, int, re.Pattern[str]], ...] = (
+    # aws_s3_bucket: bucket_prefix at most 37 characters (bucket names: 63, the provider adds
+    # a 26-character unique suffix); lowercase letters, digits, hyphens (S3 naming rules).
+    ("bucket prefix", "scones-{stack}-data-", 37, re.compile(r"^[a-z0-9-]+$")),
+    # SageMaker endpoint and model package group names: ^[a-zA-Z0-9](-*[a-zA-Z0-9])*$, 63.
+    ("endpoint name", "scones-{stack}", 63, re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
+    ("model package group", "scones-{stack}-vehicle-classifier", 63,
+     re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")),
+    # Lambda function names: 64 characters of letters, digits, hyphens, underscores.
+    ("function name", "scones-{stack}-filter-inferences", 64, re.compile(r"^[a-zA-Z0-9_-]+$")),
+    # Step Functions state machine names: 80 characters.
+    ("state machine name", "scones-{stack}-routing", 80, re.compile(r"^[a-zA-Z0-9_-]+$")),
+)
+
+
+def validate_stack_name(stack: str) -> None:
+    """Raise StackNameError naming the first derived name that AWS would refuse at create."""
+    for what, template, limit, allowed in _STACK_DERIVED_NAMES:
+        name = template.format(stack=stack)
+        if len(name) > limit or not allowed.match(name):
+            longest = limit - len(template.format(stack=""))
+            raise StackNameError(
+                f"pulumi stack name {stack!r}: the {what} {name!r} has {len(name)} characters "
+                f"(AWS allows {limit}, matching {allowed.pattern}); use a stack name of at most "
+                f"{longest} lowercase letters, digits and hyphens"
+            )
+
+
 @dataclass(frozen=True)
 class InstanceEndpoint:
     """A real-time endpoint on instances: Data Capture, blue/green updates, autoscaling."""

@@ -24,7 +24,7 @@ from components.inference_functions import InferenceFunctions, InferenceFunction
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
-from components.settings import Settings
+from components.settings import Settings, validate_stack_name
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
 # orders, motorcycles distant), so cloud and local mode route alike.
@@ -126,6 +126,7 @@ def deploy(
     `describe_training_job` (components.model_training.sagemaker_job_describer in
     __main__.py) lets the preview refuse a job name a failed job holds; None skips that check.
     """
+    validate_stack_name(stack)  # at preview, before any name reaches AWS
     identity = aws.get_caller_identity_output()
     account_id = identity.account_id
     partition = "aws"

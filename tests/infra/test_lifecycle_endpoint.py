@@ -83,12 +83,26 @@ def test_prod_endpoint_updates_run_the_scaling_hooks(prod) -> None:
     hooks = prod.one("aws:sagemaker/endpoint:Endpoint").options.hooks
     assert hooks == {
         "before_update": ("scones-prod-suspend-scaling",),
-        "after_update": ("scones-prod-resume-scaling",),
+        "after_update": ("scones-prod-rollback-check", "scones-prod-resume-scaling"),
     }
 
 
-def test_dev_serverless_endpoint_has_no_scaling_hooks(dev) -> None:
-    assert dev.one("aws:sagemaker/endpoint:Endpoint").options.hooks == {}
+def test_dev_serverless_endpoint_has_only_the_rollback_check(dev) -> None:
+    assert dev.one("aws:sagemaker/endpoint:Endpoint").options.hooks == {
+        "after_update": ("scones-dev-rollback-check",)
+    }
+
+
+def test_a_rollback_is_detected_and_named() -> None:
+    """After a rollback the endpoint is InService on the previous config: the provider's waiter
+    succeeds and its read records the live (old) config name (endpoint.go), so only comparing
+    the live config with the deployed one shows that the new model is not serving."""
+    from components.endpoint_update_hooks import rollback_message, rolled_back
+
+    assert rolled_back("endpoint-config-new", "endpoint-config-old")
+    assert not rolled_back("endpoint-config-new", "endpoint-config-new")
+    message = rollback_message("scones-prod", "endpoint-config-new", "endpoint-config-old")
+    assert "rolled back to endpoint-config-old" in message and "pulumi refresh" in message
 
 
 def test_instance_type_change_suspends_scaling() -> None:
