@@ -16,13 +16,15 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.bucket_layout import (  # noqa: F401 (re-exported: the layout's names)
+    CAPTURE_PREFIX,
+    CODE_PREFIX,
+    DATA_PREFIX,
+    INTAKE_PREFIX,
+    MODELS_PREFIX,
+)
 from components.iam import document
 
-DATA_PREFIX = "data"
-CODE_PREFIX = "code"
-MODELS_PREFIX = "models"
-INTAKE_PREFIX = "intake"
-CAPTURE_PREFIX = "capture"
 # Only the fast form of each split travels to S3: train.py reads dataset.npz from its channel,
 # and one object per PNG would make thousands of resources for no reader.
 STAGED_FILES = ("manifest.json", "train/dataset.npz", "test/dataset.npz")

@@ -3,9 +3,10 @@
 One deterministic zip of the `lambdas/` package (lambdas.package.build_lambda_zip) serves all
 four, as in local mode; Powertools comes from AWS's published layer, resolved for the region
 from its public SSM parameter at the pinned version. Each role grants exactly what its handler
-touches: serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
-records when the endpoint is serverless), route publishes to the routing topic; all write only
-to their own log group, plus X-Ray segments.
+touches (components/function_policies.py builds it, for local mode too): serialize reads
+intake/ objects, classify invokes the endpoint (and writes capture/ records when the endpoint
+is serverless), route publishes to the routing topic; all write only to their own log group,
+plus X-Ray segments.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX
+from components.function_policies import FUNCTIONS, function_statements
 from components.iam import (
     XRAY_WRITE_ACTIONS,
     assume_role_policy,
@@ -29,7 +30,6 @@ from components.iam import (
     statement,
 )
 
-FUNCTIONS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
 RUNTIME = "python3.12"
 # Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
 POWERTOOLS_VERSION = "3.37.0"
@@ -106,38 +106,17 @@ class InferenceFunctions(pulumi.ComponentResource):
         }
         if args.capture_s3_uri is not None:
             env["classify_image"]["CAPTURE_S3_URI"] = args.capture_s3_uri
-        key = [args.kms_key_arn]
-        own: dict[str, list] = {
-            "serialize_image": [
-                statement(
-                    ["s3:GetObject"],
-                    [pulumi.Output.concat(args.bucket_arn, f"/{INTAKE_PREFIX}/*")],
-                    sid="ReadIntakeImages",
-                ),
-                statement(["kms:Decrypt"], key, sid="DecryptIntakeImages"),
-            ],
-            "classify_image": [
-                statement(
-                    ["sagemaker:InvokeEndpoint"], [args.endpoint_arn], sid="InvokeTheEndpoint"
-                ),
-            ],
-            "filter_inferences": [],
-            "route_driver": [
-                statement(["sns:Publish"], [self.routing_topic.arn], sid="PublishRoutingEvents"),
-                statement(
-                    ["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedRoutingTopic"
-                ),
-            ],
+        own = {
+            f: function_statements(
+                f,
+                bucket_arn=args.bucket_arn,
+                kms_key_arn=args.kms_key_arn,
+                endpoint_arn=args.endpoint_arn,
+                routing_topic_arn=self.routing_topic.arn,
+                writes_capture=args.capture_s3_uri is not None,
+            )
+            for f in FUNCTIONS
         }
-        if args.capture_s3_uri is not None:
-            own["classify_image"] += [
-                statement(
-                    ["s3:PutObject"],
-                    [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
-                    sid="WriteCaptureRecords",
-                ),
-                statement(["kms:GenerateDataKey"], key, sid="EncryptCaptureRecords"),
-            ]
 
         code = pulumi.FileArchive(str(args.lambda_zip))
         code_hash = zip_source_hash(args.lambda_zip)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from components.function_policies import function_statements
 from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.workflow_definition import build_definition
 
@@ -22,6 +23,45 @@ CAPTURE_PREFIX = "capture"
 STATE_MACHINE = "scones-routing"
 ROUTING_TOPIC = "scones-routing"
 REVIEW_TOPIC = "scones-review"
+ACCOUNT = "123456789012"  # moto's default account
+# Local mode has no KMS key (the local bucket is not encrypted); the builder's KMS statements
+# name this ARN, which no request uses.
+LOCAL_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/local-mode-has-no-key"
+
+
+def function_role_policy(
+    function: str, *, routing_topic_arn: str, writes_capture: bool = True
+) -> dict[str, Any]:
+    """The identity policy of `function`'s local role: the statements the cloud role gets
+    (components/function_policies.py) for the local bucket, endpoint and topic."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": function_statements(
+            function,
+            bucket_arn=f"arn:aws:s3:::{BUCKET}",
+            kms_key_arn=LOCAL_KEY_ARN,
+            endpoint_arn=f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/{ENDPOINT_NAME}",
+            routing_topic_arn=routing_topic_arn,
+            # The local endpoint has no Data Capture of its own either: classify writes it.
+            writes_capture=writes_capture,
+        ),
+    }
+
+
+def create_role(iam: Any, name: str, service: str, policy: dict[str, Any] | None) -> str:
+    """A role `service` may assume, with `policy` inline (if any); returns its ARN."""
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}
+        ],
+    }
+    arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+        "Arn"
+    ]
+    if policy and policy["Statement"]:
+        iam.put_role_policy(RoleName=name, PolicyName="own", PolicyDocument=json.dumps(policy))
+    return str(arn)
 
 
 def aws_client(service: str, moto_url: str) -> Any:
@@ -140,20 +180,19 @@ def deploy_workflow(
     for name in (ROUTING_TOPIC, REVIEW_TOPIC):
         topics[name], queues[name] = create_observed_topic(sns, sqs, name, f"{name}-observer")
 
+    # One role per function with exactly its cloud statements (moto enforces them only with
+    # its IAM authorization on: tests/test_local_iam_enforcement.py), and one for the workflow.
     iam = aws_client("iam", moto_url)
-    trust = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": "sts:AssumeRole",
-                "Principal": {"Service": ["lambda.amazonaws.com", "states.amazonaws.com"]},
-            }
-        ],
+    function_roles = {
+        key: create_role(
+            iam,
+            f"scones-local-{key.replace('_', '-')}",
+            "lambda.amazonaws.com",
+            function_role_policy(key, routing_topic_arn=topics[ROUTING_TOPIC]),
+        )
+        for key in HANDLERS
     }
-    role_arn = iam.create_role(RoleName="scones-local", AssumeRolePolicyDocument=json.dumps(trust))[
-        "Role"
-    ]["Arn"]
+    workflow_role = create_role(iam, "scones-local-workflow", "states.amazonaws.com", None)
     zip_path = build_lambda_zip(build_dir / "lambdas.zip")
     env = function_environment(
         moto_url=moto_url,
@@ -169,7 +208,7 @@ def deploy_workflow(
         function_arns[key] = lam.create_function(
             FunctionName=f"scones-{key.replace('_', '-')}",
             Runtime="python3.12",
-            Role=role_arn,
+            Role=function_roles[key],
             Handler=handler,
             Code={"ZipFile": zip_path.read_bytes()},
             Timeout=30,
@@ -181,7 +220,7 @@ def deploy_workflow(
     )
     sfn = aws_client("stepfunctions", moto_url)
     state_machine_arn = sfn.create_state_machine(
-        name=STATE_MACHINE, definition=json.dumps(definition), roleArn=role_arn
+        name=STATE_MACHINE, definition=json.dumps(definition), roleArn=workflow_role
     )["stateMachineArn"]
     return {
         "bucket": BUCKET,
@@ -189,6 +228,7 @@ def deploy_workflow(
         "topics": topics,
         "observer_queues": queues,
         "function_arns": function_arns,
+        "function_roles": function_roles,
         "state_machine_arn": state_machine_arn,
         "capture_uri": f"s3://{BUCKET}/{CAPTURE_PREFIX}",
         "endpoint_name": ENDPOINT_NAME,

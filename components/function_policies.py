@@ -1,0 +1,70 @@
+"""What each workflow function may do, as IAM statements: the one builder for both deployments.
+
+The Pulumi program (components/inference_functions.py) attaches these statements, plus the
+function's own log group and X-Ray, to each function's role; local mode (local/deploy.py)
+creates one moto role per function with the same statements for the local resources, and
+tests/test_local_iam_enforcement.py runs the handlers with those roles' credentials under moto's
+IAM authorization, so a statement missing here is an AccessDenied in a test, as in AWS.
+
+Statement values are ``pulumi.Input[str]`` in the program and plain strings in local mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from components.bucket_layout import CAPTURE_PREFIX, INTAKE_PREFIX
+from components.iam import statement
+
+FUNCTIONS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+
+
+def _concat(*parts: Any) -> Any:
+    if all(isinstance(p, str) for p in parts):
+        return "".join(parts)
+    import pulumi
+
+    return pulumi.Output.concat(*parts)
+
+
+def function_statements(
+    function: str,
+    *,
+    bucket_arn: Any,
+    kms_key_arn: Any,
+    endpoint_arn: Any,
+    routing_topic_arn: Any,
+    writes_capture: bool,
+) -> list[dict[str, Any]]:
+    """The statements `function`'s handler needs for its AWS calls (no logs, no X-Ray)."""
+    key: Sequence[Any] = [kms_key_arn]
+    if function == "serialize_image":
+        return [
+            statement(
+                ["s3:GetObject"], [_concat(bucket_arn, f"/{INTAKE_PREFIX}/*")],
+                sid="ReadIntakeImages",
+            ),
+            statement(["kms:Decrypt"], key, sid="DecryptIntakeImages"),
+        ]
+    if function == "classify_image":
+        statements = [
+            statement(["sagemaker:InvokeEndpoint"], [endpoint_arn], sid="InvokeTheEndpoint")
+        ]
+        if writes_capture:  # serverless endpoints have no Data Capture: the function writes it
+            statements += [
+                statement(
+                    ["s3:PutObject"], [_concat(bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                    sid="WriteCaptureRecords",
+                ),
+                statement(["kms:GenerateDataKey"], key, sid="EncryptCaptureRecords"),
+            ]
+        return statements
+    if function == "filter_inferences":
+        return []
+    if function == "route_driver":
+        return [
+            statement(["sns:Publish"], [routing_topic_arn], sid="PublishRoutingEvents"),
+            statement(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedRoutingTopic"),
+        ]
+    raise ValueError(f"unknown function {function!r}; expected one of {FUNCTIONS}")
