@@ -39,7 +39,7 @@ from components.iam import (
     log_group_arns,
     statement,
 )
-from components.inference_functions import powertools_layer_parameter
+from components.inference_functions import powertools_layer_arn
 from lambdas.detect_drift.package import HANDLER, RUNTIME
 from lambdas.detect_drift.rules import (
     DIM_CLASS,
@@ -97,6 +97,7 @@ class DriftMonitorArgs:
     log_retention_days: int
     alarms: Alarms
     partition: str = "aws"
+    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
 class DriftMonitor(pulumi.ComponentResource):
@@ -181,9 +182,7 @@ class DriftMonitor(pulumi.ComponentResource):
             compatible_architectures=["x86_64"],
             opts=child,
         )
-        powertools = aws.ssm.get_parameter_output(
-            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
-        ).value
+        powertools = args.powertools_layer_arn or powertools_layer_arn(args.region)
         t = args.thresholds
         environment: dict[str, pulumi.Input[str]] = {
             "CAPTURE_S3_URI": pulumi.Output.concat(

@@ -43,6 +43,31 @@ def powertools_layer_parameter(version: str = POWERTOOLS_VERSION, arch: str = "x
     return f"/aws/service/powertools/python/{arch}/{RUNTIME}/{version}"
 
 
+class PowertoolsLayerUnavailable(RuntimeError):
+    """The pinned Powertools layer's SSM parameter does not exist in the deploy region."""
+
+
+def powertools_layer_arn(region: str, override: str | None = None) -> str:
+    """The layer ARN: `override` (scones:powertoolsLayerArn), else the public SSM parameter.
+
+    Not every Region publishes every Powertools version's parameter (aws-powertools issue
+    7689), so a missing one stops the preview here, naming the version, the Region and the
+    config key that pins a layer instead (a plain ParameterNotFound from the invoke names none).
+    """
+    if override:
+        return override
+    name = powertools_layer_parameter()
+    try:
+        return aws.ssm.get_parameter(name=name).value
+    except Exception as exc:  # the invoke's error type is the engine's, not boto's
+        raise PowertoolsLayerUnavailable(
+            f"Powertools {POWERTOOLS_VERSION} layer: SSM parameter {name} could not be read in "
+            f"{region} ({exc}). If that version is not published there, set "
+            "scones:powertoolsLayerArn to a Powertools layer ARN published in the Region "
+            "(Powertools docs, 'Lambda Layer')."
+        ) from exc
+
+
 def function_name(stack: str, function: str) -> str:
     return f"scones-{stack}-{function.replace('_', '-')}"
 
@@ -68,6 +93,7 @@ class InferenceFunctionsArgs:
     log_retention_days: int
     capture_s3_uri: pulumi.Input[str] | None = None
     partition: str = "aws"
+    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
 class InferenceFunctions(pulumi.ComponentResource):
@@ -86,9 +112,7 @@ class InferenceFunctions(pulumi.ComponentResource):
         self.routing_topic = aws.sns.Topic(
             f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
         )
-        layer = aws.ssm.get_parameter_output(
-            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
-        ).value
+        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
         common_env = {
             "CLASSES": json.dumps(list(args.classes)),
             "POWERTOOLS_SERVICE_NAME": self.service_name,

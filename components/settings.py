@@ -30,6 +30,8 @@ retainData                false                                  true: destroy k
 adopt                     (none)                                 {"bucket": NAME, "kmsKeyId": ID}:
                                                                  take back what a destroyed
                                                                  retainData stack kept (import)
+powertoolsLayerArn        (SSM parameter)                        a Powertools layer ARN, for Regions
+                                                                 without the pinned version's one
 trainingAttempt           1                                      bump to retry a failed, stopped or
                                                                  timed-out job with same inputs
 workflowType              STANDARD                               or EXPRESS (cheaper, 5-min cap)
@@ -175,6 +177,7 @@ class Settings:
     retain_data: bool = False
     adopt: Adopt | None = None
     training_attempt: int = 1
+    powertools_layer_arn: str | None = None
     workflow_type: str = "STANDARD"
     log_retention_days: int = 30
     latency_p99_ms: float = 500.0
@@ -226,6 +229,7 @@ class Settings:
             endpoint=_endpoint(get("endpoint")),
             retain_data=retain_data,
             adopt=_adopt(get("adopt"), retain_data),
+            powertools_layer_arn=_layer_arn(get("powertoolsLayerArn")),
             training_attempt=_int(
                 "trainingAttempt", get("trainingAttempt"), d.training_attempt, 1, 99
             ),
@@ -342,6 +346,19 @@ def _retention(raw: Any, default: int) -> int:
             "logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}"
         )
     return value
+
+
+_LAYER_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+$")
+
+
+def _layer_arn(raw: Any) -> str | None:
+    if _unset(raw):
+        return None
+    if not isinstance(raw, str) or not _LAYER_ARN.match(raw):
+        raise SettingsError(
+            "powertoolsLayerArn", f"must be a Lambda layer version ARN, got {raw!r}"
+        )
+    return raw
 
 
 def _adopt(raw: Any, retain_data: bool) -> Adopt | None:

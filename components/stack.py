@@ -20,7 +20,11 @@ from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, 
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
 from components.images import pytorch_image_uri
-from components.inference_functions import InferenceFunctions, InferenceFunctionsArgs
+from components.inference_functions import (
+    InferenceFunctions,
+    InferenceFunctionsArgs,
+    powertools_layer_arn,
+)
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
@@ -132,6 +136,7 @@ def deploy(
     partition = "aws"
     endpoint_name = f"scones-{stack}"
     routes = routes_for(settings.classes)
+    powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
 
     adopt = settings.adopt
     key = EncryptionKey(
@@ -240,6 +245,7 @@ def deploy(
             log_retention_days=settings.log_retention_days,
             capture_s3_uri=endpoint.lambda_capture_s3_uri,
             partition=partition,
+            powertools_layer_arn=powertools,
         ),
     )
     workflow = InferenceWorkflow(
@@ -325,6 +331,7 @@ def deploy(
             window_minutes=settings.drift_window_minutes,
             log_retention_days=settings.log_retention_days,
             alarms=alarms,
+            powertools_layer_arn=powertools,
         ),
     )
     alarms.finish()

@@ -67,6 +67,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.records: list[Registered] = []
         self.calls: list[tuple[str, dict]] = []
+        self.missing_parameters: set[str] = set()  # SSM names answered with ParameterNotFound
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
@@ -121,6 +122,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
                 "id": ACCOUNT,
             }
         if args.token == "aws:ssm/getParameter:getParameter":
+            if args.args["name"] in self.missing_parameters:
+                # As the provider reports it: the invoke fails (CheckFailure), no value.
+                return {}, [("name", f"ParameterNotFound: {args.args['name']}")]
             return {
                 "name": args.args["name"],
                 "value": LAYER_ARN,
