@@ -32,6 +32,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarms
+from components.function_policies import drift_statements
 from components.iam import (
     XRAY_WRITE_ACTIONS,
     assume_role_policy,
@@ -140,27 +141,12 @@ class DriftMonitor(pulumi.ComponentResource):
             role=self.role.id,
             policy=document(
                 [
-                    statement(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListCapturePrefixOnly",
-                        condition={"StringLike": {"s3:prefix": [f"{capture_key_prefix}*"]}},
-                    ),
-                    statement(
-                        ["s3:GetObject"],
-                        [pulumi.Output.concat(args.bucket_arn, f"/{capture_key_prefix}*")],
-                        sid="ReadCapturedTraffic",
-                    ),
-                    statement(["s3:GetObject"], [baseline_arn], sid="ReadModelBaseline"),
-                    statement(
-                        ["s3:PutObject"],
-                        [pulumi.Output.concat(args.bucket_arn, f"/{REPORTS_PREFIX}/*")],
-                        sid="WriteDriftReports",
-                    ),
-                    statement(
-                        ["kms:Decrypt", "kms:GenerateDataKey"],
-                        [args.kms_key_arn],
-                        sid="BucketIsKmsEncrypted",
+                    *drift_statements(
+                        bucket_arn=args.bucket_arn,
+                        kms_key_arn=args.kms_key_arn,
+                        capture_key_prefix=capture_key_prefix,
+                        baseline_arn=baseline_arn,
+                        reports_prefix=REPORTS_PREFIX,
                     ),
                     statement(
                         ["logs:CreateLogStream", "logs:PutLogEvents"],

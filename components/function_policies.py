@@ -1,10 +1,12 @@
-"""What each workflow function may do, as IAM statements: the one builder for both deployments.
+"""What each function may do, as IAM statements: the one builder for both deployments.
 
 The Pulumi program (components/inference_functions.py) attaches these statements, plus the
 function's own log group and X-Ray, to each function's role; local mode (local/deploy.py)
 creates one moto role per function with the same statements for the local resources, and
-tests/test_local_iam_enforcement.py runs the handlers with those roles' credentials under moto's
-IAM authorization, so a statement missing here is an AccessDenied in a test, as in AWS.
+tests/test_local_iam_enforcement.py (and tests/drift/test_drift_iam_enforcement.py for the drift
+detector, whose statements ``drift_statements`` builds for components/drift_monitor.py) run the
+handlers' AWS calls with those statements under moto's IAM authorization, so a statement
+missing here is an AccessDenied in a test, as in AWS.
 
 Statement values are ``pulumi.Input[str]`` in the program and plain strings in local mode.
 """
@@ -68,3 +70,35 @@ def function_statements(
             statement(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedRoutingTopic"),
         ]
     raise ValueError(f"unknown function {function!r}; expected one of {FUNCTIONS}")
+
+
+def drift_statements(
+    *,
+    bucket_arn: Any,
+    kms_key_arn: Any,
+    capture_key_prefix: str,
+    baseline_arn: Any,
+    reports_prefix: str,
+) -> list[dict[str, Any]]:
+    """The drift detector's S3 and KMS statements: list and read its endpoint's capture prefix,
+    read the model baseline, write reports (no logs, no X-Ray)."""
+    return [
+        statement(
+            ["s3:ListBucket"],
+            [bucket_arn],
+            sid="ListCapturePrefixOnly",
+            condition={"StringLike": {"s3:prefix": [f"{capture_key_prefix}*"]}},
+        ),
+        statement(
+            ["s3:GetObject"], [_concat(bucket_arn, f"/{capture_key_prefix}*")],
+            sid="ReadCapturedTraffic",
+        ),
+        statement(["s3:GetObject"], [baseline_arn], sid="ReadModelBaseline"),
+        statement(
+            ["s3:PutObject"], [_concat(bucket_arn, f"/{reports_prefix}/*")],
+            sid="WriteDriftReports",
+        ),
+        statement(
+            ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn], sid="BucketIsKmsEncrypted"
+        ),
+    ]
