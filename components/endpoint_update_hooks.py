@@ -23,7 +23,9 @@ endpoint.EndpointConfigName)``). `pulumi up` would then go on to delete the repl
 Model, which the endpoint still runs on. ``rollback_check`` compares the live config with the
 one Pulumi deployed and fails the deployment, naming the rollback ("An error from an
 `after_${action}` hook fails the deployment": pulumi SDK, pulumi/resource_hooks.py,
-ResourceHookBinding), so that `up` stops before those deletions.
+ResourceHookBinding): Pulumi deletes replaced resources at the end of an update and leaves
+them pending deletion when it fails (pulumi/pulumi issues 9979, 14740), so that `up` keeps them;
+docs/deploying.md says what the next `up` does.
 
 ``plan_update`` and ``rolled_back`` are the decisions, pure functions; the hooks only read and
 write AWS around them. They run in `pulumi up` (not in preview), with the deployer's
