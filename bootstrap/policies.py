@@ -173,7 +173,8 @@ def deploy_policy(
         _stmt(
             "ReadPowertoolsParameter",
             ["ssm:GetParameter"],
-            [f"arn:{p}:ssm:{r}::parameter{POWERTOOLS_PARAMETER_PATH}*"],
+            # Public parameters have an empty account field in their ARN; `*` matches it.
+            [f"arn:{p}:ssm:{r}:*:parameter{POWERTOOLS_PARAMETER_PATH}*"],
         ),
         _stmt(
             "StackStateMachines",
