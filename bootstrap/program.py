@@ -152,6 +152,7 @@ def _state_backend(
     stack = settings.state_backend_stack
     opts = pulumi.ResourceOptions(provider=providers[stack], protect=True)
     account_id = identities[stack]
+    # Alternating readonly, deploy (args[1::2] / args[2::2] in the policies below).
     ci_roles = [
         pulumi.Output.concat("arn:aws:iam::", identities[s], ":role/", role_name(kind, s))
         for s in STACKS
@@ -176,10 +177,19 @@ def _state_backend(
                         },
                         {
                             # Cross-account use needs the key policy too (KMS developer guide,
-                            # "Allowing users in other accounts to use a KMS key").
-                            "Sid": "CiRolesUseTheKey",
+                            # "Allowing users in other accounts to use a KMS key"); a resource
+                            # policy alone also grants within the account, so each kind of role
+                            # gets only what its identity policy has.
+                            "Sid": "ReadOnlyRolesDecrypt",
                             "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[1:])},
+                            "Principal": {"AWS": sorted(args[1::2])},
+                            "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                            "Resource": "*",
+                        },
+                        {
+                            "Sid": "DeployRolesUseTheKey",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": sorted(args[2::2])},
                             "Action": [
                                 "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
                                 "kms:GenerateDataKey",
@@ -238,9 +248,26 @@ def _state_backend(
                             "Condition": {"Bool": {"aws:SecureTransport": "false"}},
                         },
                         {
-                            "Sid": "CiRoles",
+                            "Sid": "ReadOnlyRolesReadAndLock",
                             "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[1:])},
+                            "Principal": {"AWS": sorted(args[1::2])},
+                            "Action": [
+                                "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject",
+                                "s3:GetObjectVersion",
+                            ],
+                            "Resource": [args[0], f"{args[0]}/*"],
+                        },
+                        {
+                            "Sid": "ReadOnlyRolesTakeLocks",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": sorted(args[1::2])},
+                            "Action": ["s3:PutObject", "s3:DeleteObject"],
+                            "Resource": f"{args[0]}/.pulumi/locks/*",
+                        },
+                        {
+                            "Sid": "DeployRolesReadAndWrite",
+                            "Effect": "Allow",
+                            "Principal": {"AWS": sorted(args[2::2])},
                             "Action": [
                                 "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject",
                                 "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
