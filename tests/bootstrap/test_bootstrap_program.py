@@ -302,3 +302,23 @@ def test_committed_stack_file_asks_for_the_real_ids() -> None:
     config = {k.split(":", 1)[1]: v for k, v in raw.items() if k.startswith("scones-bootstrap:")}
     with pytest.raises(BootstrapConfigError, match=r"repository\.ownerId"):
         BootstrapSettings.from_config(config.get)
+
+
+def test_the_entry_point_runs_the_program_from_its_stack_config() -> None:
+    """bootstrap/__main__.py, as `pulumi up` runs it, with the test config."""
+    import runpy
+
+    import pulumi
+    from pulumi.runtime.config import set_all_config
+
+    mocks = BootstrapMocks()
+    pulumi.runtime.set_mocks(mocks, project="scones-bootstrap", stack="ci", preview=False)
+    set_all_config({f"scones-bootstrap:{k}": json.dumps(v) for k, v in BOOTSTRAP_CONFIG.items()})
+
+    @pulumi.runtime.test
+    def program():
+        runpy.run_path(str(REPO / "bootstrap" / "__main__.py"), run_name="__main__")
+
+    program()
+    names = {r["inputs"].get("name") for r in _resources(mocks, "aws:iam/role:Role")}
+    assert names == {f"github-scones-{k}-{s}" for k in ("deploy", "readonly") for s in ACCOUNTS}
