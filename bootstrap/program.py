@@ -305,8 +305,9 @@ def _github_settings(
             prevent_self_review=stack == "prod",
             can_admins_bypass=False,
             # Custom branch policies, not "protected branches": the latter lets every branch
-            # deploy when no branch protection rule exists (GitHub docs, "Managing environments
-            # for deployment", Deployment branches and tags).
+            # deploy when no branch has a branch protection rule (GitHub docs, "Deployments and
+            # environments", Deployment branches and tags); the pattern is matched against
+            # GITHUB_REF, so "main" admits refs/heads/main only.
             deployment_branch_policy=github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
                 protected_branches=False, custom_branch_policies=True,
             ),

@@ -173,8 +173,9 @@ def test_deploy_sessions_outlast_the_longest_deploy_job(bootstrap_run) -> None:
 def test_environments_deploy_from_main_only_and_prod_needs_a_reviewer(bootstrap_run) -> None:
     """Defect 7: the deploy roles trust `environment:<stack>`, so the environment decides which
     branches may take them. "Protected branches only" admits every branch while no branch is
-    protected (GitHub docs, "Managing environments for deployment", Deployment branches and
-    tags); a custom policy naming main does not depend on that."""
+    protected (GitHub docs, "Deployments and environments", Deployment branches and tags:
+    "If no branch protection rules are defined for any branch in the repository, then all
+    branches can deploy"); a custom policy naming main does not depend on that."""
     mocks, _ = bootstrap_run
     environments = {
         e["inputs"]["environment"]: e["inputs"]
