@@ -138,3 +138,34 @@ def evaluate(command: list[str], requests: list[dict[str, Any]]) -> list[dict[st
     results = json.loads(proc.stdout)
     assert len(results) == len(requests)
     return results
+
+
+BOOTSTRAP_CONFIG: dict[str, Any] = {
+    "repository": {"owner": "octo-org", "name": "scones", "ownerId": 123456,
+                   "repositoryId": 789012},
+    "stacks": {"dev": {"region": "eu-west-1", "profile": "dev-admin"},
+               "prod": {"region": "eu-west-1", "profile": "prod-admin"}},
+    "prodReviewers": {"teams": [42], "users": []},
+    "requiredChecks": ["ruff + make test", "train + evaluation report"],
+}
+
+
+def run_bootstrap(config: dict[str, Any]) -> tuple[BootstrapMocks, dict[str, Any]]:
+    from pulumi.runtime.config import set_all_config
+
+    from bootstrap.program import build
+    from bootstrap.settings import NAMESPACE, BootstrapSettings
+
+    mocks = BootstrapMocks()
+    pulumi.runtime.set_mocks(mocks, project="scones-bootstrap", stack="ci", preview=False)
+    set_all_config({f"{NAMESPACE}:{k}": json.dumps(v) for k, v in config.items()})
+    holder: dict[str, Any] = {}
+
+    @pulumi.runtime.test
+    def program():
+        settings = BootstrapSettings.from_config(pulumi.Config(NAMESPACE).get_object)
+        outputs = build(settings)
+        return pulumi.Output.all(**outputs).apply(lambda v: holder.update(v))
+
+    program()
+    return mocks, holder

@@ -22,10 +22,11 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests" / "infra"))  # pulumi_support (imported, not edited)
 
 from bootstrap_support import (  # noqa: E402
+    BOOTSTRAP_CONFIG,
     AutonamingMocks,
-    BootstrapMocks,
     evaluate,
     evaluator_command,
+    run_bootstrap,
 )
 from pulumi_support import stack_config  # noqa: E402
 
@@ -92,44 +93,13 @@ def main_stacks(main_artifacts) -> dict[str, AutonamingMocks]:
     }
 
 
-BOOTSTRAP_CONFIG: dict[str, Any] = {
-    "repository": {"owner": "octo-org", "name": "scones", "ownerId": 123456,
-                   "repositoryId": 789012},
-    "stacks": {"dev": {"region": "eu-west-1", "profile": "dev-admin"},
-               "prod": {"region": "eu-west-1", "profile": "prod-admin"}},
-    "prodReviewers": {"teams": [42], "users": []},
-    "requiredChecks": ["ruff + make test", "train + evaluation report"],
-}
-
-
-def run_bootstrap(config: dict[str, Any]) -> tuple[BootstrapMocks, dict[str, Any]]:
-    import json
-
-    from bootstrap.program import build
-    from bootstrap.settings import NAMESPACE, BootstrapSettings
-
-    mocks = BootstrapMocks()
-    pulumi.runtime.set_mocks(mocks, project="scones-bootstrap", stack="ci", preview=False)
-    set_all_config({f"{NAMESPACE}:{k}": json.dumps(v) for k, v in config.items()})
-    holder: dict[str, Any] = {}
-
-    @pulumi.runtime.test
-    def program():
-        settings = BootstrapSettings.from_config(pulumi.Config(NAMESPACE).get_object)
-        outputs = build(settings)
-        return pulumi.Output.all(**outputs).apply(lambda v: holder.update(v))
-
-    program()
-    return mocks, holder
-
-
 @pytest.fixture(scope="session")
-def bootstrap_run() -> tuple[BootstrapMocks, dict[str, Any]]:
+def bootstrap_run():
     return run_bootstrap(BOOTSTRAP_CONFIG)
 
 
 @pytest.fixture(scope="session")
-def bootstrap_with_backend() -> tuple[BootstrapMocks, dict[str, Any]]:
+def bootstrap_with_backend():
     return run_bootstrap({**BOOTSTRAP_CONFIG, "stateBackend": {"enabled": True, "stack": "prod"}})
 
 

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from bootstrap_support import ACCOUNTS, BootstrapMocks
-from conftest import BOOTSTRAP_CONFIG, run_bootstrap
+from bootstrap_support import ACCOUNTS, BOOTSTRAP_CONFIG, BootstrapMocks, run_bootstrap
 
 from bootstrap.settings import DEPLOY_SESSION_SECONDS, BootstrapConfigError, BootstrapSettings
 
