@@ -710,7 +710,8 @@ def _expression(text: str, values: dict[str, Any]) -> Any:
     body = re.sub(r"\b(github|matrix|inputs|vars)(\.[\w-]+|\[[^\]]+\])+", path, body)
 
     def get(name: str) -> Any:
-        return values.get(name, "")
+        # Every context value the expression reads must be given (an absent property is "").
+        return values[name]
 
     def fmt(template: str, *args: Any) -> str:
         return re.sub(r"\{(\d+)\}", lambda m: str(args[int(m.group(1))]), template)
@@ -759,6 +760,7 @@ def test_no_run_can_cancel_a_waiting_run_it_should_not(
         return _expression(group, {
             "github.workflow": workflow, "github.event_name": event, "github.run_id": run_id,
             "github.event.pull_request.number": pr,
+            "github.ref": f"refs/pull/{pr}/merge" if pr else "refs/heads/main",
         })
 
     assert ci_group("push", "1") != ci_group("push", "2")
