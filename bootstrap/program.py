@@ -65,8 +65,6 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
                 opts=pulumi.ResourceOptions(provider=providers[stack]),
             )
 
-    backend = _state_backend(settings, providers, identities) if settings.state_backend else None
-
     roles: dict[str, dict[str, aws.iam.Role]] = {}
     for stack in STACKS:
         account = settings.accounts[stack]
@@ -99,6 +97,15 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
             ),
             opts=provider_opts,
         )
+        roles[stack] = {"readonly": readonly, "deploy": deploy}
+
+    # After the roles: S3 and KMS reject resource policies that name roles which do not exist
+    # yet ("Invalid principal"), and the role ARNs below make Pulumi wait for them.
+    backend = _state_backend(settings, providers, roles) if settings.state_backend else None
+    for stack in STACKS:
+        account = settings.accounts[stack]
+        provider_opts = pulumi.ResourceOptions(provider=providers[stack])
+        readonly, deploy = roles[stack]["readonly"], roles[stack]["deploy"]
         backend_doc = pulumi.Output.from_input(backend) if backend else None
         aws.iam.RolePolicy(
             f"deploy-{stack}-policy",
@@ -121,7 +128,6 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
                 policy=backend.apply(lambda b: json.dumps(readonly_inline_policy(b))),
                 opts=provider_opts,
             )
-        roles[stack] = {"readonly": readonly, "deploy": deploy}
 
     _github_settings(settings, roles, backend)
     outputs: dict[str, Any] = {
@@ -146,18 +152,16 @@ def _backend_url(settings: BootstrapSettings):
 def _state_backend(
     settings: BootstrapSettings,
     providers: dict[str, aws.Provider],
-    identities: dict[str, pulumi.Output[str]],
+    roles: dict[str, dict[str, aws.iam.Role]],
 ) -> pulumi.Output[StateBackend]:
     """A versioned, private, KMS-encrypted, TLS-only bucket and the awskms secrets key."""
     stack = settings.state_backend_stack
     opts = pulumi.ResourceOptions(provider=providers[stack], protect=True)
-    account_id = identities[stack]
+    account_id = aws.get_caller_identity_output(
+        opts=pulumi.InvokeOutputOptions(provider=providers[stack])
+    ).account_id
     # Alternating readonly, deploy (args[1::2] / args[2::2] in the policies below).
-    ci_roles = [
-        pulumi.Output.concat("arn:aws:iam::", identities[s], ":role/", role_name(kind, s))
-        for s in STACKS
-        for kind in ("readonly", "deploy")
-    ]
+    ci_roles = [roles[s][kind].arn for s in STACKS for kind in ("readonly", "deploy")]
     key = aws.kms.Key(
         "pulumi-secrets",
         description="Pulumi state and awskms:// secrets provider of the scones stacks",

@@ -322,3 +322,14 @@ def test_the_entry_point_runs_the_program_from_its_stack_config() -> None:
     program()
     names = {r["inputs"].get("name") for r in _resources(mocks, "aws:iam/role:Role")}
     assert names == {f"github-scones-{k}-{s}" for k in ("deploy", "readonly") for s in ACCOUNTS}
+
+
+def test_backend_policies_wait_for_the_roles_they_name(bootstrap_with_backend) -> None:
+    """S3 and KMS refuse a resource policy naming a role that does not exist yet ("Invalid
+    principal"), so the key and bucket policies take the roles' ARNs as inputs."""
+    mocks, _ = bootstrap_with_backend
+    order = [(r["type"], r["name"]) for r in mocks.resources]
+    last_role = max(i for i, (typ, _) in enumerate(order) if typ == "aws:iam/role:Role")
+    for typ in ("aws:kms/key:Key", "aws:s3/bucketPolicy:BucketPolicy"):
+        (index,) = [i for i, (t, _) in enumerate(order) if t == typ]
+        assert index > last_role, order
