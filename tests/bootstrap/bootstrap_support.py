@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from pulumi.runtime.mocks import MockMonitor
 from pulumi_support import ACCOUNT, REGION, RecordingMocks
 
 from bootstrap.naming import main_project
@@ -74,11 +75,26 @@ class AutonamingMocks(RecordingMocks):
 ACCOUNTS = {"dev": "111111111111", "prod": "222222222222"}
 
 
+class DependencyMonitor(MockMonitor):
+    """MockMonitor that also records which resources each registration depends on (URNs)."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.dependencies: dict[str, set[str]] = {}
+
+    def RegisterResource(self, request):  # the gRPC method MockMonitor implements
+        self.dependencies[request.name] = set(request.dependencies) | {
+            urn for deps in request.propertyDependencies.values() for urn in deps.urns
+        }
+        return super().RegisterResource(request)
+
+
 class BootstrapMocks(pulumi.runtime.Mocks):
     """Each stack's AWS provider answers with its own account (aws-dev, aws-prod)."""
 
     def __init__(self) -> None:
         self.resources: list[dict[str, Any]] = []
+        self.monitor: DependencyMonitor | None = None
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
@@ -157,7 +173,10 @@ def run_bootstrap(config: dict[str, Any]) -> tuple[BootstrapMocks, dict[str, Any
     from bootstrap.settings import NAMESPACE, BootstrapSettings
 
     mocks = BootstrapMocks()
-    pulumi.runtime.set_mocks(mocks, project="scones-bootstrap", stack="ci", preview=False)
+    mocks.monitor = DependencyMonitor(mocks)
+    pulumi.runtime.set_mocks(
+        mocks, project="scones-bootstrap", stack="ci", preview=False, monitor=mocks.monitor
+    )
     set_all_config({f"{NAMESPACE}:{k}": json.dumps(v) for k, v in config.items()})
     holder: dict[str, Any] = {}
 
