@@ -220,6 +220,16 @@ def deploy_policy(
             ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
             [f"arn:{p}:kms:{r}:{a}:alias/{n}" for n in names],
         ),
+        # A target tracking policy on the endpoint creates its own alarms, named
+        # TargetTracking-<resource id>-Alarm{High,Low}-<uuid>, with the caller's permissions
+        # (Application Auto Scaling user guide, "Identity-based policy examples": permissions
+        # for the target service and CloudWatch).
+        _stmt(
+            "EndpointScalingAlarms",
+            ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+            [f"arn:{p}:cloudwatch:{r}:{a}:alarm:TargetTracking-endpoint/{n}/variant/*"
+             for n in names],
+        ),
         # Scalable targets are identified by IDs AWS assigns.
         _stmt(
             "EndpointAutoscaling",

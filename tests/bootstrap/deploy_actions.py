@@ -320,14 +320,30 @@ def _subscription(r: Registered, ctx: Context) -> list[Request]:
                "sns:Unsubscribe")
 
 
+# Application Auto Scaling user guide, "Identity-based policy examples": callers also need
+# permissions "for the target service and CloudWatch". For a SageMaker variant: describe the
+# endpoint and its config, set the variant's capacity; a target tracking policy creates and
+# deletes its alarms, named TargetTracking-<resource id>-Alarm{High,Low}-<uuid>.
+_SCALABLE_TARGET = "scalable-target/0123456789abcdef0123"  # an ID that AWS assigns
+
+
+def _scaled_endpoint(r: Registered, ctx: Context) -> tuple[str, str]:
+    resource_id = _name(r, "resourceId")  # endpoint/<name>/variant/<variant>
+    kind, endpoint, _, _ = resource_id.split("/")
+    assert kind == "endpoint", resource_id
+    return ctx.arn("sagemaker", f"endpoint/{endpoint.lower()}"), resource_id
+
+
 def _scaling_target(r: Registered, ctx: Context) -> list[Request]:
-    # Scalable targets are named by an ID that AWS assigns.
-    arn = ctx.arn("application-autoscaling", "scalable-target/0123456789abcdef0123")
+    endpoint_arn, _ = _scaled_endpoint(r, ctx)
     return _on(
-        arn, "application-autoscaling:RegisterScalableTarget",
+        ctx.arn("application-autoscaling", _SCALABLE_TARGET),
+        "application-autoscaling:RegisterScalableTarget",
         "application-autoscaling:DeregisterScalableTarget",
         "application-autoscaling:TagResource", "application-autoscaling:ListTagsForResource",
-    ) + _on("*", "application-autoscaling:DescribeScalableTargets") + [
+    ) + _on("*", "application-autoscaling:DescribeScalableTargets") + _on(
+        endpoint_arn, "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities",
+    ) + [
         # Registering the first SageMaker target creates the service-linked role (Application
         # Auto Scaling user guide, "Service-linked roles").
         Request(
@@ -341,11 +357,19 @@ def _scaling_target(r: Registered, ctx: Context) -> list[Request]:
 
 
 def _scaling_policy(r: Registered, ctx: Context) -> list[Request]:
-    arn = ctx.arn("application-autoscaling", "scalable-target/0123456789abcdef0123")
+    endpoint_arn, resource_id = _scaled_endpoint(r, ctx)
+    alarm = ctx.arn(
+        "cloudwatch",
+        f"alarm:TargetTracking-{resource_id}-AlarmHigh-0a1b2c3d-1111-2222-3333-444455556666",
+    )
     return _on(
-        arn, "application-autoscaling:PutScalingPolicy",
+        ctx.arn("application-autoscaling", _SCALABLE_TARGET),
+        "application-autoscaling:PutScalingPolicy",
         "application-autoscaling:DeleteScalingPolicy",
-    ) + _on("*", "application-autoscaling:DescribeScalingPolicies")
+    ) + _on("*", "application-autoscaling:DescribeScalingPolicies") + _on(
+        endpoint_arn, "sagemaker:DescribeEndpoint",
+    ) + _on(alarm, "cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms",
+            "cloudwatch:DeleteAlarms")
 
 
 RULES: dict[str, Rule] = {
