@@ -44,6 +44,8 @@ def role_name(kind: str, stack: str) -> str:
 
 def build(settings: BootstrapSettings) -> dict[str, Any]:
     repo = settings.repository
+    # Read before anything is created: a pattern without a fixed stack prefix stops here.
+    prefixes = {stack: name_prefix(stack) for stack in STACKS}
     providers: dict[str, aws.Provider] = {}
     oidc: dict[str | None, aws.iam.OpenIdConnectProvider] = {}
     identities: dict[str, pulumi.Output[str]] = {}
@@ -111,9 +113,9 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
             f"deploy-{stack}-policy",
             role=deploy.name,
             policy=pulumi.Output.all(identities[stack], backend_doc).apply(
-                lambda args, s=stack, region=account.region: json.dumps(
+                lambda args, prefix=prefixes[stack], region=account.region: json.dumps(
                     deploy_policy(
-                        prefix=name_prefix(s), account_id=args[0], region=region,
+                        prefix=prefix, account_id=args[0], region=region,
                         backend=args[1],
                     ),
                     sort_keys=True,
