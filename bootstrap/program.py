@@ -14,6 +14,7 @@ self-managed backend.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
@@ -142,7 +143,8 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
     return outputs
 
 
-def _backend_url(settings: BootstrapSettings):
+def _backend_url(settings: BootstrapSettings) -> Callable[[StateBackend], str]:
+    """The PULUMI_BACKEND_URL of the state bucket (Pulumi docs, "Using a DIY backend": S3)."""
     region = settings.accounts[settings.state_backend_stack].region
 
     def url(backend: StateBackend) -> str:
