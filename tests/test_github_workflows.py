@@ -193,6 +193,7 @@ def test_every_job_declares_its_permissions(workflows: dict[str, dict[str, Any]]
 def test_write_permissions_only_where_needed(workflows: dict[str, dict[str, Any]]) -> None:
     allowed = {
         ("preview.yml", "preview"): {"id-token", "pull-requests"},
+        ("preview.yml", "preview-unavailable"): set(),
         ("deploy.yml", "dev"): {"id-token"},
         ("deploy.yml", "prod"): {"id-token"},
         ("drift.yml", "check"): {"id-token"},
@@ -215,7 +216,17 @@ def test_aws_access_is_oidc_only(workflows: dict[str, dict[str, Any]]) -> None:
             assert has_oidc == bool(aws_steps), f"{name}:{job_id} id-token without AWS or v.v."
             for step in aws_steps:
                 inputs = step["with"]
-                assert re.fullmatch(r"\$\{\{ vars\.AWS_\w*ROLE_ARN \}\}", inputs["role-to-assume"])
+                role = inputs["role-to-assume"]
+                if role == "${{ matrix.role }}":
+                    # Preview and drift: each stack's own read-only role (defect 4), never a
+                    # fallback to another stack's.
+                    for entry in job["strategy"]["matrix"]["include"]:
+                        suffix = entry["stack"].upper()
+                        assert entry["role"] == f"${{{{ vars.AWS_READONLY_ROLE_ARN_{suffix} }}}}"
+                        assert entry["region"] == f"${{{{ vars.AWS_REGION_{suffix} }}}}"
+                else:
+                    assert role == "${{ vars.AWS_ROLE_ARN }}", (name, job_id, role)
+                    assert "environment" in job  # the deploy role lives in the environment
                 assert not {"aws-access-key-id", "aws-secret-access-key"} & set(inputs)
         text = (WORKFLOWS / name).read_text(encoding="utf-8")
         assert "AWS_SECRET_ACCESS_KEY" not in text and "AWS_ACCESS_KEY_ID" not in text
@@ -223,7 +234,7 @@ def test_aws_access_is_oidc_only(workflows: dict[str, dict[str, Any]]) -> None:
 
 
 def test_secrets_never_reach_scripts_inline(workflows: dict[str, dict[str, Any]]) -> None:
-    allowed_secrets = {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE", "GITHUB_TOKEN"}
+    allowed_secrets = {"PULUMI_ACCESS_TOKEN", "PULUMI_CONFIG_PASSPHRASE"}
     for name, wf in workflows.items():
         for s in _walk_strings(wf):
             for secret in re.findall(r"secrets\.(\w+)", s):
@@ -238,14 +249,38 @@ def test_secrets_never_reach_scripts_inline(workflows: dict[str, dict[str, Any]]
         assert not re.search(literal, text), name
 
 
-def test_pulumi_token_comes_from_secrets(workflows: dict[str, dict[str, Any]]) -> None:
+def _runs_pulumi(step: dict[str, Any]) -> bool:
+    return (_uses(step) == PULUMI_ACTION and "command" in step.get("with", {})) or bool(
+        re.search(r"(^|\n)\s*pulumi\s", step.get("run", ""))
+    )
+
+
+def test_pulumi_secrets_only_in_the_steps_that_run_pulumi(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    """The Pulumi token and passphrase are set on the steps that run the CLI, never on the job.
+
+    A job-level `env:` reaches every step (GitHub docs, "Workflow syntax", jobs.<job_id>.env),
+    including `make venv`, which installs whatever the pull request's requirements files and
+    Makefile say, and the repository's scripts. The step that runs `pulumi` necessarily runs
+    the program's code with them (GitHub docs, "Security hardening for GitHub Actions": anyone
+    who can push a branch can change a pull_request workflow), which is why docs/ci.md asks for
+    a token scoped to the stacks.
+    """
     for name, wf in workflows.items():
+        assert "secrets." not in json.dumps(wf.get("env", {})), name
         for job_id, job in wf["jobs"].items():
-            if any(_uses(s) == PULUMI_ACTION for s in _steps(job)):
-                env = job.get("env", {})
-                assert env.get("PULUMI_ACCESS_TOKEN") == "${{ secrets.PULUMI_ACCESS_TOKEN }}", (
-                    name, job_id,
-                )
+            assert "secrets." not in json.dumps(job.get("env", {})), (name, job_id)
+            for step in _steps(job):
+                env = step.get("env", {})
+                has_secret = "secrets." in json.dumps(env)
+                assert has_secret <= _runs_pulumi(step), (name, job_id, step.get("name"))
+                if _runs_pulumi(step):
+                    assert env.get("PULUMI_ACCESS_TOKEN") == "${{ secrets.PULUMI_ACCESS_TOKEN }}", (
+                        name, job_id, step.get("name"),
+                    )
+                if step.get("run") == "make venv":
+                    assert not env, (name, job_id)
 
 
 def test_pulumi_cli_matches_the_pinned_sdk(workflows: dict[str, dict[str, Any]]) -> None:
@@ -343,14 +378,20 @@ def test_preview_comments_once_per_stack_with_policies(
     wf = workflows["preview.yml"]
     assert set(wf["on"]) == {"pull_request"}
     job = wf["jobs"]["preview"]
-    assert job["strategy"]["matrix"]["stack"] == ["dev", "prod"]
+    assert [e["stack"] for e in job["strategy"]["matrix"]["include"]] == ["dev", "prod"]
     assert job["strategy"]["fail-fast"] is False
-    step = _step(job, PULUMI_ACTION, command="preview")
-    w = step["with"]
-    assert w["comment-on-pr"] is True and w["edit-pr-comment"] is True
-    assert w["policyPacks"] == "policy"
-    assert "matrix.stack" in w["stack-name"]
-    assert "AWS_PREVIEW_ROLE_ARN" in _step(job, AWS_ACTION)["with"]["role-to-assume"]
+    steps = _steps(job)
+    preview = next(s for s in steps if s.get("id") == "preview")
+    assert "pulumi preview" in preview["run"] and "--policy-pack policy" in preview["run"]
+    assert "set -o pipefail" in preview["run"] and 'tee "$OUT"' in preview["run"]
+    assert "matrix.stack" in preview["env"]["STACK"]
+    assert preview["continue-on-error"] is True
+    comment = _step(job, "actions/github-script")
+    assert comment["if"] == "${{ !cancelled() }}"
+    assert comment["env"]["OUTCOME"] == "${{ steps.preview.outcome }}"
+    fail = steps[-1]
+    assert fail["if"] == "${{ steps.preview.outcome != 'success' }}" and "exit 1" in fail["run"]
+    assert steps.index(preview) < steps.index(comment) < steps.index(fail)
     assert "environment" not in job  # PR runs never hold the deploy roles
 
 
@@ -371,7 +412,9 @@ def test_deploy_goes_dev_then_gated_prod_with_smoke_tests(
     assert dev["needs"] == "ci" and prod["needs"] == "dev"
     for stack, job in (("dev", dev), ("prod", prod)):
         assert job["environment"]["name"] == stack
-        assert job["concurrency"] == {"group": f"pulumi-stack-{stack}", "cancel-in-progress": False}
+        assert job["concurrency"] == {
+            "group": f"pulumi-deploy-{stack}", "cancel-in-progress": False,
+        }
         up = _step(job, PULUMI_ACTION, command="up")
         assert stack in up["with"]["stack-name"]
         assert up["with"]["policyPacks"] == "policy"
@@ -405,16 +448,31 @@ def test_drift_checks_each_stack_and_reports_in_issues(
     (cron,) = (entry["cron"] for entry in wf["on"]["schedule"])
     assert len(cron.split()) == 5
     check = wf["jobs"]["check"]
-    assert check["strategy"]["matrix"]["stack"] == ["dev", "prod"]
-    step = _step(check, PULUMI_ACTION, command="preview")
-    assert step["with"]["expect-no-changes"] is True and step["with"]["refresh"] is True
+    assert [e["stack"] for e in check["strategy"]["matrix"]["include"]] == ["dev", "prod"]
+    preview = next(s for s in _steps(check) if s.get("id") == "preview")
+    assert "--refresh --expect-no-changes" in preview["run"] and "set -o pipefail" in preview["run"]
     # Drift must not share the deploy group: a queued check would displace a queued deploy.
-    assert not check["concurrency"]["group"].startswith("pulumi-stack-")
+    assert not check["concurrency"]["group"].startswith("pulumi-")
     report = wf["jobs"]["report"]
     assert report["needs"] == "check" and "cancelled()" in report["if"]
     script = _step(report, "actions/github-script")["with"]["script"]
     assert "issues.create(" in script and "issues.createComment(" in script
     assert "environment" not in check  # scheduled runs never wait for prod reviewers
+
+
+def test_drift_results_are_recorded_even_when_the_check_fails_early(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    """Defect 8: a step before the preview failing (install, credentials) used to skip the
+    record and upload steps, so the stack was reported nowhere."""
+    steps = _steps(workflows["drift.yml"]["jobs"]["check"])
+    preview = next(i for i, s in enumerate(steps) if s.get("id") == "preview")
+    after = steps[preview + 1 : -1]
+    assert [s.get("name") for s in after] == ["Record the result", "Upload the result"]
+    for step in after:
+        assert step["if"] == "${{ !cancelled() }}"
+    assert "steps.preview.outcome ||" in after[0]["env"]["OUTCOME"]
+    assert "GITHUB_STEP_SUMMARY" in after[0]["run"]  # the summary the issue points to
 
 
 def test_destroy_needs_typed_confirmation(workflows: dict[str, dict[str, Any]]) -> None:
@@ -423,7 +481,8 @@ def test_destroy_needs_typed_confirmation(workflows: dict[str, dict[str, Any]]) 
     inputs = wf["on"]["workflow_dispatch"]["inputs"]
     assert inputs["stack"]["type"] == "choice" and inputs["stack"]["options"] == ["dev", "prod"]
     assert inputs["confirm"]["required"] is True
-    assert wf["concurrency"]["group"] == "pulumi-stack-${{ inputs.stack }}"
+    # Its own group: a deploy of the same stack can no longer cancel a waiting destroy.
+    assert wf["concurrency"]["group"] == "pulumi-destroy-${{ inputs.stack }}"
     confirm, destroy = wf["jobs"]["confirm"], wf["jobs"]["destroy"]
     assert confirm["permissions"] == {}
     assert 'destroy $STACK' in confirm["steps"][0]["run"]
@@ -451,45 +510,6 @@ def test_confirmation_check_behaves(workflows: dict[str, dict[str, Any]]) -> Non
         assert (proc.returncode == 0) == ok, (stack, typed, proc.stdout)
 
 
-@pytest.mark.parametrize(
-    ("template", "subjects"),
-    [
-        ("trust-policy-deploy-dev.json", ["repo:OWNER/REPO:environment:dev"]),
-        ("trust-policy-deploy-prod.json", ["repo:OWNER/REPO:environment:prod"]),
-        (
-            "trust-policy-readonly.json",
-            ["repo:OWNER/REPO:pull_request", "repo:OWNER/REPO:ref:refs/heads/main"],
-        ),
-    ],
-)
-def test_trust_policy_templates_are_scoped_to_the_repo(template: str, subjects: list[str]) -> None:
-    doc = json.loads((REPO / "docs" / "ci" / template).read_text(encoding="utf-8"))
-    (stmt,) = doc["Statement"]
-    assert stmt["Effect"] == "Allow" and stmt["Action"] == "sts:AssumeRoleWithWebIdentity"
-    assert stmt["Principal"]["Federated"] == (
-        "arn:aws:iam::ACCOUNT_ID:oidc-provider/token.actions.githubusercontent.com"
-    )
-    # Exact matches only: a StringLike with "repo:OWNER/*" would trust every repo of the owner.
-    assert set(stmt["Condition"]) == {"StringEquals"}
-    cond = stmt["Condition"]["StringEquals"]
-    assert cond["token.actions.githubusercontent.com:aud"] == "sts.amazonaws.com"
-    assert cond["token.actions.githubusercontent.com:sub"] == subjects
-
-
-def test_deploy_role_policy_limits_iam() -> None:
-    doc = json.loads((REPO / "docs" / "ci" / "deploy-role-policy.json").read_text())
-    for stmt in doc["Statement"]:
-        actions = stmt["Action"] if isinstance(stmt["Action"], list) else [stmt["Action"]]
-        assert "*" not in actions and not any(a.startswith("iam:*") for a in actions)
-        if any(a.startswith("iam:") and a != "iam:CreateServiceLinkedRole" for a in actions):
-            assert stmt["Resource"] == "arn:aws:iam::ACCOUNT_ID:role/ROLE_NAME_PREFIX*"
-        if "iam:PassRole" in actions:
-            assert "iam:PassedToService" in stmt["Condition"]["StringEquals"]
-        # The stack's roles carry inline policies only; attaching a managed policy (say
-        # AdministratorAccess) to a role it can pass would be an escalation path.
-        assert not {"iam:AttachRolePolicy", "iam:PutRolePermissionsBoundary"} & set(actions)
-
-
 # --- the inline scripts themselves ------------------------------------------------------------
 
 EXPR = re.compile(r"\$\{\{.*?\}\}")
@@ -515,21 +535,29 @@ DRIFT_HARNESS = r"""
 const fs = require('fs');
 const calls = [];
 const issues = JSON.parse(process.env.OPEN_ISSUES);
+const comments = JSON.parse(process.env.PR_COMMENTS || '[]');
 const github = {
   paginate: async (fn, args) => fn(args),
   rest: { issues: {
     listForRepo: (args) => { calls.push(['list', args.state]); return issues; },
+    listComments: (args) => { calls.push(['listComments', args.issue_number]); return comments; },
     create: async (a) => {
       calls.push(['create', a.title, a.body]);
       return { data: { number: 99 } };
     },
     createComment: async (a) => { calls.push(['comment', a.issue_number, a.body]); },
+    updateComment: async (a) => { calls.push(['updateComment', a.comment_id, a.body]); },
     update: async (a) => { calls.push(['update', a.issue_number, a.state]); },
   } },
 };
-const context = { repo: { owner: 'o', repo: 'r' }, runId: 7, serverUrl: 'https://gh.example' };
+const context = {
+  repo: { owner: 'o', repo: 'r' }, runId: 7, serverUrl: 'https://gh.example',
+  payload: { pull_request: { number: 12, head: { sha: 'abc123' } } },
+};
+const summary = { addRaw: (t) => { calls.push(['summary', t]); return summary; },
+                  write: async () => {} };
 const core = {
-  info: () => {}, warning: () => {},
+  info: () => {}, warning: () => {}, summary,
   setFailed: (m) => calls.push(['failed', m]),
 };
 const body = fs.readFileSync(process.argv[2], 'utf8');
@@ -539,27 +567,33 @@ new AsyncFunction('require', 'github', 'context', 'core', body)(require, github,
 """
 
 
-def _run_drift_report(
-    workflows: dict[str, dict[str, Any]], tmp_path: Path, results: dict[str, str], open_issues
+def _run_github_script(
+    step: dict[str, Any], tmp_path: Path, env: dict[str, str]
 ) -> list[list[Any]]:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node not on PATH: the drift report script is JavaScript (github-script)")
-    script = _step(workflows["drift.yml"]["jobs"]["report"], "actions/github-script")["with"][
-        "script"
-    ]
-    (tmp_path / "script.js").write_text(script, encoding="utf-8")
+        pytest.skip("node not on PATH: the workflow's github-script steps are JavaScript")
+    (tmp_path / "script.js").write_text(step["with"]["script"], encoding="utf-8")
     (tmp_path / "harness.js").write_text(DRIFT_HARNESS, encoding="utf-8")
-    out = tmp_path / "drift-results"
-    out.mkdir()
-    for stack, outcome in results.items():
-        (out / f"{stack}.json").write_text(json.dumps({"stack": stack, "outcome": outcome}))
     proc = subprocess.run(
         [node, "harness.js", "script.js"], cwd=tmp_path, capture_output=True, text=True,
-        timeout=60, env={"OPEN_ISSUES": json.dumps(open_issues), "PATH": "/usr/bin:/bin"},
+        timeout=60, env={**step.get("env", {}), **env, "PATH": "/usr/bin:/bin"},
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
+
+
+def _run_drift_report(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path, results: dict[str, str], open_issues
+) -> list[list[Any]]:
+    step = _step(workflows["drift.yml"]["jobs"]["report"], "actions/github-script")
+    out = tmp_path / "drift-results"
+    out.mkdir()
+    for stack, outcome in results.items():
+        (out / f"{stack}.json").write_text(
+            json.dumps({"stack": stack, "outcome": outcome, "log": f"~ aws:s3 drifted in {stack}"})
+        )
+    return _run_github_script(step, tmp_path, {"OPEN_ISSUES": json.dumps(open_issues)})
 
 
 def test_drift_report_opens_updates_and_closes_issues(
@@ -575,9 +609,11 @@ def test_drift_report_opens_updates_and_closes_issues(
     kinds = [c[:2] for c in calls]
     assert ["create", "Drift detected on stack dev"] in kinds  # the PR does not count
     assert ["comment", 5] in kinds  # prod's open issue is updated, not duplicated
-    assert not any(c[0] == "update" for c in calls)
+    assert not any(c[0] in ("update", "failed") for c in calls)
     created = next(c for c in calls if c[0] == "create")
     assert "https://gh.example/o/r/actions/runs/7" in created[2]
+    # The diff itself is in the issue (pulumi/actions writes no summary for a failed command).
+    assert "~ aws:s3 drifted in dev" in created[2]
 
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -586,11 +622,153 @@ def test_drift_report_opens_updates_and_closes_issues(
     )
     assert ["comment", 5] in [c[:2] for c in calls]
     assert ["update", 5, "closed"] in calls
-    assert not any(c[0] == "create" for c in calls)
+    assert not any(c[0] in ("create", "failed") for c in calls)
 
 
-def test_drift_report_fails_without_results(
+def test_drift_report_names_a_stack_whose_check_never_ran(
     workflows: dict[str, dict[str, Any]], tmp_path: Path
 ) -> None:
-    calls = _run_drift_report(workflows, tmp_path, {}, [])
-    assert calls and calls[0][0] == "failed"
+    """Defect 8: prod failed before its preview (outcome skipped), dev recorded nothing."""
+    calls = _run_drift_report(workflows, tmp_path, {"prod": "skipped"}, [])
+    created = {c[1]: c[2] for c in calls if c[0] == "create"}
+    assert set(created) == {"Drift detected on stack dev", "Drift detected on stack prod"}
+    assert all("did not run" in body for body in created.values())
+    assert "`missing`" in created["Drift detected on stack dev"]
+    (failed,) = [c for c in calls if c[0] == "failed"]
+    assert "dev" in failed[1] and "prod" in failed[1]
+
+
+def _run_preview_comment(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path, outcome: str, output: str | None,
+    comments: list[dict[str, Any]],
+) -> list[list[Any]]:
+    step = _step(workflows["preview.yml"]["jobs"]["preview"], "actions/github-script")
+    if output is not None:
+        (tmp_path / "build" / "preview").mkdir(parents=True)
+        (tmp_path / "build" / "preview" / "prod.txt").write_text(output, encoding="utf-8")
+    env = {"STACK": "prod", "OUTCOME": outcome, "OPEN_ISSUES": "[]",
+           "PR_COMMENTS": json.dumps(comments)}
+    return _run_github_script({**step, "env": {}}, tmp_path, env)
+
+
+BOT = {"type": "Bot", "login": "github-actions[bot]"}
+
+
+def test_a_failed_preview_replaces_the_passing_comment(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Defect 8: pulumi/actions never comments when the command fails, so the PR kept an older,
+    passing comment. Now the stack's own comment is edited with the failure and its output."""
+    comments = [
+        {"id": 1, "user": {"type": "User", "login": "mallory"},
+         "body": "<!-- scones-preview:prod -->\\nlooks fine"},
+        {"id": 2, "user": BOT, "body": "<!-- scones-preview:dev -->\\nsucceeded"},
+        {"id": 3, "user": BOT, "body": "<!-- scones-preview:prod -->\\nsucceeded"},
+    ]
+    calls = _run_preview_comment(
+        workflows, tmp_path, "failure", "error: preventing update: mandatory policy violation",
+        comments,
+    )
+    (update,) = [c for c in calls if c[0] == "updateComment"]
+    assert update[1] == 3  # the bot's prod comment, not dev's nor a user's look-alike
+    assert "FAILED" in update[2] and "mandatory policy violation" in update[2]
+    assert "abc123" in update[2]  # the commit it is about
+    assert not any(c[0] == "comment" for c in calls)
+    assert any(c[0] == "summary" and "mandatory policy violation" in c[1] for c in calls)
+
+
+def test_first_preview_comment_is_created_and_says_when_nothing_ran(
+    workflows: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    calls = _run_preview_comment(workflows, tmp_path, "skipped", None, [])
+    (created,) = [c for c in calls if c[0] == "comment"]
+    assert created[1] == 12 and "did not run" in created[2]
+    assert created[2].startswith("<!-- scones-preview:prod -->")
+
+
+# --- expressions GitHub evaluates ------------------------------------------------------------
+
+
+def _expression(text: str, values: dict[str, Any]) -> Any:
+    """Evaluates a GitHub Actions expression built from paths, strings, ==, !=, &&, || and
+    format() (GitHub docs, "Evaluate expressions in workflows and actions"): && and || return
+    an operand, as Python's and/or do."""
+    body = text.strip()
+    if body.count("${{") != 1 or not (body.startswith("${{") and body.endswith("}}")):
+        # A string with interpolations, such as a concurrency group.
+        return re.sub(r"\$\{\{(.*?)\}\}",
+                      lambda m: str(_expression("${{" + m.group(1) + "}}", values)),
+                      " ".join(body.split()))
+    body = body[3:-2]
+    body = body.replace("&&", " and ").replace("||", " or ")
+    body = re.sub(r"!(?!=)", " not ", body)
+    body = re.sub(r"\bformat\(", "_format(", body)
+
+    def path(match: re.Match[str]) -> str:
+        return f"_get({match.group(0)!r})"
+
+    body = re.sub(r"\b(github|matrix|inputs|vars)(\.[\w-]+|\[[^\]]+\])+", path, body)
+
+    def get(name: str) -> Any:
+        # Every context value the expression reads must be given (an absent property is "").
+        return values[name]
+
+    def fmt(template: str, *args: Any) -> str:
+        return re.sub(r"\{(\d+)\}", lambda m: str(args[int(m.group(1))]), template)
+
+    # The input is this repository's own workflow files.
+    return eval(" ".join(body.split()), {"_get": get, "_format": fmt})
+
+
+PR_EVENTS = {
+    "branch of this repository": ("octo/scones", "alice", True),
+    "fork": ("mallory/scones", "mallory", False),
+    "Dependabot": ("octo/scones", "dependabot[bot]", False),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PR_EVENTS))
+def test_preview_runs_only_where_it_can_and_says_why_elsewhere(
+    case: str, workflows: dict[str, dict[str, Any]]
+) -> None:
+    """Defect 5: fork and Dependabot pull requests get no secrets and a read-only token (GitHub
+    docs, "Events that trigger workflows", pull_request, and "Automating Dependabot with GitHub
+    Actions"), so their preview could only fail. Exactly one of the two jobs runs."""
+    head, author, previews = PR_EVENTS[case]
+    values = {
+        "github.repository": "octo/scones",
+        "github.event.pull_request.head.repo.full_name": head,
+        "github.event.pull_request.user.login": author,
+    }
+    jobs = workflows["preview.yml"]["jobs"]
+    assert bool(_expression(jobs["preview"]["if"], values)) is previews
+    assert bool(_expression(jobs["preview-unavailable"]["if"], values)) is not previews
+    notice = jobs["preview-unavailable"]["steps"][0]
+    assert "::notice::" in notice["run"] and "GITHUB_STEP_SUMMARY" in notice["run"]
+
+
+def test_no_run_can_cancel_a_waiting_run_it_should_not(
+    workflows: dict[str, dict[str, Any]],
+) -> None:
+    """Defect 6: in a concurrency group GitHub keeps one pending run and cancels the older
+    pending one when another arrives, whatever cancel-in-progress says (GitHub docs, "Control
+    the concurrency of workflows and jobs"). So: CI runs outside pull requests never share a
+    group, and deploys and destroys of a stack are in different groups."""
+    group = workflows["ci.yml"]["concurrency"]["group"]
+
+    def ci_group(event: str, run_id: str, pr: str = "", workflow: str = "CI") -> str:
+        return _expression(group, {
+            "github.workflow": workflow, "github.event_name": event, "github.run_id": run_id,
+            "github.event.pull_request.number": pr,
+            "github.ref": f"refs/pull/{pr}/merge" if pr else "refs/heads/main",
+        })
+
+    assert ci_group("push", "1") != ci_group("push", "2")
+    assert ci_group("push", "1", workflow="Deploy") != ci_group("push", "2", workflow="Deploy")
+    assert ci_group("pull_request", "1", "7") == ci_group("pull_request", "2", "7")
+    assert ci_group("pull_request", "1", "7") != ci_group("pull_request", "1", "8")
+    destroy = workflows["destroy.yml"]["concurrency"]["group"]
+    deploy_jobs = workflows["deploy.yml"]["jobs"]
+    for stack in ("dev", "prod"):
+        deploy_group = deploy_jobs[stack]["concurrency"]["group"]
+        assert _expression(destroy, {"inputs.stack": stack}) != deploy_group
