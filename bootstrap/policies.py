@@ -208,6 +208,7 @@ def deploy_policy(
                 "logs:DescribeLogGroups", "logs:CreateLogDelivery", "logs:GetLogDelivery",
                 "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
                 "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DeleteResourcePolicy",
             ],
             ["*"],
             **in_region,

@@ -222,7 +222,26 @@ def _endpoint(r: Registered, ctx: Context) -> list[Request]:
     )(r, ctx)
     config = ctx.arn("sagemaker", f"endpoint-config/{_name(r, 'endpointConfigName').lower()}")
     # CreateEndpoint and UpdateEndpoint authorise on the endpoint and on its config.
-    return base + _on(config, "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")
+    requests = base + _on(config, "sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint")
+    if r.options.hooks:
+        # components/endpoint_update_hooks.py runs with the deploy role's credentials around an
+        # update: it reads the live endpoint and both configs. Its scaling calls are the scaling
+        # target's and policy's own (their rules below).
+        requests += _on(
+            ctx.arn("sagemaker", f"endpoint/{_name(r, 'name').lower()}"),
+            "sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpointWeightsAndCapacities",
+        ) + _on(config, "sagemaker:DescribeEndpointConfig")
+    return requests
+
+
+def _log_resource_policy(r: Registered, ctx: Context) -> list[Request]:
+    # terraform-provider-aws internal/service/logs/resource_policy.go: Put (create, update),
+    # Describe (read), Delete. CloudWatch Logs resource policies have no ARN (Service
+    # Authorization Reference, Amazon CloudWatch Logs: resource type "*").
+    return _on(
+        "*", "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+        "logs:DeleteResourcePolicy",
+    )
 
 
 def _registration(r: Registered, ctx: Context) -> list[Request]:
@@ -411,6 +430,9 @@ RULES: dict[str, Rule] = {
         name_input="modelPackageGroupName")),
     "aws:sfn/stateMachine:StateMachine": Rule("name", _state_machine),
     "aws:cloudwatch/logGroup:LogGroup": Rule("name", _log_group),
+    "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": Rule(
+        "policyName", _log_resource_policy
+    ),
     "aws:cloudwatch/metricAlarm:MetricAlarm": Rule("name", _alarm),
     "aws:cloudwatch/dashboard:Dashboard": Rule("dashboardName", _dashboard),
     "aws:cloudwatch/eventRule:EventRule": Rule("name", _event_rule),
