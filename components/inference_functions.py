@@ -68,6 +68,8 @@ class InferenceFunctionsArgs:
     log_retention_days: int
     capture_s3_uri: pulumi.Input[str] | None = None
     partition: str = "aws"
+    # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
+    read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
 
 
 class InferenceFunctions(pulumi.ComponentResource):
@@ -111,7 +113,7 @@ class InferenceFunctions(pulumi.ComponentResource):
             "serialize_image": [
                 statement(
                     ["s3:GetObject"],
-                    [pulumi.Output.concat(args.bucket_arn, f"/{INTAKE_PREFIX}/*")],
+                    [pulumi.Output.concat(args.bucket_arn, f"/{p}/*") for p in args.read_prefixes],
                     sid="ReadIntakeImages",
                 ),
                 statement(["kms:Decrypt"], key, sid="DecryptIntakeImages"),
