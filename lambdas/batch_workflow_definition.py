@@ -44,6 +44,9 @@ MAP_STATE = "ClassifyPrefix"
 SUMMARIZE_STATE = "Summarize"
 # What the summary calls an item whose result never arrived (Map Run stopped before it ran).
 NOT_RUN = "NotRun"
+# Items per execution of the inline form: one ListObjectsV2 page, whose keys and records fit in
+# the 256 KiB state with room to spare (docs/batch.md).
+LOCAL_CHUNK_ITEMS = 1000
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9!_.*'()/-]+/$")
 
 
@@ -215,8 +218,10 @@ def to_inline_map(definition: Mapping[str, Any], *, items_path: str = "$.items")
     - ``ItemReader`` -> ``ItemsPath`` (``items_path``): the caller lists the prefix with the
       same ListObjectsV2 call, paginated, and passes ``[{"Key": ...}, ...]`` there;
     - the per-image states run inside a one-branch Parallel whose success and Catch produce
-      the records ResultWriter writes (``Status``, ``Input``, ``Output`` or ``Error``/``Cause``),
-      so a failed image is a record, not the end of the Map (inline Map has no tolerance);
+      the records ResultWriter writes, cut to what the summary reads (``Status``, ``Input``
+      ``{"s3_key"}``, ``Output`` ``{"route"}`` or ``Error``), so a failed image is a record, not
+      the end of the Map (inline Map has no tolerance); the records live in the 256 KiB state,
+      so the caller runs at most LOCAL_CHUNK_ITEMS items per execution;
     - ``ResultWriter``/``ToleratedFailurePercentage``/``Label``/``ProcessorConfig`` go; the
       records land in ``$.map_results`` and the tolerance is handed to Summarize, which applies
       it to the records (as the Map Run would have, after the fact instead of early).
@@ -237,23 +242,30 @@ def to_inline_map(definition: Mapping[str, Any], *, items_path: str = "$.items")
             "Item": {
                 "Type": "Parallel",
                 "Branches": [{"StartAt": processor["StartAt"], "States": processor["States"]}],
-                "ResultSelector": {
-                    "Status": "SUCCEEDED",
-                    "Input.$": "States.JsonToString($[0])",
-                    "Output.$": "States.JsonToString($[0])",
-                },
+                "OutputPath": "$[0]",
                 "Catch": [
                     {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ItemFailed"}
                 ],
+                "Next": "ItemSucceeded",
+            },
+            # Only what the summary reads: the records of 1,000 items must fit, with the items,
+            # in the 256 KiB state (moto enforces the limit as Step Functions does).
+            "ItemSucceeded": {
+                "Type": "Pass",
+                "Parameters": {
+                    "Status": "SUCCEEDED",
+                    "Input": {"s3_key.$": "$.s3_key"},
+                    "Output": {"route.$": "$.route"},
+                },
                 "End": True,
             },
             "ItemFailed": {
                 "Type": "Pass",
+                # The Cause (a stack trace, kilobytes) stays in the execution history.
                 "Parameters": {
                     "Status": "FAILED",
-                    "Input.$": "States.JsonToString($)",
+                    "Input": {"s3_key.$": "$.s3_key"},
                     "Error.$": "$.error.Error",
-                    "Cause.$": "$.error.Cause",
                 },
                 "End": True,
             },

@@ -17,11 +17,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lambdas.batch_workflow_definition import (
+    LOCAL_CHUNK_ITEMS,
     RESULTS_PREFIX,
     build_batch_definition,
     to_inline_map,
@@ -127,8 +129,8 @@ def list_items(s3: Any, bucket: str, prefix: str) -> list[dict[str, str]]:
 
 @dataclass
 class BatchRun:
-    execution_arn: str
-    status: str
+    execution_arns: list[str]
+    status: str  # SUCCEEDED only if every execution did
     summary: dict[str, Any]
     wall_s: float
     listed: int | None  # keys the client listed (local mode), None when the Map lists them
@@ -136,6 +138,55 @@ class BatchRun:
 
 def summary_key(execution_arn: str) -> str:
     return f"{RESULTS_PREFIX}{execution_arn.rsplit(':', 1)[-1]}/{SUMMARY_NAME}"
+
+
+def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One summary for a batch run as several executions (local chunks): counts added."""
+    if len(summaries) == 1:
+        return dict(summaries[0])
+    routes: Counter[str] = Counter()
+    failures: Counter[str] = Counter()
+    merged: dict[str, Any] = {"items": 0, "listed": 0, "routed": 0, "failed": 0}
+    lists: dict[str, list[str]] = {"unaccounted": [], "unlisted": [], "duplicates": []}
+    for s in summaries:
+        routes.update(s.get("routes", {}))
+        failures.update(s.get("failures", {}))
+        for k in merged:
+            merged[k] += int(s.get(k, 0))
+        for k, values in lists.items():
+            values += s.get(k, [])
+    reasons = [s["reason"] for s in summaries if not s.get("complete")]
+    return {
+        **merged,
+        "routes": dict(sorted(routes.items())),
+        "failures": dict(sorted(failures.items())),
+        **{k: sorted(v) for k, v in lists.items()},
+        "complete": all(s.get("complete") for s in summaries),
+        "reason": "; ".join(reasons) or "every listed object has a route or a named failure",
+        "summary_uris": [s.get("summary_uri") for s in summaries],
+        "executions": len(summaries),
+    }
+
+
+def _wait(sfn: Any, arn: str, deadline: float, poll_s: float) -> dict[str, Any]:
+    while True:
+        desc = sfn.describe_execution(executionArn=arn)
+        if desc["status"] != "RUNNING":
+            return desc
+        if time.perf_counter() > deadline:
+            raise TimeoutError(f"batch {arn} still running")
+        time.sleep(poll_s)
+
+
+def _summary(s3: Any, bucket: str, desc: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        body = s3.get_object(Bucket=bucket, Key=summary_key(desc["executionArn"]))["Body"].read()
+        return dict(json.loads(body))
+    except Exception as exc:  # no summary: the request was refused, or Summarize itself failed
+        return {
+            "complete": False,
+            "reason": f"{desc.get('error') or desc['status']}: {desc.get('cause') or exc}",
+        }
 
 
 def run_batch(
@@ -148,37 +199,36 @@ def run_batch(
     inline: bool,
     timeout_s: float = 3600.0,
     poll_s: float = 0.2,
+    chunk_items: int = LOCAL_CHUNK_ITEMS,
 ) -> BatchRun:
-    """Start one batch execution, wait for it, and read its summary.json."""
-    request: dict[str, Any] = {"prefix": prefix}
-    listed = None
+    """Run the batch and read its summary.json: in the cloud (``inline=False``) one execution
+    whose Map lists the prefix; locally the listing split into executions of at most
+    ``chunk_items`` keys (an inline Map's results live in the 256 KiB state), one after the
+    other, their summaries merged."""
     started = time.perf_counter()
-    if inline:
-        request["items"] = list_items(s3, bucket, prefix)
-        listed = len(request["items"])
-    arn = sfn.start_execution(
-        stateMachineArn=state_machine_arn,
-        name=f"batch-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
-        input=json.dumps(request),
-    )["executionArn"]
     deadline = started + timeout_s
-    while True:
-        desc = sfn.describe_execution(executionArn=arn)
-        if desc["status"] != "RUNNING":
-            break
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"batch {arn} still running after {timeout_s:.0f}s")
-        time.sleep(poll_s)
+    if inline:
+        items = list_items(s3, bucket, prefix)
+        chunks = [items[i : i + chunk_items] for i in range(0, len(items), chunk_items)] or [[]]
+    else:
+        items, chunks = [], [None]
+    descs = []
+    for chunk in chunks:
+        request: dict[str, Any] = {"prefix": prefix}
+        if chunk is not None:
+            request["items"] = chunk
+        arn = sfn.start_execution(
+            stateMachineArn=state_machine_arn,
+            name=f"batch-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}",
+            input=json.dumps(request),
+        )["executionArn"]
+        descs.append(_wait(sfn, arn, deadline, poll_s))
     wall = time.perf_counter() - started
-    try:
-        body = s3.get_object(Bucket=bucket, Key=summary_key(arn))["Body"].read()
-        summary = json.loads(body)
-    except Exception as exc:  # no summary: the request was refused, or Summarize itself failed
-        summary = {
-            "complete": False,
-            "reason": f"{desc.get('error') or desc['status']}: {desc.get('cause') or exc}",
-        }
-    return BatchRun(arn, desc["status"], summary, wall, listed)
+    summary = merge_summaries([_summary(s3, bucket, d) for d in descs])
+    status = "SUCCEEDED" if all(d["status"] == "SUCCEEDED" for d in descs) else "FAILED"
+    return BatchRun(
+        [d["executionArn"] for d in descs], status, summary, wall, len(items) if inline else None
+    )
 
 
 def stack_outputs(
@@ -205,7 +255,7 @@ def stack_outputs(
 
 def format_summary(run: BatchRun) -> str:
     s = run.summary
-    lines = [f"batch {run.execution_arn}: {run.status} in {run.wall_s:.1f}s"]
+    lines = [f"batch {', '.join(run.execution_arns)}: {run.status} in {run.wall_s:.1f}s"]
     if "items" in s:
         rate = s["items"] / run.wall_s if run.wall_s > 0 else 0.0
         lines.append(
@@ -214,8 +264,9 @@ def format_summary(run: BatchRun) -> str:
         )
         lines.append(f"routes   {json.dumps(s['routes'])}")
         lines.append(f"failures {json.dumps(s['failures'])}")
-        if s.get("summary_uri"):
-            lines.append(f"summary  {s['summary_uri']}")
+        for uri in s.get("summary_uris") or [s.get("summary_uri")]:
+            if uri:
+                lines.append(f"summary  {uri}")
     lines.append(("complete: " if s.get("complete") else "INCOMPLETE: ") + str(s.get("reason")))
     return "\n".join(lines)
 

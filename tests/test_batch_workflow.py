@@ -103,11 +103,9 @@ def test_mixed_prefix_is_accounted_item_by_item(
     assert s["failures"] == {"LowConfidence": 1, "InvalidImage": 2}
     assert s["items"] == s["listed"] == run.listed == 11
     assert (s["unaccounted"], s["duplicates"], s["complete"]) == ([], [], True)
-    stored = json.loads(
-        wf.s3.get_object(Bucket=BUCKET, Key=f"batch-results/{run.execution_arn.rsplit(':', 1)[1]}"
-                         "/summary.json")["Body"].read()
-    )
-    assert stored == s
+    execution = run.execution_arns[0].rsplit(":", 1)[1]
+    stored = wf.s3.get_object(Bucket=BUCKET, Key=f"batch-results/{execution}/summary.json")
+    assert json.loads(stored["Body"].read()) == s
     # The low-confidence image went to human review, as a single image would.
     assert any(m.get("s3_key") == f"{prefix}unsure.png" for m in wf.messages(wf.review_queue))
 
@@ -125,7 +123,7 @@ def test_failures_over_the_tolerance_end_incomplete_but_accounted(
         run = run_batch(wf.sfn, wf.s3, arn, BUCKET, prefix, inline=True, timeout_s=120)
     finally:
         endpoint.responder = None
-    desc = wf.sfn.describe_execution(executionArn=run.execution_arn)
+    desc = wf.sfn.describe_execution(executionArn=run.execution_arns[0])
     assert (run.status, desc["error"]) == ("FAILED", "BatchIncomplete")
     assert run.summary["failures"] == {"EndpointError": 4}
     assert run.summary["map_error"]["Error"] == "States.ExceedToleratedFailureThreshold"

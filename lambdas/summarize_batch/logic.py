@@ -6,7 +6,8 @@ https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.h
 ``manifest.json`` naming result files per status (``SUCCEEDED``, ``FAILED``, ``PENDING``), each
 file a JSON array of ``{"Status", "Input", "Output" | "Error"/"Cause", ...}`` where ``Input``
 and ``Output`` are JSON strings. Local mode's inline Map produces the same records in the
-state (lambdas.batch_workflow_definition.to_inline_map).
+state (lambdas.batch_workflow_definition.to_inline_map), ``Input``/``Output`` as objects, with the
+listed items beside them.
 """
 
 from __future__ import annotations
@@ -195,7 +196,12 @@ def run(s3: Any, event: Any) -> dict[str, Any]:
         manifest = find_manifest(s3, bucket, request["results_prefix"], batch)
         records = load_records(s3, bucket, manifest) if manifest else []
         source = f"s3://{bucket}/{manifest}" if manifest else "none"
-    listed = list_keys(s3, bucket, request["prefix"], parse_time(request["started_at"]))
+    if isinstance(batch.get("items"), list):  # local mode: the caller listed the prefix
+        listed = [i["Key"] for i in batch["items"] if isinstance(i, dict) and "Key" in i]
+    else:
+        listed = list(
+            list_keys(s3, bucket, request["prefix"], parse_time(request["started_at"]))
+        )
     summary = summarize(
         records,
         listed,
