@@ -58,8 +58,9 @@ from lambdas.batch_workflow_definition import (
 )
 
 SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
-# Distributed Map child workflows may only run under a STANDARD parent (Step Functions
-# developer guide, "Using Map state in Distributed mode").
+# A Distributed Map state runs only in a STANDARD workflow (Step Functions developer guide,
+# "Using Map state in Distributed mode":
+# https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html).
 STATE_MACHINE_TYPE = "STANDARD"
 
 
