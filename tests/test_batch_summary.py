@@ -17,7 +17,7 @@ import pytest
 from moto import mock_aws
 
 from lambdas.errors import InvalidEvent
-from lambdas.summarize_batch.logic import run, summarize
+from lambdas.summarize_batch.logic import MAX_KEYS_IN_STATE, run, summarize
 
 BUCKET = "scones-summary-test"
 PREFIX = "batch/day-2/"
@@ -107,7 +107,7 @@ def test_result_files_are_counted_per_route_and_named_failure(s3: Any) -> None:
     assert (summary["items"], summary["listed"], summary["complete"]) == (5, 5, True)
     assert summary["results_source"] == f"s3://{BUCKET}/{manifest}"
     stored = s3.get_object(Bucket=BUCKET, Key=f"{RESULTS}summary.json")["Body"].read()
-    assert json.loads(stored) == summary
+    assert json.loads(stored) == summary  # nothing to cut: the state's copy is the whole
 
 
 def test_failed_map_run_is_summarised_from_what_it_wrote(s3: Any) -> None:
@@ -162,3 +162,13 @@ def test_duplicate_results_are_reported() -> None:
 def test_bad_request_is_a_named_error(s3: Any, event: Any) -> None:
     with pytest.raises(InvalidEvent):
         run(s3, event)
+
+
+def test_many_missing_results_keep_the_state_small(s3: Any) -> None:
+    """Every key is in summary.json; the execution's output names the first 100 and the count."""
+    keys = [f"{PREFIX}{i:04d}.png" for i in range(MAX_KEYS_IN_STATE + 5)]
+    summary = run(s3, _event({"map_results": [], "items": [{"Key": k} for k in keys]}))
+    assert summary["unaccounted"] == keys[:MAX_KEYS_IN_STATE]
+    assert summary["unaccounted_count"] == len(keys)
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key=f"{RESULTS}summary.json")["Body"].read())
+    assert stored["unaccounted"] == keys and stored["failures"] == {"NotRun": len(keys)}

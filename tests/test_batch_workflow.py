@@ -103,9 +103,10 @@ def test_mixed_prefix_is_accounted_item_by_item(
     assert s["failures"] == {"LowConfidence": 1, "InvalidImage": 2}
     assert s["items"] == s["listed"] == run.listed == 11
     assert (s["unaccounted"], s["duplicates"], s["complete"]) == ([], [], True)
-    execution = run.execution_arns[0].rsplit(":", 1)[1]
-    stored = wf.s3.get_object(Bucket=BUCKET, Key=f"batch-results/{execution}/summary.json")
-    assert json.loads(stored["Body"].read()) == s
+    # The execution's output is the summary Summarize wrote to summary.json (which run read).
+    output = wf.sfn.describe_execution(executionArn=run.execution_arns[0])["output"]
+    assert json.loads(output) == s
+    assert s["summary_uri"].endswith(f"{run.execution_arns[0].rsplit(':', 1)[1]}/summary.json")
     # The low-confidence image went to human review, as a single image would.
     assert any(m.get("s3_key") == f"{prefix}unsure.png" for m in wf.messages(wf.review_queue))
 

@@ -22,6 +22,9 @@ from lambdas.batch_workflow_definition import NOT_RUN
 from lambdas.errors import InvalidEvent
 
 SUMMARY_NAME = "summary.json"
+# Keys listed in the state's copy of the summary (summary.json has them all): the summary is
+# the execution's output and must stay far below the 256 KiB state limit.
+MAX_KEYS_IN_STATE = 100
 # Step Functions' error when a Map Run's failures exceed its tolerance.
 TOLERANCE_ERROR = "States.ExceedToleratedFailureThreshold"
 
@@ -220,4 +223,15 @@ def run(s3: Any, event: Any) -> dict[str, Any]:
         Body=json.dumps(summary, indent=2, sort_keys=True).encode(),
         ContentType="application/json",
     )
-    return summary
+    return for_state(summary)
+
+
+def for_state(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """The summary with its key lists cut to MAX_KEYS_IN_STATE (``<list>_count`` says how many)."""
+    out = dict(summary)
+    for name in ("unaccounted", "unlisted", "duplicates"):
+        keys = list(summary.get(name) or [])
+        if len(keys) > MAX_KEYS_IN_STATE:
+            out[name] = keys[:MAX_KEYS_IN_STATE]
+            out[f"{name}_count"] = len(keys)
+    return out
