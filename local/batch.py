@@ -35,9 +35,9 @@ SUMMARIZE_FUNCTION = "scones-summarize-batch"
 SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
 # Local mode may also batch the staged test set; the cloud stack allows batch/ and intake/.
 LOCAL_INPUT_PREFIXES = ("batch/", "intake/", "test/")
-# Inline Map iterations run on the moto server's threads: more than this only adds contention
-# on two cores (benchmarks/results/batch.json).
-LOCAL_MAX_CONCURRENCY = 16
+# Inline Map iterations run on the moto server's threads; on two cores 8, 16 and 32 gave the
+# same throughput within the machine's noise (benchmarks/results/batch*.json), 8 the best twice.
+LOCAL_MAX_CONCURRENCY = 8
 
 
 class BatchRequestError(ValueError):
