@@ -10,8 +10,9 @@ IAM, least privilege on named resources:
   Map states": https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html):
   states:StartExecution on this state machine (a Distributed Map starts its child workflow
   executions as executions of the parent) and states:DescribeExecution/StopExecution on its
-  executions; s3:ListBucket on the bucket, only for the input prefixes (ItemReader, "IAM
-  policies for datasets": https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html);
+  child executions, named ``execution:<name>/<map run label>:<id>`` (hence ``<name>/*``);
+  s3:ListBucket on the bucket, only for the input prefixes (ItemReader, "IAM policies for
+  datasets": https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html);
   s3:PutObject/GetObject/ListMultipartUploadParts/AbortMultipartUpload under the results
   prefix ("IAM policies for ResultWriter":
   https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html; the
