@@ -38,13 +38,17 @@ def function_statements(
     endpoint_arn: Any,
     routing_topic_arn: Any,
     writes_capture: bool,
+    read_prefixes: Sequence[str] = (INTAKE_PREFIX,),
 ) -> list[dict[str, Any]]:
-    """The statements `function`'s handler needs for its AWS calls (no logs, no X-Ray)."""
+    """The statements `function`'s handler needs for its AWS calls (no logs, no X-Ray).
+
+    read_prefixes: key prefixes (no trailing "/") the serialize step reads: intake/, plus the
+    batch workflow's inputs."""
     key: Sequence[Any] = [kms_key_arn]
     if function == "serialize_image":
         return [
             statement(
-                ["s3:GetObject"], [_concat(bucket_arn, f"/{INTAKE_PREFIX}/*")],
+                ["s3:GetObject"], [_concat(bucket_arn, f"/{p}/*") for p in read_prefixes],
                 sid="ReadIntakeImages",
             ),
             statement(["kms:Decrypt"], key, sid="DecryptIntakeImages"),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.bucket_layout import INTAKE_PREFIX
 from components.function_policies import FUNCTIONS, function_statements
 from components.iam import (
     XRAY_WRITE_ACTIONS,
@@ -94,6 +95,8 @@ class InferenceFunctionsArgs:
     capture_s3_uri: pulumi.Input[str] | None = None
     partition: str = "aws"
     powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
+    # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
+    read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
 
 
 class InferenceFunctions(pulumi.ComponentResource):
@@ -138,6 +141,7 @@ class InferenceFunctions(pulumi.ComponentResource):
                 endpoint_arn=args.endpoint_arn,
                 routing_topic_arn=self.routing_topic.arn,
                 writes_capture=args.capture_s3_uri is not None,
+                read_prefixes=args.read_prefixes,
             )
             for f in FUNCTIONS
         }

@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import METRICS_NAMESPACE, Alarms, AlarmsArgs
+from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
@@ -32,6 +33,7 @@ from components.settings import Settings, validate_stack_name
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
 # orders, motorcycles distant), so cloud and local mode route alike.
+from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
 from lambdas.config import DEFAULT_ROUTES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -246,6 +248,9 @@ def deploy(
             capture_s3_uri=endpoint.lambda_capture_s3_uri,
             partition=partition,
             powertools_layer_arn=powertools,
+            read_prefixes=list(
+                dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
+            ),
         ),
     )
     workflow = InferenceWorkflow(
@@ -260,6 +265,26 @@ def deploy(
             log_retention_days=settings.log_retention_days,
             region=region,
             account_id=account_id,
+        ),
+    )
+    # The batch workflow: the per-image states over every object under a prefix.
+    batch = BatchWorkflow(
+        "batch",
+        BatchWorkflowArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            lambda_zip=artifacts.lambda_zip,
+            function_arns=functions.function_arns,
+            review_topic_arn=workflow.review_topic.arn,
+            routes=routes,
+            bucket_name=staging.bucket_name,
+            bucket_arn=staging.bucket_arn,
+            kms_key_arn=key.arn,
+            log_retention_days=settings.log_retention_days,
+            service_name=functions.service_name,
+            input_prefixes=BATCH_INPUT_PREFIXES,
+            partition=partition,
         ),
     )
     state_machine_arn = workflow.state_machine.arn
@@ -339,6 +364,7 @@ def deploy(
         "bucket": staging.bucket_name,
         "endpointName": endpoint.endpoint_name,
         "stateMachineArn": state_machine_arn,
+        "batchStateMachineArn": batch.state_machine.arn,
         "alarmTopicArn": alarms.topic.arn,
         "routingTopicArn": functions.routing_topic.arn,
         "reviewTopicArn": workflow.review_topic.arn,
@@ -354,6 +380,7 @@ def deploy(
             "endpoint": endpoint,
             "functions": functions,
             "workflow": workflow,
+            "batch": batch,
             "drift": drift,
         },
     }

@@ -8,6 +8,8 @@ run      start N executions on random staged test images (plus M bad events), sh
          then a table of results and a summary (accuracy, outcomes, latency, throughput).
 down     stop the servers and remove .scones/ (--purge-cache also drops the trained-model cache).
 monitor  the drift report over captured traffic (local.monitor).
+batch    classify every object under s3://bucket/prefix/ with the batch workflow (local.batch;
+         --stack NAME runs it on a deployed stack).
 """
 
 from __future__ import annotations
@@ -373,6 +375,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from local.batch import cmd_batch as run_batch_command
+
+    return run_batch_command(args, None if args.stack else _require_up(args.state_dir))
+
+
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir: Path = args.state_dir.resolve()
     state = _read_state(state_dir)
@@ -428,6 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "monitor", help="drift report over captured traffic (local.monitor)", add_help=False
     )
+    from local.batch import add_parser as add_batch_parser
+
+    add_batch_parser(sub)
     return parser
 
 
@@ -444,5 +455,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return int(monitor_main(argv[i + 1 :]) or 0)
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down}
+    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down, "batch": cmd_batch}
     return handlers[args.command](args)

@@ -222,7 +222,22 @@ def deploy_workflow(
     state_machine_arn = sfn.create_state_machine(
         name=STATE_MACHINE, definition=json.dumps(definition), roleArn=workflow_role
     )["stateMachineArn"]
+    # The batch workflow (local/batch.py): the same functions, in its inline-Map form.
+    from local.batch import deploy_batch
+
+    batch = deploy_batch(
+        lam=lam,
+        sfn=sfn,
+        role_arn=workflow_role,
+        zip_bytes=zip_path.read_bytes(),
+        environment=env,
+        function_arns=function_arns,
+        review_topic_arn=topics[REVIEW_TOPIC],
+        routes=routes,
+        bucket=BUCKET,
+    )
     return {
+        **batch,
         "bucket": BUCKET,
         "uploaded_files": n_files,
         "topics": topics,

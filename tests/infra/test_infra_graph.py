@@ -44,6 +44,13 @@ COMPONENT_CHILDREN = {
         "aws:cloudwatch/eventRule:EventRule": 1,
         "aws:cloudwatch/eventTarget:EventTarget": 1,
     },
+    "scones:workflow:BatchWorkflow": {
+        "aws:cloudwatch/logGroup:LogGroup": 2,
+        "aws:iam/role:Role": 2,
+        "aws:iam/rolePolicy:RolePolicy": 2,
+        "aws:lambda/function:Function": 1,
+        "aws:sfn/stateMachine:StateMachine": 1,
+    },
     "scones:monitoring:DriftMonitor": {
         "aws:cloudwatch/logGroup:LogGroup": 1,
         "aws:iam/role:Role": 1,
@@ -110,7 +117,9 @@ def test_stack_outputs(stack: str, request: pytest.FixtureRequest) -> None:
     bucket = run.one("aws:s3/bucket:Bucket").outputs["bucket"]
     assert out["bucket"] == bucket
     assert out["endpointName"] == f"scones-{stack}"
-    assert out["stateMachineArn"] == run.one("aws:sfn/stateMachine:StateMachine").outputs["arn"]
+    machines = "aws:sfn/stateMachine:StateMachine"
+    assert out["stateMachineArn"] == run.one(machines, "workflow-state-machine").outputs["arn"]
+    assert out["batchStateMachineArn"] == run.one(machines, "batch-state-machine").outputs["arn"]
     assert out["alarmTopicArn"] == run.named("alarms-topic").outputs["arn"]
     assert out["dashboardUrl"].endswith(f"#dashboards:name=scones-{stack}")
     assert out["modelDataUrl"] == (

@@ -48,8 +48,9 @@ def test_every_policy_document_is_scoped(run) -> None:
             )
             checked += 1
     # 9 roles and their 9 policies (4 functions, training, endpoint, workflow, events, drift
-    # detector), the bucket policy, the key policy and the workflow log group's resource policy
-    assert checked == 9 + 9 + 1 + 1 + 1
+    # detector, batch state machine, summarize_batch), the bucket policy, the key policy and
+    # the workflow log group's resource policy
+    assert checked == 11 + 11 + 1 + 1 + 1
 
 
 def test_roles_trust_one_service_each(run) -> None:
@@ -69,6 +70,8 @@ def test_roles_trust_one_service_each(run) -> None:
         "workflow-role": "states.amazonaws.com",
         "workflow-events-role": "events.amazonaws.com",
         "drift-role": "lambda.amazonaws.com",
+        "batch-role": "states.amazonaws.com",
+        "batch-summarize-role": "lambda.amazonaws.com",
     }
 
 
@@ -89,7 +92,9 @@ def test_function_roles_touch_exactly_their_resources(run) -> None:
         return granted
 
     assert own("serialize-image") == {
-        "s3:GetObject": [f"{bucket_arn}/intake/*"], "kms:Decrypt": [key_arn]
+        # intake/, and batch/ for the batch workflow (intake/ is a batch input too)
+        "s3:GetObject": [f"{bucket_arn}/intake/*", f"{bucket_arn}/batch/*"],
+        "kms:Decrypt": [key_arn],
     }
     classify = own("classify-image")
     assert classify.pop("sagemaker:InvokeEndpoint") == [endpoint_arn]

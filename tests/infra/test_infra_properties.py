@@ -213,7 +213,7 @@ def test_powertools_layer_resolved_for_the_pinned_version(pulumi_mocks, dev) -> 
 
 
 def test_state_machine_definition_as_deployed(run) -> None:
-    machine = run.one("aws:sfn/stateMachine:StateMachine").inputs
+    machine = run.one("aws:sfn/stateMachine:StateMachine", "workflow-state-machine").inputs
     arns = {
         step: run.named(f"functions-{step.replace('_', '-')}").outputs["arn"]
         for step in ("serialize_image", "classify_image", "filter_inferences", "route_driver")

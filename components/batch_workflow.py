@@ -1,0 +1,310 @@
+"""BatchWorkflow: the batch state machine (Distributed Map over an S3 prefix) and its summary.
+
+The definition is lambdas.batch_workflow_definition.build_batch_definition, whose item processor
+is the per-image workflow's states (build_definition), resolved with Output.all(...).apply as
+InferenceWorkflow does. The summarize_batch function comes from the same deployment zip as the
+four workflow functions.
+
+IAM, least privilege on named resources:
+- The state machine's role (Step Functions developer guide, "IAM policies for using Distributed
+  Map states": https://docs.aws.amazon.com/step-functions/latest/dg/iam-policies-eg-dist-map.html):
+  states:StartExecution on this state machine (a Distributed Map starts its child workflow
+  executions as executions of the parent) and states:DescribeExecution/StopExecution on its
+  child executions, named ``execution:<name>/<map run label>:<id>`` (hence ``<name>/*``);
+  s3:ListBucket on the bucket, only for the input prefixes (ItemReader, "IAM policies for
+  datasets": https://docs.aws.amazon.com/step-functions/latest/dg/input-output-itemreader.html);
+  s3:PutObject/GetObject/ListMultipartUploadParts/AbortMultipartUpload under the results
+  prefix ("IAM policies for ResultWriter":
+  https://docs.aws.amazon.com/step-functions/latest/dg/input-output-resultwriter.html; the
+  same four actions as aws-cdk-lib aws-stepfunctions/lib/states/distributed-map/
+  result-writer.ts providePolicyStatements), with the bucket key's kms:Decrypt/GenerateDataKey
+  (the bucket is SSE-KMS); lambda:InvokeFunction on the four workflow functions and
+  summarize_batch; sns:Publish on the review topic (the LowConfidence path).
+  No states:* on another state machine and no events:PutRule: the per-image graph runs inline
+  as the Map's item processor, not as a `startExecution.sync` child (docs/batch.md, "Why an
+  item processor and not startExecution.sync:2").
+- Its trust policy admits states.amazonaws.com only for this account and this state machine
+  (aws:SourceAccount, aws:SourceArn: "Prevent cross-service confused deputy issue",
+  https://docs.aws.amazon.com/step-functions/latest/dg/procedure-create-iam-role.html); the
+  ARN is built from the fixed name, so role and state machine do not depend on each other.
+- summarize_batch reads the result files and writes summary.json under the results prefix,
+  and lists the input prefixes (to check every object has a result).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, log_group_arns
+from components.iam import statement as allow
+from components.inference_functions import (
+    METRICS_NAMESPACE,
+    RUNTIME,
+    powertools_layer_parameter,
+    zip_source_hash,
+)
+from components.inference_workflow import SFN_LOG_DELIVERY_ACTIONS, XRAY_SAMPLING_ACTIONS
+from lambdas.batch_workflow_definition import (
+    DEFAULT_INPUT_PREFIXES,
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_TOLERATED_FAILURE_PERCENTAGE,
+    RESULTS_PREFIX,
+    build_batch_definition,
+)
+
+SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
+# A Distributed Map state runs only in a STANDARD workflow (Step Functions developer guide,
+# "Using Map state in Distributed mode":
+# https://docs.aws.amazon.com/step-functions/latest/dg/state-map-distributed.html).
+STATE_MACHINE_TYPE = "STANDARD"
+
+
+def batch_state_machine_name(stack: str) -> str:
+    return f"scones-{stack}-batch"
+
+
+@dataclass
+class BatchWorkflowArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    lambda_zip: Path
+    function_arns: Mapping[str, pulumi.Input[str]]
+    review_topic_arn: pulumi.Input[str]
+    routes: Mapping[str, str]
+    bucket_name: pulumi.Input[str]
+    bucket_arn: pulumi.Input[str]
+    kms_key_arn: pulumi.Input[str]
+    log_retention_days: int
+    service_name: str
+    input_prefixes: Sequence[str] = field(default_factory=lambda: list(DEFAULT_INPUT_PREFIXES))
+    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
+    tolerated_failure_percentage: float = DEFAULT_TOLERATED_FAILURE_PERCENTAGE
+    partition: str = "aws"
+
+
+class BatchWorkflow(pulumi.ComponentResource):
+    state_machine: aws.sfn.StateMachine
+    summarize_function: aws.lambda_.Function
+    definition: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: BatchWorkflowArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:workflow:BatchWorkflow", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        sm_name = batch_state_machine_name(args.stack)
+        arn_base = pulumi.Output.concat(
+            f"arn:{args.partition}:states:{args.region}:", args.account_id, ":"
+        )
+        sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
+        results_objects = pulumi.Output.concat(args.bucket_arn, f"/{RESULTS_PREFIX}*")
+        list_prefixes = {
+            "StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}
+        }
+        key = [args.kms_key_arn]
+
+        # summarize_batch: reads results, lists the input prefixes, writes summary.json.
+        fname = f"scones-{args.stack}-summarize-batch"
+        self.summarize_logs = aws.cloudwatch.LogGroup(
+            f"{name}-summarize-logs",
+            name=f"/aws/lambda/{fname}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.summarize_role = aws.iam.Role(
+            f"{name}-summarize-role",
+            description=f"scones {args.stack}: Lambda summarize_batch",
+            assume_role_policy=assume_role_policy(
+                "lambda.amazonaws.com", source_account=args.account_id
+            ),
+            opts=child,
+        )
+        self.summarize_policy = aws.iam.RolePolicy(
+            f"{name}-summarize-policy",
+            role=self.summarize_role.id,
+            policy=document(
+                [
+                    allow(
+                        ["s3:ListBucket"],
+                        [args.bucket_arn],
+                        sid="ListInputAndResults",
+                        condition={
+                            "StringLike": {
+                                "s3:prefix": [
+                                    *(f"{p}*" for p in args.input_prefixes),
+                                    f"{RESULTS_PREFIX}*",
+                                ]
+                            }
+                        },
+                    ),
+                    allow(
+                        ["s3:GetObject", "s3:PutObject"], [results_objects], sid="ResultsAndSummary"
+                    ),
+                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
+                    allow(
+                        ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        log_group_arns(self.summarize_logs.arn),
+                        sid="WriteOwnLogGroup",
+                    ),
+                    allow(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                ]
+            ),
+            opts=child,
+        )
+        layer = aws.ssm.get_parameter_output(
+            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
+        ).value
+        self.summarize_function = aws.lambda_.Function(
+            f"{name}-summarize",
+            name=fname,
+            description=f"scones {args.stack}: batch summary per route and named failure",
+            runtime=RUNTIME,
+            architectures=["x86_64"],
+            handler=SUMMARIZE_HANDLER,
+            code=pulumi.FileArchive(str(args.lambda_zip)),
+            source_code_hash=zip_source_hash(args.lambda_zip),
+            role=self.summarize_role.arn,
+            layers=[layer],
+            memory_size=512,
+            # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
+            timeout=300,
+            environment={
+                "variables": {
+                    "POWERTOOLS_SERVICE_NAME": args.service_name,
+                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
+                }
+            },
+            tracing_config={"mode": "Active"},
+            logging_config={
+                "log_format": "JSON",
+                "log_group": self.summarize_logs.name,
+                "application_log_level": "INFO",
+                "system_log_level": "WARN",
+            },
+            opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[self.summarize_policy, self.summarize_logs]
+            ),
+        )
+
+        # The state machine's role.
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/vendedlogs/states/{sm_name}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"scones {args.stack}: Step Functions batch workflow",
+            assume_role_policy=document(
+                [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "states.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": args.account_id},
+                            # The state machine, and its Distributed Map state's qualified ARN.
+                            "ArnLike": {
+                                "aws:SourceArn": [sm_arn, pulumi.Output.concat(sm_arn, "/*")]
+                            },
+                        },
+                    }
+                ]
+            ),
+            opts=child,
+        )
+        keys = sorted(args.function_arns)
+        function_arns = [args.function_arns[k] for k in keys]
+        self.role_policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(
+                [
+                    allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
+                    allow(
+                        ["states:DescribeExecution", "states:StopExecution"],
+                        [pulumi.Output.concat(arn_base, f"execution:{sm_name}/*")],
+                        sid="ManageChildWorkflows",
+                    ),
+                    allow(
+                        ["s3:ListBucket"],
+                        [args.bucket_arn],
+                        sid="ListInputPrefixes",
+                        condition=list_prefixes,
+                    ),
+                    allow(
+                        [
+                            "s3:AbortMultipartUpload",
+                            "s3:GetObject",
+                            "s3:ListMultipartUploadParts",
+                            "s3:PutObject",
+                        ],
+                        [results_objects],
+                        sid="WriteMapRunResults",
+                    ),
+                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
+                    allow(
+                        ["lambda:InvokeFunction"],
+                        [*function_arns, self.summarize_function.arn],
+                        sid="InvokeTheFunctions",
+                    ),
+                    allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
+                    allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
+                    allow(
+                        XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
+                        ["*"],
+                        sid="XRayHasNoResourceLevel",
+                    ),
+                ]
+            ),
+            opts=child,
+        )
+        input_prefixes = list(args.input_prefixes)
+        self.definition = pulumi.Output.all(
+            args.bucket_name, args.review_topic_arn, self.summarize_function.arn, *function_arns
+        ).apply(
+            lambda values: json.dumps(
+                build_batch_definition(
+                    dict(zip(keys, values[3:], strict=True)),
+                    summarize_function_arn=values[2],
+                    review_topic_arn=values[1],
+                    bucket=values[0],
+                    routes=dict(args.routes),
+                    input_prefixes=input_prefixes,
+                    max_concurrency=args.max_concurrency,
+                    tolerated_failure_percentage=args.tolerated_failure_percentage,
+                ),
+                indent=2,
+                sort_keys=True,
+            )
+        )
+        self.state_machine = aws.sfn.StateMachine(
+            f"{name}-state-machine",
+            name=sm_name,
+            type=STATE_MACHINE_TYPE,
+            role_arn=self.role.arn,
+            definition=self.definition,
+            logging_configuration={
+                "level": "ALL",
+                # Child executions carry base64 images: execution data stays out of the logs.
+                "include_execution_data": False,
+                "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
+            },
+            tracing_configuration={"enabled": True},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+        )
+        self.register_outputs(
+            {
+                "stateMachineArn": self.state_machine.arn,
+                "summarizeFunctionArn": self.summarize_function.arn,
+            }
+        )
