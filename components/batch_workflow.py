@@ -46,10 +46,14 @@ from components.iam import statement as allow
 from components.inference_functions import (
     METRICS_NAMESPACE,
     RUNTIME,
-    powertools_layer_parameter,
+    powertools_layer_arn,
     zip_source_hash,
 )
-from components.inference_workflow import SFN_LOG_DELIVERY_ACTIONS, XRAY_SAMPLING_ACTIONS
+from components.inference_workflow import (
+    SFN_LOG_DELIVERY_ACTIONS,
+    XRAY_SAMPLING_ACTIONS,
+    log_delivery_policy,
+)
 from lambdas.batch_workflow_definition import (
     DEFAULT_INPUT_PREFIXES,
     DEFAULT_MAX_CONCURRENCY,
@@ -83,6 +87,7 @@ class BatchWorkflowArgs:
     kms_key_arn: pulumi.Input[str]
     log_retention_days: int
     service_name: str
+    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     input_prefixes: Sequence[str] = field(default_factory=lambda: list(DEFAULT_INPUT_PREFIXES))
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     tolerated_failure_percentage: float = DEFAULT_TOLERATED_FAILURE_PERCENTAGE
@@ -158,9 +163,7 @@ class BatchWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        layer = aws.ssm.get_parameter_output(
-            name=powertools_layer_parameter(), opts=pulumi.InvokeOutputOptions(parent=self)
-        ).value
+        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
         self.summarize_function = aws.lambda_.Function(
             f"{name}-summarize",
             name=fname,
@@ -199,6 +202,14 @@ class BatchWorkflow(pulumi.ComponentResource):
             f"{name}-logs",
             name=f"/aws/vendedlogs/states/{sm_name}",
             retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        # The role has no logs:PutResourcePolicy, so the log group's delivery policy is a
+        # resource of the stack, as for the per-image workflow (components/inference_workflow.py).
+        self.log_delivery_policy = aws.cloudwatch.LogResourcePolicy(
+            f"{name}-log-delivery",
+            policy_name=f"{sm_name}-log-delivery",
+            policy_document=log_delivery_policy(self.log_group.arn, args.account_id, args.region),
             opts=child,
         )
         self.role = aws.iam.Role(
@@ -300,7 +311,14 @@ class BatchWorkflow(pulumi.ComponentResource):
                 "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
             },
             tracing_configuration={"enabled": True},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.role_policy]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[self.role_policy, self.log_delivery_policy],
+                # A fixed name: a replacement must delete first or it collides on the name
+                # (terraform-provider-aws internal/service/sfn/state_machine.go: "name" and
+                # "type" are ForceNew).
+                delete_before_replace=True,
+            ),
         )
         self.register_outputs(
             {

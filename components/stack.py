@@ -283,6 +283,7 @@ def deploy(
             kms_key_arn=key.arn,
             log_retention_days=settings.log_retention_days,
             service_name=functions.service_name,
+            powertools_layer_arn=powertools,
             input_prefixes=BATCH_INPUT_PREFIXES,
             partition=partition,
         ),

@@ -41,6 +41,7 @@ def test_every_resource_is_a_child_of_the_component(run) -> None:
         "batch-summarize-policy",
         "batch-summarize",
         "batch-logs",
+        "batch-log-delivery",
         "batch-role",
         "batch-policy",
         "batch-state-machine",

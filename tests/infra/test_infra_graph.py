@@ -46,6 +46,7 @@ COMPONENT_CHILDREN = {
     },
     "scones:workflow:BatchWorkflow": {
         "aws:cloudwatch/logGroup:LogGroup": 2,
+        "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": 1,
         "aws:iam/role:Role": 2,
         "aws:iam/rolePolicy:RolePolicy": 2,
         "aws:lambda/function:Function": 1,

@@ -49,8 +49,8 @@ def test_every_policy_document_is_scoped(run) -> None:
             checked += 1
     # 9 roles and their 9 policies (4 functions, training, endpoint, workflow, events, drift
     # detector, batch state machine, summarize_batch), the bucket policy, the key policy and
-    # the workflow log group's resource policy
-    assert checked == 11 + 11 + 1 + 1 + 1
+    # the two workflow log groups' resource policies
+    assert checked == 11 + 11 + 1 + 1 + 2
 
 
 def test_roles_trust_one_service_each(run) -> None:

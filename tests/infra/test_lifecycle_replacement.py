@@ -87,7 +87,8 @@ def test_fixed_names_with_forcing_inputs_delete_before_replace(run) -> None:
 
 def test_state_machine_and_endpoint_are_delete_before_replace(run) -> None:
     """The two cases the review found: scones:workflowType and a replaced rollback alarm."""
-    assert run.one("aws:sfn/stateMachine:StateMachine").options.delete_before_replace
+    for state_machine in run.of_type("aws:sfn/stateMachine:StateMachine"):
+        assert state_machine.options.delete_before_replace, state_machine.name
     assert run.one("aws:sagemaker/endpoint:Endpoint").options.delete_before_replace
 
 

@@ -39,9 +39,8 @@ def test_no_alarm_fires_on_a_designed_outcome(run) -> None:
     clean traffic) is handed to review and must end in a Succeed state."""
     alarm = run.named("alarms-workflow-failed").inputs
     assert alarm["metricName"] == "ExecutionsFailed"
-    states = json.loads(run.one("aws:sfn/stateMachine:StateMachine").inputs["definition"])[
-        "States"
-    ]
+    workflow = run.one("aws:sfn/stateMachine:StateMachine", "workflow-state-machine")
+    states = json.loads(workflow.inputs["definition"])["States"]
     handled = 0
     for state in states.values():
         for catch in state.get("Catch", []):
@@ -96,7 +95,7 @@ def test_workflow_role_cannot_rewrite_log_resource_policies(run) -> None:
     actions = {a for s in json.loads(policy.inputs["policy"])["Statement"] for a in s["Action"]}
     assert "logs:PutResourcePolicy" not in actions
     delivery = json.loads(
-        run.one("aws:cloudwatch/logResourcePolicy:LogResourcePolicy").inputs["policyDocument"]
+        run.named("workflow-log-delivery").inputs["policyDocument"]
     )
     (stmt,) = delivery["Statement"]
     log_group = run.named("workflow-logs").outputs["arn"]
