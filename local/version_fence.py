@@ -48,6 +48,9 @@ class VersionFence:
     def allows(self) -> bool:
         """True when every named distribution is installed at its tested version. Decided
         once per fence (installed packages do not change under a running process)."""
+        verdict = self._verdict.get("allows")
+        if verdict is not None:  # decided: no lock on the per-request path
+            return verdict
         with self._lock:
             if "allows" not in self._verdict:
                 mismatched = self.mismatches()
