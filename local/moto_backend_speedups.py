@@ -1,5 +1,5 @@
 """Costs in moto's request handling and backends that grow with the work done, not with the
-request; each shortcut returns what moto computes (profile and figures in the README (workflow)).
+request; each shortcut returns what moto computes (profile and figures in docs/performance.md).
 
 Installed by local/moto_speedups.py (``install``/``uninstall`` there, behind its version fence);
 each part wraps moto's own function or property and narrows what it scans, rather than copying

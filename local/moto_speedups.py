@@ -1,5 +1,5 @@
 """Caches and shortcuts that take moto's Step Functions interpreter from ~250 ms to ~13 ms per
-execution, with no change to what it does (profile and figures in the README (workflow)).
+execution, with no change to what it does (profile and figures in docs/performance.md).
 
 1. Parse once: moto re-parses the ASL definition with a pure-Python ANTLR parser at the start of
    every execution (two thirds of a short execution here). The parsed program is a tree of
