@@ -129,8 +129,9 @@ class DirectLambdaClient:
 
     def access_key(self) -> str:
         """The client's access key, read from a URL it presigns (public botocore API: the
-        key is the first field of ``X-Amz-Credential``), once; moto's interpreter builds its
-        clients with fixed credentials."""
+        key is the first field of ``X-Amz-Credential``), once: moto's interpreter builds its
+        clients with fixed credentials (``boto_client_for`` in
+        moto/stepfunctions/parser/asl/utils/boto_client.py)."""
         if self._access_key is None:
             url = self._client.generate_presigned_url("list_functions", ExpiresIn=60)
             credential = parse_qs(urlsplit(url).query)["X-Amz-Credential"][0]
