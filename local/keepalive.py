@@ -14,6 +14,12 @@ before the next request line is parsed. Chunked request bodies, HTTP/1.0 and ``C
 close`` requests keep werkzeug's close-after-response behaviour. Responses go out with
 TCP_NODELAY: small responses on a kept-alive connection would otherwise wait on Nagle's
 algorithm and the peer's delayed ACK (~40 ms).
+
+This relies on werkzeug's request handler internals (``run_wsgi`` hands ``self.rfile`` to the
+application and drains it; it always sends ``Connection: close``) and on moto's
+``MotoRequestHandler``, so :data:`FENCE` names the versions it was tested on. With any other
+werkzeug or moto installed, the handler behaves exactly as its stock base class: werkzeug's
+close-after-every-response (local/version_fence.py).
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from moto.moto_server.werkzeug_app import MotoRequestHandler
+from local.version_fence import VersionFence
+
+try:
+    from moto.moto_server.werkzeug_app import MotoRequestHandler as StockRequestHandler
+except ImportError:  # a moto without its own handler serves with werkzeug's
+    from werkzeug.serving import WSGIRequestHandler as StockRequestHandler
+
+# The versions the keep-alive handling was tested on (requirements.txt pins the same).
+FENCE = VersionFence("local/keepalive.py", {"werkzeug": "3.1.9", "moto": "5.2.5"})
 
 
 class BoundedBody(io.RawIOBase):
@@ -61,12 +75,18 @@ class BoundedBody(io.RawIOBase):
             pass
 
 
-class KeepAliveRequestHandler(MotoRequestHandler):
-    """moto's request handler with keep-alive connections where the body is delimited."""
+class KeepAliveRequestHandler(StockRequestHandler):
+    """moto's request handler with keep-alive connections where the body is delimited; on
+    versions :data:`FENCE` does not name, moto's handler unchanged."""
 
+    # Set here rather than by werkzeug's make_server, which sets it on a threaded server's
+    # handler class only when the class does not: the stock value for local mode's server.
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
     _keep_alive = False
+
+    @property
+    def disable_nagle_algorithm(self) -> bool:  # type: ignore[override]
+        return FENCE.allows()
 
     def _body_length(self) -> int | None:
         """The request body's length if the connection can stay open after it, else None."""
@@ -78,7 +98,7 @@ class KeepAliveRequestHandler(MotoRequestHandler):
         return int(length) if length.isdigit() else None
 
     def run_wsgi(self) -> None:
-        length = self._body_length()
+        length = self._body_length() if FENCE.allows() else None
         self._keep_alive = length is not None
         if length is None:
             super().run_wsgi()

@@ -1,7 +1,9 @@
 """Costs in moto's request handling and backends that grow with the work done, not with the
-request; each shortcut returns what moto computes (profile and figures in the README (workflow)).
+request; each shortcut returns what moto computes (profile and figures in docs/performance.md).
 
-Installed by local/moto_speedups.py (``install``/``uninstall`` there); the parts:
+Installed by local/moto_speedups.py (``install``/``uninstall`` there, behind its version fence);
+each part wraps moto's own function or property and narrows what it scans, rather than copying
+its body. The parts:
 
 1. SQS send cost independent of queue depth: moto's ``SQSBackend.send_message`` reads one key
    (``ContentBasedDeduplication``) from ``Queue.attributes``, a property that rebuilds every
@@ -134,8 +136,23 @@ class ExecutionIndex:
         return self._index(executions)[1].get(arn)
 
 
+class _IndexedBackend:
+    """A Step Functions backend whose state machines show only the execution an ARN names."""
+
+    def __init__(self, backend: Any, index: ExecutionIndex) -> None:
+        self._backend = backend
+        self._index = index
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def _get_state_machine_for_execution(self, execution_arn: str) -> Any:
+        machine = self._backend._get_state_machine_for_execution(execution_arn)
+        found = self._index.by_arn(machine.executions, execution_arn)
+        return SimpleNamespace(executions=[] if found is None else [found])
+
+
 def _install_execution_index() -> None:
-    from moto.stepfunctions.exceptions import ExecutionDoesNotExist
     from moto.stepfunctions.models import StateMachine, StepFunctionBackend
 
     index = ExecutionIndex()
@@ -150,13 +167,9 @@ def _install_execution_index() -> None:
         )
 
     def describe_execution(self: Any, execution_arn: str) -> Any:
-        # moto's describe_execution with the scan replaced by the index.
-        self._validate_execution_arn(execution_arn)
-        state_machine = self._get_state_machine_for_execution(execution_arn)
-        found = index.by_arn(state_machine.executions, execution_arn)
-        if not found:
-            raise ExecutionDoesNotExist("Execution Does Not Exist: '" + execution_arn + "'")
-        return found
+        # moto's own describe_execution (ARN validation, state machine lookup, its error), over
+        # the one execution that can match.
+        return describe(_IndexedBackend(self, index), execution_arn)
 
     _originals["executions"] = (idempotency, describe)
     StateMachine._handle_name_input_idempotency = handle_name_input_idempotency  # type: ignore[method-assign]

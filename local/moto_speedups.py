@@ -1,5 +1,5 @@
 """Caches and shortcuts that take moto's Step Functions interpreter from ~250 ms to ~13 ms per
-execution, with no change to what it does (profile and figures in the README (workflow)).
+execution, with no change to what it does (profile and figures in docs/performance.md).
 
 1. Parse once: moto re-parses the ASL definition with a pure-Python ANTLR parser at the start of
    every execution (two thirds of a short execution here). The parsed program is a tree of
@@ -37,7 +37,11 @@ execution, with no change to what it does (profile and figures in the README (wo
 
 Local mode installs all of them in its moto server; the state-machine tests run every path
 without them and a concurrent mix with them; tests/test_local_moto_speedups.py compares each
-part of 6, and 7, with moto's own answers.
+part with moto's own answers.
+
+Every part reaches into moto's, jsonpath-ng's or botocore's internals, so :data:`FENCE` names
+the versions they were checked on: with any other version installed, :func:`install` applies
+none of them and moto runs as shipped (local/version_fence.py).
 """
 
 from __future__ import annotations
@@ -50,6 +54,15 @@ import threading
 import uuid
 from functools import lru_cache
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from local.version_fence import VersionFence
+
+# The versions every part below was tested on (requirements.txt pins the same).
+FENCE = VersionFence(
+    "local/moto_speedups.py",
+    {"moto": "5.2.5", "jsonpath-ng": "1.16.0", "botocore": "1.44.8"},
+)
 
 _originals: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -109,18 +122,29 @@ class DirectLambdaClient:
     def __init__(self, client: Any, region: str) -> None:
         self._client = client
         self._region = region
+        self._access_key: str | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+    def access_key(self) -> str:
+        """The client's access key, read from a URL it presigns (public botocore API: the
+        key is the first field of ``X-Amz-Credential``), once: moto's interpreter builds its
+        clients with fixed credentials (``boto_client_for`` in
+        moto/stepfunctions/parser/asl/utils/boto_client.py)."""
+        if self._access_key is None:
+            url = self._client.generate_presigned_url("list_functions", ExpiresIn=60)
+            credential = parse_qs(urlsplit(url).query)["X-Amz-Credential"][0]
+            self._access_key = credential.split("/", 1)[0]
+        return self._access_key
 
     def _backend(self) -> Any:
         from moto.awslambda.models import lambda_backends
         from moto.iam.models import get_account_id_from
 
-        # The account moto's API layer would pick for this client's access key.
-        account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(
-            self._client._request_signer._credentials.access_key
-        )
+        # The account moto's API layer picks (BaseResponse.get_current_account): MOTO_ACCOUNT_ID,
+        # else the account that owns the request's access key, else moto's default account.
+        account = os.environ.get("MOTO_ACCOUNT_ID") or get_account_id_from(self.access_key())
         return lambda_backends[account][self._region]
 
     def invoke(self, **params: Any) -> dict[str, Any]:
@@ -164,8 +188,13 @@ class DirectLambdaClient:
 
 def install(
     maxsize: int = 32, in_process_dispatch: bool = False, own_netloc: str | None = None
-) -> None:
-    """Install the speedups above (idempotent); 5 and 7 only with ``in_process_dispatch``."""
+) -> bool:
+    """Install the speedups above (idempotent); 5 and 7 only with ``in_process_dispatch``.
+
+    Returns whether they are installed: False, with nothing changed, when the installed moto,
+    jsonpath-ng or botocore is not the version :data:`FENCE` names."""
+    if not FENCE.allows():
+        return False
     import importlib
 
     import moto.backends
@@ -178,7 +207,7 @@ def install(
 
     with _lock:
         if _originals:
-            return
+            return True
         _originals["parse"] = AmazonStateLanguageParser.__dict__["parse"]
         parse = _originals["parse"].__func__
 
@@ -235,6 +264,12 @@ def install(
                 botocore_stubber.process_request = _own_requests_in_process(
                     botocore_stubber, own_netloc
                 )
+    return True
+
+
+def installed() -> bool:
+    """Whether the speedups are installed now."""
+    return bool(_originals)
 
 
 def uninstall() -> None:

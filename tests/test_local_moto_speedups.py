@@ -177,10 +177,12 @@ def _execution_story(sfn: Any, iam: Any) -> list[Any]:
             story.append(exc.response["Error"]["Code"])
     desc = sfn.describe_execution(executionArn=first)
     story.append((desc["executionArn"], desc["name"], desc["input"]))
-    try:
-        sfn.describe_execution(executionArn=first + "-unknown")
-    except sfn.exceptions.ClientError as exc:
-        story.append(exc.response["Error"]["Code"])
+    gone = first.replace(":execution:m:", ":execution:gone:")  # no such state machine
+    for unknown in (first + "-unknown", "not-an-arn", gone):
+        try:
+            sfn.describe_execution(executionArn=unknown)
+        except sfn.exceptions.ClientError as exc:
+            story.append(exc.response["Error"]["Code"])
     story.append(len(sfn.list_executions(stateMachineArn=arn)["executions"]))
     sfn.delete_state_machine(stateMachineArn=arn)
     iam.delete_role(RoleName="r")
@@ -201,6 +203,8 @@ def test_execution_lookups_give_moto_answers(aws: None) -> None:
     assert baseline[0].endswith(":execution:m:a")
     assert baseline[1] == "ExecutionAlreadyExists"
     assert baseline[3][1] == "a" and baseline[4] == "ExecutionDoesNotExist"
+    assert baseline[5] == "InvalidArn"  # moto's validation, kept in the indexed lookup
+    assert baseline[6] == "ExecutionDoesNotExist"
 
 
 def test_method_names_and_url_tables_are_moto_values(aws: None, speedups: None) -> None:
@@ -320,3 +324,129 @@ def test_direct_lambda_invoke_skips_the_api_only_for_plain_invokes(
     )
     assert [p["FunctionName"] for p in via_api] == [arn + "-missing", arn]
     assert direct.meta.region_name == REGION  # the rest of the client is the client's
+
+
+def test_direct_lambda_invoke_uses_the_account_moto_s_api_uses(
+    echo_function: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backend account comes from the client's own access key (as moto's API layer reads
+    it from the request signature) or MOTO_ACCOUNT_ID, never from botocore's private state."""
+    import json
+
+    client, _ = echo_function
+    iam = boto3.client("iam", region_name=REGION)
+    other = "111122223333"
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", other)
+    iam.create_user(UserName="caller")
+    key = iam.create_access_key(UserName="caller")["AccessKey"]
+    role = iam.create_role(RoleName="other-role", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    monkeypatch.delenv("MOTO_ACCOUNT_ID")
+    caller = boto3.client(
+        "lambda",
+        region_name=REGION,
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+    )
+    direct = moto_speedups.DirectLambdaClient(caller, REGION)
+    assert direct.access_key() == key["AccessKeyId"]
+    # The function below lives in the key's account only; moto's API finds it there.
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("other_account.py", "def handler(event, context):\n    return {'ok': 1}\n")
+    caller.create_function(
+        FunctionName="elsewhere",
+        Runtime="python3.12",
+        Role=role,
+        Handler="other_account.handler",
+        Code={"ZipFile": buf.getvalue()},
+    )
+    via_api: list[Any] = []
+    original = caller.invoke
+    monkeypatch.setattr(
+        caller, "invoke", lambda **params: via_api.append(params) or original(**params)
+    )
+    assert _answer(direct.invoke(FunctionName="elsewhere", Payload=b"{}")) == _answer(
+        original(FunctionName="elsewhere", Payload=b"{}")
+    )
+    assert via_api == []  # served by the backend of the key's account
+    # The default account's client does not see it: the API's error, through the API.
+    default = moto_speedups.DirectLambdaClient(client, REGION)
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        default.invoke(FunctionName="elsewhere", Payload=b"{}")
+    # MOTO_ACCOUNT_ID wins over the key, as in moto's API layer.
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", other)
+    answer = _answer(default.invoke(FunctionName="elsewhere", Payload=json.dumps({}).encode()))
+    assert answer["Payload"] == {"ok": 1}
+
+
+def test_memoised_pure_functions_give_moto_s_and_jsonpath_ng_s_values(speedups: None) -> None:
+    import importlib
+
+    import moto.core.utils as utils
+
+    original, _ = moto_backend_speedups._originals["camelcase"]
+    for name in ("ListExecutions", "StartExecution", "x", "", "ABCDef", "QueueUrl", "aB1c"):
+        assert utils.camelcase_to_underscores(name) == original(name)
+    data = {"Payload": {"a": [{"b": 1}, {"b": 2}]}, "error": {"Error": "E"}}
+    for module_name in moto_speedups._JSONPATH_USERS:
+        module = importlib.import_module(module_name)
+        fresh = moto_speedups._originals[f"jsonpath:{module_name}"]
+        for path in ("$", "$.Payload", "$.error", "$.Payload.a[1].b", "$.Payload.a[*].b"):
+            for _ in range(2):  # the second call is served from the cache
+                got = [m.value for m in module.parse(path).find(data)]
+                assert got == [m.value for m in fresh(path).find(data)]
+
+
+def test_own_s3_and_sns_requests_are_served_in_process_by_the_same_backends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Server mode (local/moto_service.py): the handlers' S3/SNS calls addressed to the server
+    itself skip HTTP; other services still go over it; the state is the server's."""
+    import threading
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import make_server
+
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    app = DomainDispatcherApplication(create_backend_app)
+    over_http: list[str] = []
+
+    def counting(environ: dict[str, Any], start_response: Any) -> Any:
+        over_http.append(environ["PATH_INFO"])
+        return app(environ, start_response)
+
+    httpd = make_server("127.0.0.1", 0, counting, threaded=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        s3 = boto3.client("s3", endpoint_url=url, region_name=REGION)
+        sns = boto3.client("sns", endpoint_url=url, region_name=REGION)
+        sfn = boto3.client("stepfunctions", endpoint_url=url, region_name=REGION)
+        assert moto_speedups.install(in_process_dispatch=True, own_netloc=url.split("//")[1])
+        try:
+            s3.create_bucket(Bucket="in-process")
+            s3.put_object(Bucket="in-process", Key="k", Body=b"bytes", Metadata={"a_b": "1"})
+            topic = sns.create_topic(Name="in-process")["TopicArn"]
+            sns.publish(TopicArn=topic, Message="m")
+            assert over_http == []
+            sfn.list_state_machines()
+            assert len(over_http) == 1  # not S3 or SNS: over HTTP as before
+        finally:
+            moto_speedups.uninstall()
+        # What was written in-process is what the server answers over HTTP.
+        got = s3.get_object(Bucket="in-process", Key="k")
+        assert got["Body"].read() == b"bytes" and got["Metadata"] == {"a_b": "1"}
+        assert topic in [t["TopicArn"] for t in sns.list_topics()["Topics"]]
+        assert len(over_http) == 3
+        s3.delete_object(Bucket="in-process", Key="k")
+        s3.delete_bucket(Bucket="in-process")
+        sns.delete_topic(TopicArn=topic)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
