@@ -219,9 +219,10 @@ def to_inline_map(definition: Mapping[str, Any], *, items_path: str = "$.items")
       same ListObjectsV2 call, paginated, and passes ``[{"Key": ...}, ...]`` there;
     - the per-image states run inside a one-branch Parallel whose success and Catch produce
       the records ResultWriter writes, cut to what the summary reads (``Status``, ``Input``
-      ``{"s3_key"}``, ``Output`` ``{"route"}`` or ``Error``), so a failed image is a record, not
-      the end of the Map (inline Map has no tolerance); the records live in the 256 KiB state,
-      so the caller runs at most LOCAL_CHUNK_ITEMS items per execution;
+      ``{"s3_key"}``, ``Output`` ``{"route"}`` or ``{"review", "error"}``, or ``Error``), so a
+      failed image is a record, not the end of the Map (inline Map has no tolerance); the
+      records live in the 256 KiB state, so the caller runs at most LOCAL_CHUNK_ITEMS items per
+      execution;
     - ``ResultWriter``/``ToleratedFailurePercentage``/``Label``/``ProcessorConfig`` go; the
       records land in ``$.map_results`` and the tolerance is handed to Summarize, which applies
       it to the records (as the Map Run would have, after the fact instead of early).
@@ -246,17 +247,41 @@ def to_inline_map(definition: Mapping[str, Any], *, items_path: str = "$.items")
                 "Catch": [
                     {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ItemFailed"}
                 ],
-                "Next": "ItemSucceeded",
+                "Next": "ItemOutcome",
+            },
+            # A succeeded image was routed or handed to review (lambdas/workflow_definition.py
+            # REVIEW_STATE); a path that is absent would be a States.Runtime error in a Pass.
+            "ItemOutcome": {
+                "Type": "Choice",
+                "Choices": [
+                    {"Variable": "$.route", "IsPresent": True, "Next": "ItemRouted"},
+                    {"Variable": "$.review", "IsPresent": True, "Next": "ItemSentToReview"},
+                ],
+                "Default": "ItemWithoutOutcome",
             },
             # Only what the summary reads: the records of 1,000 items must fit, with the items,
             # in the 256 KiB state (moto enforces the limit as Step Functions does).
-            "ItemSucceeded": {
+            "ItemRouted": {
                 "Type": "Pass",
                 "Parameters": {
                     "Status": "SUCCEEDED",
                     "Input": {"s3_key.$": "$.s3_key"},
                     "Output": {"route.$": "$.route"},
                 },
+                "End": True,
+            },
+            "ItemSentToReview": {
+                "Type": "Pass",
+                "Parameters": {
+                    "Status": "SUCCEEDED",
+                    "Input": {"s3_key.$": "$.s3_key"},
+                    "Output": {"review.$": "$.review", "error": {"Error.$": "$.error.Error"}},
+                },
+                "End": True,
+            },
+            "ItemWithoutOutcome": {
+                "Type": "Pass",
+                "Parameters": {"Status": "SUCCEEDED", "Input": {"s3_key.$": "$.s3_key"}},
                 "End": True,
             },
             "ItemFailed": {

@@ -28,7 +28,7 @@ from lambdas.batch_workflow_definition import (
     build_batch_definition,
     to_inline_map,
 )
-from lambdas.summarize_batch.logic import SUMMARY_NAME
+from lambdas.summarize_batch.logic import COMPLETE_REASON, SUMMARY_NAME
 
 BATCH_STATE_MACHINE = "scones-batch"
 SUMMARIZE_FUNCTION = "scones-summarize-batch"
@@ -144,13 +144,12 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """One summary for a batch run as several executions (local chunks): counts added."""
     if len(summaries) == 1:
         return dict(summaries[0])
-    routes: Counter[str] = Counter()
-    failures: Counter[str] = Counter()
-    merged: dict[str, Any] = {"items": 0, "listed": 0, "routed": 0, "failed": 0}
+    counts: dict[str, Counter[str]] = {k: Counter() for k in ("routes", "reviews", "failures")}
+    merged: dict[str, Any] = {"items": 0, "listed": 0, "routed": 0, "reviewed": 0, "failed": 0}
     lists: dict[str, list[str]] = {"unaccounted": [], "unlisted": [], "duplicates": []}
     for s in summaries:
-        routes.update(s.get("routes", {}))
-        failures.update(s.get("failures", {}))
+        for k, counter in counts.items():
+            counter.update(s.get(k, {}))
         for k in merged:
             merged[k] += int(s.get(k, 0))
         for k, values in lists.items():
@@ -158,11 +157,10 @@ def merge_summaries(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     reasons = [s["reason"] for s in summaries if not s.get("complete")]
     return {
         **merged,
-        "routes": dict(sorted(routes.items())),
-        "failures": dict(sorted(failures.items())),
+        **{k: dict(sorted(counter.items())) for k, counter in counts.items()},
         **{k: sorted(v) for k, v in lists.items()},
         "complete": all(s.get("complete") for s in summaries),
-        "reason": "; ".join(reasons) or "every listed object has a route or a named failure",
+        "reason": "; ".join(reasons) or COMPLETE_REASON,
         "summary_uris": [s.get("summary_uri") for s in summaries],
         "executions": len(summaries),
     }
@@ -260,9 +258,10 @@ def format_summary(run: BatchRun) -> str:
         rate = s["items"] / run.wall_s if run.wall_s > 0 else 0.0
         lines.append(
             f"items {s['items']} (listed {s['listed']}): routed {s['routed']}, "
-            f"failed {s['failed']}  |  {rate:.1f} images/s"
+            f"reviewed {s.get('reviewed', 0)}, failed {s['failed']}  |  {rate:.1f} images/s"
         )
         lines.append(f"routes   {json.dumps(s['routes'])}")
+        lines.append(f"reviews  {json.dumps(s.get('reviews', {}))}")
         lines.append(f"failures {json.dumps(s['failures'])}")
         for uri in s.get("summary_uris") or [s.get("summary_uri")]:
             if uri:

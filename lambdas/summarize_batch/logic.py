@@ -28,6 +28,7 @@ MAX_KEYS_IN_STATE = 100
 # Step Functions' error when a Map Run's failures exceed its tolerance.
 TOLERANCE_ERROR = "States.ExceedToleratedFailureThreshold"
 
+COMPLETE_REASON = "every listed object has a route, a review or a named failure"
 
 def _json_field(record: Mapping[str, Any], name: str) -> Any:
     value = record.get(name)
@@ -47,13 +48,19 @@ def record_key(record: Mapping[str, Any]) -> str | None:
 
 
 def record_outcome(record: Mapping[str, Any]) -> tuple[str, str]:
-    """("route", name) for a routed image, ("failure", error name) otherwise."""
+    """("route", name) for a routed image, ("review", reason) for one handed to human review
+    (a designed outcome: the per-image execution succeeds), ("failure", error name) otherwise."""
     status = record.get("Status")
     if status == "SUCCEEDED":
         output = _json_field(record, "Output")
-        route = output.get("route") if isinstance(output, dict) else None
+        output = output if isinstance(output, dict) else {}
+        route = output.get("route")
         if isinstance(route, str) and route:
             return "route", route
+        if output.get("review") is not None:
+            error = output.get("error")
+            reason = error.get("Error") if isinstance(error, dict) else None
+            return "review", str(reason or "LowConfidence")
         return "failure", "NoRouteInOutput"
     if status == "FAILED":
         return "failure", str(record.get("Error") or "UnnamedFailure")
@@ -78,6 +85,7 @@ def summarize(
     the records (local mode's inline Map cannot stop early; the cloud's Map Run does).
     """
     routes: Counter[str] = Counter()
+    reviews: Counter[str] = Counter()
     failures: Counter[str] = Counter()
     seen: Counter[str] = Counter()
     for record in records:
@@ -87,12 +95,12 @@ def summarize(
             continue
         seen[key] += 1
         kind, name = record_outcome(record)
-        (routes if kind == "route" else failures)[name] += 1
+        {"route": routes, "review": reviews}.get(kind, failures)[name] += 1
     listed = set(listed_keys)
     unaccounted = sorted(listed - set(seen))
     failures.update({NOT_RUN: len(unaccounted)} if unaccounted else {})
     duplicates = sorted(k for k, n in seen.items() if n > 1)
-    items = sum(routes.values()) + sum(failures.values())
+    items = sum(routes.values()) + sum(reviews.values()) + sum(failures.values())
     failed = sum(failures.values())
     error = dict(map_error) if map_error else None
     tolerance = tolerated_failure_percentage
@@ -113,15 +121,17 @@ def summarize(
         "items": items,
         "listed": len(listed),
         "routed": sum(routes.values()),
+        "reviewed": sum(reviews.values()),
         "failed": failed,
         "routes": dict(sorted(routes.items())),
+        "reviews": dict(sorted(reviews.items())),
         "failures": dict(sorted(failures.items())),
         "unaccounted": unaccounted,
         "unlisted": sorted(set(seen) - listed),
         "duplicates": duplicates,
         "map_error": error,
         "complete": not reasons,
-        "reason": "; ".join(reasons) or "every listed object has a route or a named failure",
+        "reason": "; ".join(reasons) or COMPLETE_REASON,
     }
 
 
