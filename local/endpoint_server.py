@@ -17,8 +17,8 @@ PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two fac
   an unknown endpoint name as 400 `ValidationError`; a model still loading as 429
   `ModelNotReadyException`. boto3 therefore raises the same ClientError codes locally as in AWS.
 
-Requests go through training.inference's input_fn/predict_fn/output_fn, the very hooks SageMaker's
-PyTorch image calls. Successful invocations are captured (local/capture.py) in SageMaker Data
+Requests go through training.inference.respond (input_fn/predict_fn/output_fn), the code path
+SageMaker's PyTorch image calls through the artifact's transform_fn. Successful invocations are captured (local/capture.py) in SageMaker Data
 Capture's format on a background thread. SIGTERM/SIGINT stop accepting, finish in-flight requests,
 flush capture, and exit 0.
 """
@@ -40,7 +40,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,7 +49,7 @@ from typing import Any
 
 from local.capture import CaptureError, CaptureWriter
 from training import inference
-from training.errors import ModelArtifactError, PayloadTooLarge, ServingError
+from training.errors import ModelArtifactError, PayloadTooLarge
 
 LOG = logging.getLogger("local.endpoint_server")
 
@@ -155,17 +154,9 @@ def load_model(path: str | Path) -> tuple[inference.LoadedModel, Callable[[], No
 def invoke(
     model: inference.LoadedModel, body: bytes, content_type: str | None, accept: str | None
 ) -> Response:
-    """Run one request through the SageMaker hooks; map named errors to their status codes."""
-    try:
-        data = inference.input_fn(body, content_type)
-        prediction = inference.predict_fn(data, model)
-        payload, response_type = inference.output_fn(prediction, accept)
-    except ServingError as exc:
-        return container_error(exc.status, exc.name, str(exc))
-    except Exception as exc:  # a bug or a broken model: answer 500, keep serving
-        LOG.error("invocation failed:\n%s", traceback.format_exc())
-        return container_error(500, "InternalFailure", f"{type(exc).__name__}: {exc}")
-    return Response(200, payload.encode("utf-8"), response_type)
+    """One request through training.inference.respond, the answer the cloud container gives."""
+    reply = inference.respond(model, body, content_type, accept)
+    return Response(reply.status, reply.body.encode("utf-8"), reply.content_type)
 
 
 class _State:

@@ -306,8 +306,8 @@ def _training_imports(source: Path) -> set[str]:
 
 
 def write_code_dir(code_dir: Path) -> list[str]:
-    """code/inference.py + every training module it needs (followed transitively)."""
-    entry = PACKAGE_DIR / "inference.py"
+    """code/inference.py (training/sagemaker_entry.py) + every training module it needs."""
+    entry = PACKAGE_DIR / "sagemaker_entry.py"
     if not entry.is_file():
         raise FileNotFoundError(f"{entry} is missing: the artifact would not be servable")
     needed: set[str] = set()
