@@ -6,7 +6,8 @@
 
 PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two faces:
 
-- The container contract (DESIGN.md): `GET /ping` (200 once the model is loaded, 503 before),
+- The container contract (DESIGN.md): `GET /ping` (200 once the model is loaded, 503 before,
+  500 ModelLoadFailed for a broken artifact, which invocations then answer too),
   `POST /invocations` with image/png, image/jpeg or application/x-image bytes -> 200 JSON list of
   class probabilities; errors 415 / 400 / 413 (and 406 for an Accept it cannot meet) with the
   JSON body {"error": NAME, "message": TEXT}.
@@ -18,8 +19,9 @@ PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two fac
   `ModelNotReadyException`. boto3 therefore raises the same ClientError codes locally as in AWS.
 
 Requests go through training.inference.respond (input_fn/predict_fn/output_fn), the code path
-SageMaker's PyTorch image calls through the artifact's transform_fn. Successful invocations are captured (local/capture.py) in SageMaker Data
-Capture's format on a background thread. SIGTERM/SIGINT stop accepting, finish in-flight requests,
+SageMaker's PyTorch image calls through the artifact's transform_fn (training/sagemaker_entry.py).
+Successful invocations are captured (local/capture.py) in SageMaker Data Capture's format on a
+background thread. SIGTERM/SIGINT stop accepting, finish in-flight requests,
 flush capture, and exit 0.
 """
 
@@ -273,7 +275,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state.model is not None:
             return _json(200, {"status": "Healthy"})
         if state.load_error is not None:
-            return container_error(500, "ModelLoadFailed", str(state.load_error))
+            return Response(500, inference.load_failed_body(state.load_error).encode())
         return container_error(503, "ModelNotReady", "the model is still loading")
 
     def _invocation(self, runtime: bool, endpoint: str | None = None) -> None:
@@ -310,6 +312,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif state.stopping:
             container = container_error(503, "ServiceUnavailable", "the endpoint is stopping")
             container.close = True
+        elif state.model is None and state.load_error is not None:
+            # What the cloud container answers for a broken artifact (training/sagemaker_entry.py).
+            container = Response(500, inference.load_failed_body(state.load_error).encode())
         elif state.model is None:
             if runtime:
                 return runtime_error(

@@ -1,4 +1,4 @@
-"""Serving parity: SageMaker's real PyTorch serving stack, run locally, against local.endpoint_server.
+"""Serving parity: SageMaker's real PyTorch serving stack, run here, against local.endpoint_server.
 
     python -m local.sagemaker_serving --model model.tar.gz [--images DIR] [--root DIR]
 
@@ -14,8 +14,9 @@ check agrees, 1 otherwise; the report is JSON on stdout.
 Needs `java` (17, as the image) and the packages of requirements-dev.txt (torchserve 0.12.0,
 sagemaker-pytorch-inference 2.0.25: the PyTorch 2.6 inference DLC's versions). The toolkit
 writes its config to the fixed path /etc/sagemaker-ts.properties and refuses to run beside a
-second TorchServe (torchserve.py `_retrieve_ts_server_process`), so one stack runs at a time on
-a machine: `ServingStack` holds a lock file for its lifetime.
+second TorchServe (torchserve.py `_retrieve_ts_server_process`), and TorchServe's workers use
+fixed sockets (/tmp/.ts.sock.9000, ...), so one stack runs at a time on a machine:
+`ServingStack` holds a lock file for its lifetime.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # sagemaker-pytorch-inference 2.0.25 imports pkg_resources, gone from setuptools >= 81: where the
 # environment's setuptools is newer, a setuptools 80 installed here (pip install --target) is put
 # on the stack's PYTHONPATH only. $SCONES_SERVING_SITE overrides the place.
-SUPPORT_SITE = Path(os.environ.get("SCONES_SERVING_SITE", REPO_ROOT / ".scones" / "serving-support"))
+SUPPORT_SITE = Path(
+    os.environ.get("SCONES_SERVING_SITE", REPO_ROOT / ".scones" / "serving-support")
+)
 TS_CONFIG_FILE = Path("/etc/sagemaker-ts.properties")  # sagemaker_pytorch_serving_container
 START_TIMEOUT = 90.0
 
@@ -102,7 +105,7 @@ def _bin_path() -> str:
 
 
 def layout_model_dir(model: str | Path, root: Path) -> Path:
-    """ROOT/model filled as SageMaker fills /opt/ml/model: model.tar.gz unpacked (or a dir copied)."""
+    """ROOT/model as SageMaker fills /opt/ml/model: model.tar.gz unpacked, or a dir copied."""
     target = root / "model"
     if target.exists():
         shutil.rmtree(target)
@@ -205,8 +208,8 @@ class ServingStack:
             raise StackUnavailable(reason)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = open(LOCK_PATH, "w")  # noqa: SIM115 - held until stop()
-        fcntl.flock(self._lock, fcntl.LOCK_EX)  # one toolkit-run TorchServe per machine
         try:
+            self._take_lock(timeout)
             layout_model_dir(self._model, self.root)
             env = container_environment(self.root, self.port, _free_port())
             log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
@@ -227,6 +230,20 @@ class ServingStack:
             self.stop()
             raise
         return self
+
+    def _take_lock(self, timeout: float) -> None:
+        """One toolkit-run TorchServe per machine (fixed config path, worker sockets, pid scan)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StackError(
+                        f"another real serving stack holds {LOCK_PATH} (one runs at a time)"
+                    ) from None
+                time.sleep(0.2)
 
     def _wait_port(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

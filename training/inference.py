@@ -263,6 +263,11 @@ def error_body(error: ServingError) -> str:
     return json.dumps({"error": error.name, "message": str(error)})
 
 
+def load_failed_body(error: BaseException) -> str:
+    """The answer body while the artifact cannot be loaded: {"error": "ModelLoadFailed", ...}."""
+    return json.dumps({"error": "ModelLoadFailed", "message": str(error)})
+
+
 def respond(
     model: LoadedModel, body: bytes | str, content_type: str | None, accept: str | None
 ) -> Reply:

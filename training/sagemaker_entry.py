@@ -18,21 +18,43 @@ import functools
 import http
 import importlib.metadata
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from training import inference
-from training.errors import ServingError
+from training.errors import ModelArtifactError, ServingError
 
 LOG = logging.getLogger(__name__)
 
 # The toolkit version whose Transformer.transform is wrapped below (see _answer_text_types).
 PATCHED_TOOLKIT_VERSION = "2.0.25"
 
-model_fn = inference.model_fn
+
+
+@dataclass(frozen=True)
+class BrokenArtifact:
+    """What model_fn returns when the artifact cannot be loaded: the error, kept to answer with."""
+
+    error: ModelArtifactError
+
+
+def model_fn(model_dir: str) -> inference.LoadedModel | BrokenArtifact:
+    """training.inference.model_fn; a ModelArtifactError is kept instead of raised.
+
+    Raised, it makes every TorchServe worker crash-loop while /ping keeps answering 200 Healthy
+    and each invocation hangs until the client's timeout. Kept, each invocation answers 500
+    {"error": "ModelLoadFailed", ...} at once, as local.endpoint_server does, so the endpoint's
+    5XX alarms (the blue/green rollback's) see a broken artifact within a minute.
+    """
+    try:
+        return inference.model_fn(model_dir)
+    except ModelArtifactError as exc:
+        LOG.error("the model artifact cannot be loaded: %s", exc)
+        return BrokenArtifact(exc)
 
 
 def transform_fn(
-    model: inference.LoadedModel,
+    model: inference.LoadedModel | BrokenArtifact,
     request_body: bytes | bytearray | str,
     content_type: str | None,
     accept: str | None,
@@ -43,7 +65,10 @@ def transform_fn(
     `context` is TorchServe's Context (ts/context.py); set_response_status(code, phrase) decides
     the HTTP status TorchServe answers with.
     """
-    reply = inference.respond(model, request_body, content_type, accept)  # type: ignore[arg-type]
+    if isinstance(model, BrokenArtifact):
+        reply = inference.Reply(500, inference.load_failed_body(model.error))
+    else:
+        reply = inference.respond(model, request_body, content_type, accept)  # type: ignore[arg-type]
     if reply.status != 200:
         context.set_response_status(code=reply.status, phrase=http.HTTPStatus(reply.status).phrase)
     return reply.body, reply.content_type
