@@ -186,8 +186,15 @@ class ServingStack:
     loaded: see docs/sagemaker-parity.md); `wait_ready()` waits for the first 200 invocation.
     """
 
-    def __init__(self, model: str | Path, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        root: Path | None = None,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`extra_env` adds to the Model's environment (for experiments such as benchmarks)."""
         self._model = Path(model)
+        self._extra_env = dict(extra_env or {})
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="scones-opt-ml-")) if root is None else root
         self.port = _free_port()
@@ -211,7 +218,7 @@ class ServingStack:
         try:
             self._take_lock(timeout)
             layout_model_dir(self._model, self.root)
-            env = container_environment(self.root, self.port, _free_port())
+            env = {**container_environment(self.root, self.port, _free_port()), **self._extra_env}
             log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
             try:
                 self._proc = subprocess.Popen(
