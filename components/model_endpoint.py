@@ -22,6 +22,7 @@ from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
 from components.iam import assume_role_policy, document, statement
 from components.images import ecr_repository_arn
 from components.settings import InstanceEndpoint, ServerlessEndpoint
+from training.serving_environment import serving_environment
 
 VARIANT_NAME = "AllTraffic"
 # Instance families with local NVMe instance storage ("d" families and these GPU families).
@@ -145,15 +146,8 @@ class ModelEndpoint(pulumi.ComponentResource):
             primary_container={
                 "image": args.image_uri,
                 "model_data_url": args.model_data_url,
-                "environment": {
-                    # The job's model.tar.gz carries code/inference.py (SageMaker's layout).
-                    "SAGEMAKER_PROGRAM": "inference.py",
-                    "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-                    "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-                    "SAGEMAKER_REGION": args.region,
-                    # One torch thread per request: measured lowest tail latency at batch 1.
-                    "SCONES_TORCH_THREADS": "1",
-                },
+                # Workers, threads and code location: training/serving_environment.py.
+                "environment": serving_environment(args.region),
             },
             # The container needs no network (artifacts and capture are SageMaker's job);
             # Serverless Inference does not support network isolation, so only instances get it.

@@ -6,7 +6,8 @@
 
 PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two faces:
 
-- The container contract (DESIGN.md): `GET /ping` (200 once the model is loaded, 503 before),
+- The container contract (DESIGN.md): `GET /ping` (200 once the model is loaded, 503 before,
+  500 ModelLoadFailed for a broken artifact, which invocations then answer too),
   `POST /invocations` with image/png, image/jpeg or application/x-image bytes -> 200 JSON list of
   class probabilities; errors 415 / 400 / 413 (and 406 for an Accept it cannot meet) with the
   JSON body {"error": NAME, "message": TEXT}.
@@ -17,9 +18,10 @@ PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two fac
   an unknown endpoint name as 400 `ValidationError`; a model still loading as 429
   `ModelNotReadyException`. boto3 therefore raises the same ClientError codes locally as in AWS.
 
-Requests go through training.inference's input_fn/predict_fn/output_fn, the very hooks SageMaker's
-PyTorch image calls. Successful invocations are captured (local/capture.py) in SageMaker Data
-Capture's format on a background thread. SIGTERM/SIGINT stop accepting, finish in-flight requests,
+Requests go through training.inference.respond (input_fn/predict_fn/output_fn), the code path
+SageMaker's PyTorch image calls through the artifact's transform_fn (training/sagemaker_entry.py).
+Successful invocations are captured (local/capture.py) in SageMaker Data Capture's format on a
+background thread. SIGTERM/SIGINT stop accepting, finish in-flight requests,
 flush capture, and exit 0.
 """
 
@@ -40,7 +42,6 @@ import tarfile
 import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
@@ -50,7 +51,7 @@ from typing import Any
 
 from local.capture import CaptureError, CaptureWriter
 from training import inference
-from training.errors import ModelArtifactError, PayloadTooLarge, ServingError
+from training.errors import ModelArtifactError, PayloadTooLarge
 
 LOG = logging.getLogger("local.endpoint_server")
 
@@ -155,17 +156,9 @@ def load_model(path: str | Path) -> tuple[inference.LoadedModel, Callable[[], No
 def invoke(
     model: inference.LoadedModel, body: bytes, content_type: str | None, accept: str | None
 ) -> Response:
-    """Run one request through the SageMaker hooks; map named errors to their status codes."""
-    try:
-        data = inference.input_fn(body, content_type)
-        prediction = inference.predict_fn(data, model)
-        payload, response_type = inference.output_fn(prediction, accept)
-    except ServingError as exc:
-        return container_error(exc.status, exc.name, str(exc))
-    except Exception as exc:  # a bug or a broken model: answer 500, keep serving
-        LOG.error("invocation failed:\n%s", traceback.format_exc())
-        return container_error(500, "InternalFailure", f"{type(exc).__name__}: {exc}")
-    return Response(200, payload.encode("utf-8"), response_type)
+    """One request through training.inference.respond, the answer the cloud container gives."""
+    reply = inference.respond(model, body, content_type, accept)
+    return Response(reply.status, reply.body.encode("utf-8"), reply.content_type)
 
 
 class _State:
@@ -282,7 +275,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state.model is not None:
             return _json(200, {"status": "Healthy"})
         if state.load_error is not None:
-            return container_error(500, "ModelLoadFailed", str(state.load_error))
+            return Response(500, inference.load_failed_body(state.load_error).encode())
         return container_error(503, "ModelNotReady", "the model is still loading")
 
     def _invocation(self, runtime: bool, endpoint: str | None = None) -> None:
@@ -319,6 +312,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         elif state.stopping:
             container = container_error(503, "ServiceUnavailable", "the endpoint is stopping")
             container.close = True
+        elif state.model is None and state.load_error is not None:
+            # What the cloud container answers for a broken artifact (training/sagemaker_entry.py).
+            container = Response(500, inference.load_failed_body(state.load_error).encode())
         elif state.model is None:
             if runtime:
                 return runtime_error(

@@ -384,6 +384,13 @@ def test_failed_load_is_reported(tmp_path: Path) -> None:
             endpoint.wait_loaded(30)
         status, headers, body = request(endpoint, "GET", "/ping")
         assert_error(status, headers, body, 500, "ModelLoadFailed")
+        # Invocations answer as SageMaker's container does for a broken artifact
+        # (training/sagemaker_entry.py, checked against the real stack in
+        # tests/test_sagemaker_serving_parity.py), not "still loading".
+        status, headers, body = request(
+            endpoint, "POST", "/invocations", PNG, {"Content-Type": "image/png"}
+        )
+        assert_error(status, headers, body, 500, "ModelLoadFailed")
     finally:
         endpoint.stop()
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 from serving_support import CLASSES, MEAN, SMALL_ARCH, STD, encode, make_artifact, random_rgb
 
-from training import inference
+from training import inference, sagemaker_entry
 from training.errors import (
     InvalidImage,
     ModelArtifactError,
@@ -22,7 +22,7 @@ from training.errors import (
     PayloadTooLarge,
     UnsupportedContentType,
 )
-from training.model import build_model
+from training.model import bfloat16_supported, build_model
 from training.preprocess import to_tensor
 
 
@@ -130,39 +130,59 @@ def test_output_fn_refuses_other_accept_types() -> None:
 
 
 class _TorchServeContext:
-    """The parts of TorchServe's request context that sagemaker_inference's Transformer uses."""
+    """The parts of TorchServe's request context that sagemaker_inference's Transformer uses.
+
+    TorchServe keeps one Context per worker and refills it per request (ts/service.py), and the
+    Transformer hands transform_fn the context it saw at initialisation: `next_request` models
+    that reuse.
+    """
 
     def __init__(self, model_dir: Path, headers: dict[str, str]) -> None:
         self.system_properties = {"model_dir": str(model_dir)}
-        headers_ = headers
+        context = self
 
         class _Processor:
             def get_request_properties(self) -> dict[str, str]:
-                return headers_
+                return context.headers
 
         self.request_processor = [_Processor()]
+        self.next_request(headers)
+
+    def next_request(self, headers: dict[str, str]) -> _TorchServeContext:
+        self.headers = headers
         self.status: tuple[int, str] | None = None
         self.content_type: str | None = None
+        return self
 
     def set_response_content_type(self, index: int, content_type: str) -> None:
         self.content_type = content_type
 
-    def set_response_status(self, code: int, phrase: str) -> None:
+    def set_response_status(self, code: int = 200, phrase: str = "", idx: int = 0) -> None:
         self.status = (code, phrase)
 
 
-def test_hooks_under_sagemakers_inference_toolkit(
-    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The toolkit SageMaker's PyTorch image runs: it imports code/inference.py as `inference`."""
-    from sagemaker_inference.transformer import Transformer
-
+def _import_entry_as_sagemaker_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """code/inference.py = training/sagemaker_entry.py, code/ on sys.path (SageMaker's layout)."""
     code = tmp_path / "code"
     code.mkdir()
-    (code / "inference.py").write_text(Path(inference.__file__).read_text())
+    (code / "inference.py").write_text(Path(sagemaker_entry.__file__).read_text())
     monkeypatch.syspath_prepend(str(code))
     monkeypatch.setenv("SAGEMAKER_PROGRAM", "inference.py")
     monkeypatch.delitem(sys.modules, "inference", raising=False)
+    return code
+
+
+def test_entry_under_sagemakers_inference_toolkit(
+    artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The toolkit's Transformer calls the entry's transform_fn: errors are pure JSON bodies.
+
+    On the input_fn path the toolkit answered "MESSAGE\nTRACEBACK" (Transformer.handle_error),
+    and decoded application/json bodies as UTF-8 first (500 for image bytes).
+    """
+    from sagemaker_inference.transformer import Transformer
+
+    code = _import_entry_as_sagemaker_does(tmp_path, monkeypatch)
     transformer = Transformer()
     try:
         ok = _TorchServeContext(artifact, {"Content-Type": "image/png", "Accept": "*/*"})
@@ -170,52 +190,52 @@ def test_hooks_under_sagemakers_inference_toolkit(
         assert ok.status is None and ok.content_type == "application/json"
         assert sum(json.loads(answer)) == pytest.approx(1.0)
         assert Path(sys.modules["inference"].__file__).parent == code
+        png = encode(random_rgb())
         for headers, body, status, name in [
+            ({"Content-Type": "text/plain"}, b"1,2", 415, "UnsupportedContentType"),
+            ({"Content-Type": "application/json"}, png, 415, "UnsupportedContentType"),
             ({"Content-Type": "text/csv"}, b"1,2", 415, "UnsupportedContentType"),
             ({"content-type": "image/png"}, b"junk", 400, "InvalidImage"),
-            ({"Content-Type": "image/png", "Accept": "text/csv"}, encode(random_rgb()), 406,
-             "NotAcceptable"),
+            ({"Content-Type": "image/png", "Accept": "text/csv"}, png, 406, "NotAcceptable"),
         ]:  # fmt: skip
-            context = _TorchServeContext(artifact, headers)
+            context = ok.next_request(headers)
             (error_body,) = transformer.transform([{"body": bytearray(body)}], context)
-            assert context.status == (status, name)
-            # The toolkit appends a traceback after the message (our JSON body) on its own line.
-            assert json.loads(error_body.split("\n", 1)[0])["error"] == name
+            assert context.status is not None and context.status[0] == status
+            assert json.loads(error_body)["error"] == name  # the whole body is the JSON
     finally:
         module = sys.modules.get("inference")
         if module is not None:
             monkeypatch.setitem(sys.modules, "inference", module)  # removed after the test
 
 
-def test_toolkit_errors_are_still_the_named_errors() -> None:
-    from sagemaker_inference.errors import BaseInferenceToolkitError
+def test_entry_answers_a_broken_artifact_instead_of_raising(tmp_path: Path) -> None:
+    """A raising model_fn crash-loops TorchServe's workers while /ping stays 200."""
+    broken = sagemaker_entry.model_fn(str(tmp_path))
+    assert isinstance(broken, sagemaker_entry.BrokenArtifact)
+    context = _TorchServeContext(tmp_path, {})
+    body, content_type = sagemaker_entry.transform_fn(
+        broken, encode(random_rgb()), "image/png", "application/json", context
+    )
+    assert context.status == (500, "Internal Server Error")
+    assert json.loads(body)["error"] == "ModelLoadFailed"
+    assert content_type == "application/json"
 
-    with pytest.raises(InvalidImage) as info:
-        inference.input_fn(b"junk", "image/png")
-    assert isinstance(info.value, BaseInferenceToolkitError)
-    assert info.value.status == info.value.status_code == 400
-    assert info.value.name == "InvalidImage"
-    assert str(info.value).startswith("data is not an image")
 
-
-def test_hooks_import_as_top_level_module_like_sagemaker(
+def test_entry_imports_as_top_level_module_like_sagemaker(
     artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """SageMaker imports code/inference.py as module `inference` with code/ on sys.path."""
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "inference.py").write_text(Path(inference.__file__).read_text())
-    monkeypatch.syspath_prepend(str(code))
-    monkeypatch.delitem(sys.modules, "inference", raising=False)
+    """SageMaker imports code/inference.py as module `inference` with code/ on sys.path; the
+    toolkit refuses a module with transform_fn and any of input_fn/predict_fn/output_fn."""
+    code = _import_entry_as_sagemaker_does(tmp_path, monkeypatch)
     module = importlib.import_module("inference")
     monkeypatch.setitem(sys.modules, "inference", module)  # removed again after the test
     assert Path(module.__file__).parent == code
-    loaded = module.model_fn(str(artifact))
-    body, _ = module.output_fn(
-        module.predict_fn(module.input_fn(encode(random_rgb()), "image/png"), loaded),
-        "application/json",
+    assert not any(hasattr(module, name) for name in ("input_fn", "predict_fn", "output_fn"))
+    context = _TorchServeContext(artifact, {})
+    body, _ = module.transform_fn(
+        module.model_fn(str(artifact)), encode(random_rgb()), "image/png", None, context
     )
-    assert sum(json.loads(body)) == pytest.approx(1.0)
+    assert sum(json.loads(body)) == pytest.approx(1.0) and context.status is None
 
 
 def test_missing_meta_is_a_named_error(tmp_path: Path) -> None:
@@ -321,3 +341,16 @@ def test_packed_code_dir_serves_alone_under_the_toolkit(artifact: Path, tmp_path
     assert sum(out["answer"]) == pytest.approx(1.0)
     assert Path(out["inference"]).parent == code
     assert Path(out["training"]).parent == code / "training"
+
+
+def test_bfloat16_needs_native_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AVX-512 without BF16 (ml.m5) oneDNN reports bf16 support it only emulates
+    (ideep::has_bf16_type_support is `isa >= avx512_core`); serving there runs float32."""
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert bfloat16_supported() is False
+    model = build_model({**SMALL_ARCH, "precision": "bfloat16"})
+    assert model.use_bfloat16 is False
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert bfloat16_supported() is True

@@ -89,10 +89,11 @@ def test_code_dir_serves_on_its_own(trained: Path, staged: Path, tmp_path: Path)
     split, _ = read_split(staged / "test")
     np.save(tmp_path / "imgs.npy", split.images[:20])
     script = (
-        "import sys, json, numpy as np, inference;"
+        "import sys, json, numpy as np, inference, training.inference as hooks;"
         f"m = inference.model_fn({str(trained)!r});"
         "assert inference.__file__.startswith(sys.path[0]);"
-        f"p = inference.predict_fn(np.load({str(tmp_path / 'imgs.npy')!r}), m);"
+        "assert hooks.__file__.startswith(sys.path[0]);"
+        f"p = hooks.predict_fn(np.load({str(tmp_path / 'imgs.npy')!r}), m);"
         "print(json.dumps(p.tolist()))"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}

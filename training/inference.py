@@ -11,21 +11,23 @@ predict_fn resizes/crops it to the model's input size, normalises it exactly as 
 output_fn renders that as a JSON list.
 
 Rejected requests raise the named errors of training.errors (UnsupportedContentType -> 415,
-InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). Where SageMaker's inference
-toolkit is installed (its PyTorch image) the raised error is also the toolkit's own error type,
-so the container answers with the same status code instead of a generic 500.
+InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). `respond` runs the three
+request hooks and turns a named error into its status and the pure JSON body
+{"error": NAME, "message": TEXT}: the one answer both servers send. SageMaker's image does not
+import this module directly: the artifact's code/inference.py is training/sagemaker_entry.py,
+which exposes model_fn + transform_fn over `respond` (see that module for why).
 """
 
 from __future__ import annotations
 
-import functools
 import json
+import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -54,8 +56,7 @@ META_FILE = "model_meta.json"
 # Environment override for the number of intra-op threads torch uses per forward pass.
 THREADS_ENV = "SCONES_TORCH_THREADS"
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
+LOG = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LoadedModel:
@@ -67,50 +68,6 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     temperature: float
-
-
-@functools.cache
-def _toolkit_error_type(error_type: type[ServingError]) -> type[ServingError]:
-    """`error_type` that is also the inference toolkit's GenericInferenceToolkitError.
-
-    Raises ImportError outside SageMaker's image (no sagemaker_inference installed).
-    """
-    from sagemaker_inference.errors import GenericInferenceToolkitError
-
-    def __str__(self: Any) -> str:  # the toolkit's __init__ puts (status, body, phrase) in args
-        return str(self.detail)
-
-    return type(
-        error_type.__name__,
-        (error_type, GenericInferenceToolkitError),
-        {"__str__": __str__, "__module__": error_type.__module__},
-    )
-
-
-def _toolkit_errors(func: _F) -> _F:
-    """Make a hook's ServingError also the inference toolkit's error type, when it is installed.
-
-    SageMaker's inference toolkit answers 500 for any exception that is not its own
-    BaseInferenceToolkitError; the combined type keeps the 415/400/413 codes DESIGN.md promises
-    (the JSON error body as message, the error name as reason phrase). It is still the named
-    ServingError with the same message, so the local server handles it identically.
-    """
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ServingError as exc:
-            try:
-                combined = _toolkit_error_type(type(exc))
-            except ImportError:
-                raise exc from None
-            body = json.dumps({"error": exc.name, "message": str(exc)})
-            error = combined(exc.status, body, exc.name)
-            error.detail = str(exc)  # type: ignore[attr-defined]
-            raise error from exc
-
-    return wrapper  # type: ignore[return-value]
 
 
 def configure_threads(threads: int | None = None) -> int:
@@ -200,6 +157,10 @@ def model_fn(model_dir: str) -> LoadedModel:
     except (RuntimeError, OSError, ValueError, KeyError) as exc:
         raise ModelArtifactError(f"{weights} does not fit the arch in {META_FILE} ({exc})") from exc
     module.eval()
+    # NHWC weights: oneDNN's convolutions skip a layout reorder per call (about a quarter of
+    # the batch-1 forward pass on 2 cores), with the same logits as NCHW
+    # (docs/sagemaker-parity.md); predict_fn hands the input over in the same layout.
+    module = module.to(memory_format=torch.channels_last)
     if os.environ.get(THREADS_ENV):
         # Serving processes set this (the local server does; the SageMaker model's environment
         # should); a batch job such as evaluation keeps torch's own default.
@@ -233,7 +194,6 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
-@_toolkit_errors
 def input_fn(request_body: bytes, request_content_type: str | None) -> np.ndarray:
     """Check and decode a request: image bytes -> uint8 RGB array (H, W, 3), any size.
 
@@ -259,7 +219,6 @@ def input_fn(request_body: bytes, request_content_type: str | None) -> np.ndarra
     return decode_image(request_body, min_size=(DECODE_MIN_SIDE, DECODE_MIN_SIDE))
 
 
-@_toolkit_errors
 def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
     """Class probabilities (float64, shape (C,), class order, sum 1) for one decoded image.
 
@@ -273,7 +232,7 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
         batch = array
     else:
         raise InvalidImage(f"cannot classify an array of shape {array.shape}")
-    tensor = to_tensor(batch, model.mean, model.std)
+    tensor = to_tensor(batch, model.mean, model.std).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         logits = model.module(tensor)
     # Softmax in float64 so the probabilities sum to 1 to within ~1e-16 after JSON round-trip.
@@ -282,7 +241,6 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
     return probabilities[0] if array.ndim == 3 else probabilities
 
 
-@_toolkit_errors
 def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
     """Render probabilities as the JSON list DESIGN.md specifies; returns (body, content type).
 
@@ -293,3 +251,42 @@ def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
     if not wanted & {"", "*/*", "application/*", JSON_CONTENT_TYPE}:
         raise NotAcceptable(f"accept {accept!r} is not supported; this endpoint answers JSON")
     return json.dumps(np.asarray(prediction, dtype=np.float64).tolist()), JSON_CONTENT_TYPE
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer to one request: HTTP status, UTF-8 body and its content type."""
+
+    status: int
+    body: str
+    content_type: str = JSON_CONTENT_TYPE
+
+
+def error_body(error: ServingError) -> str:
+    """The contract's error body for a named error: {"error": NAME, "message": TEXT}."""
+    return json.dumps({"error": error.name, "message": str(error)})
+
+
+def load_failed_body(error: BaseException) -> str:
+    """The answer body while the artifact cannot be loaded: {"error": "ModelLoadFailed", ...}."""
+    return json.dumps({"error": "ModelLoadFailed", "message": str(error)})
+
+
+def respond(
+    model: LoadedModel, body: bytes | str, content_type: str | None, accept: str | None
+) -> Reply:
+    """input_fn -> predict_fn -> output_fn for one request; a named error becomes its Reply.
+
+    Any other exception (a bug, a broken model) is logged with its traceback and answered 500
+    {"error": "InternalFailure", "message": "TYPE: TEXT"}: the traceback stays in the log.
+    """
+    try:
+        prediction = predict_fn(input_fn(body, content_type), model)  # type: ignore[arg-type]
+        payload, response_type = output_fn(prediction, accept)
+    except ServingError as exc:
+        return Reply(exc.status, error_body(exc))
+    except Exception as exc:  # answer 500 and keep serving
+        LOG.exception("invocation failed")
+        message = f"{type(exc).__name__}: {exc}"
+        return Reply(500, json.dumps({"error": "InternalFailure", "message": message}))
+    return Reply(200, payload, response_type)

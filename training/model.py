@@ -12,7 +12,8 @@ the logits the endpoint serves come from the very same function:
   batch of 2N), a test-time augmentation that sharpens the ranking of confident predictions.
 - `precision: "bfloat16"`: convolutions run under CPU autocast in bfloat16 where the CPU has
   native bfloat16 instructions (about 2x faster here, in training and serving); elsewhere, e.g.
-  an instance type without AVX512-BF16, the same weights run in float32.
+  ml.m5 (AVX-512 without BF16), the same weights run in float32, so a training job and the
+  endpoint on such instances both compute (and the job's metrics describe) float32 logits.
 Artifacts written before these options existed lack the keys and keep their float32,
 single-view behaviour (the defaults below).
 """
@@ -42,10 +43,21 @@ SUPPORTED_PRECISIONS = ("float32", "bfloat16")
 
 
 def bfloat16_supported() -> bool:
-    """True where oneDNN runs bfloat16 natively (AVX512-BF16/AMX); emulation would be slower."""
+    """True where the CPU has native bfloat16 instructions (AVX512-BF16 or AMX).
+
+    Not torch.ops.mkldnn._is_mkldnn_bf16_supported(): that is ideep::has_bf16_type_support(),
+    `get_effective_cpu_isa() >= avx512_core` (intel/ideep include/ideep/abstract_types.hpp,
+    called by mkldnn_bf16_device_check in pytorch aten/src/ATen/native/mkldnn/Utils.h), which is
+    also true on AVX-512 CPUs without BF16 (ml.m5: Skylake/Cascade Lake) where oneDNN emulates
+    bfloat16: slower, and logits unlike the float32 ones a job on such an instance measured.
+    """
     if not torch.backends.mkldnn.is_available():
         return False
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    native = (
+        getattr(torch.cpu, "_is_avx512_bf16_supported", None),
+        getattr(torch.cpu, "_is_amx_tile_supported", None),
+    )
+    return any(bool(check()) for check in native if check is not None)
 
 
 class _PreActBlock(nn.Module):

@@ -55,6 +55,7 @@ META_FILE = "model_meta.json"
 METRICS_FILE = "metrics.json"
 BASELINE_FILE = "baseline.json"
 CODE_DIR = "code"
+FAILURE_FILE = "failure"  # in SM_OUTPUT_DIR (/opt/ml/output)
 INPUT_SIZE = (32, 32)
 # Exit status of a run that trained fine but failed the quality gate (distinct from crashes).
 EXIT_QUALITY_GATE = 3
@@ -306,8 +307,8 @@ def _training_imports(source: Path) -> set[str]:
 
 
 def write_code_dir(code_dir: Path) -> list[str]:
-    """code/inference.py + every training module it needs (followed transitively)."""
-    entry = PACKAGE_DIR / "inference.py"
+    """code/inference.py (training/sagemaker_entry.py) + every training module it needs."""
+    entry = PACKAGE_DIR / "sagemaker_entry.py"
     if not entry.is_file():
         raise FileNotFoundError(f"{entry} is missing: the artifact would not be servable")
     needed: set[str] = set()
@@ -547,15 +548,37 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(buf.getvalue() + "\n")
 
 
+def write_failure_reason(message: str, output_dir: str | None = None) -> Path | None:
+    """Write `message` to $SM_OUTPUT_DIR/failure, where SageMaker takes a job's FailureReason.
+
+    SageMaker returns the file's first 1024 characters as DescribeTrainingJob's FailureReason
+    (https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html);
+    sagemaker-training writes its own "ExecuteUserScriptError ..." text there only when the file
+    does not exist yet (sagemaker_training/files.py write_failure_file), so the reason a user
+    should read comes first. Outside a training job (no SM_OUTPUT_DIR) nothing is written.
+    """
+    directory = output_dir or os.environ.get("SM_OUTPUT_DIR")
+    if not directory:
+        return None
+    path = Path(directory) / FAILURE_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(message[:1024])
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         train(args)
     except DatasetError as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        reason = f"{type(exc).__name__}: {exc}"
+        print(f"error: {reason}", file=sys.stderr)
+        write_failure_reason(reason)
         return EXIT_DATA_ERROR
     except QualityGateFailed as exc:
-        print(f"error: QualityGateFailed: {exc}", file=sys.stderr)
+        reason = f"QualityGateFailed: {exc}"
+        print(f"error: {reason}", file=sys.stderr)
+        write_failure_reason(reason)
         return EXIT_QUALITY_GATE
     return 0
 

@@ -1,0 +1,68 @@
+"""The environment the SageMaker Model gives the PyTorch inference container: its one home.
+
+components/model_endpoint.py sets `serving_environment(region)` on the Model; the serving-parity
+harness (local/sagemaker_serving.py) starts the real stack with the same dict. What it decides:
+
+- Code: `SAGEMAKER_PROGRAM=inference.py` in `/opt/ml/model/code` (the artifact's own copy of
+  training/sagemaker_entry.py).
+- Workers: the image's entrypoint overwrites SAGEMAKER_MODEL_SERVER_WORKERS with the vCPU count
+  (aws/deep-learning-containers pytorch/inference/docker/build_artifacts/torchserve-entrypoint.py),
+  and any SAGEMAKER_TS_* variable switches sagemaker-pytorch-inference to a per-model config whose
+  min/max workers default to 1 (sagemaker_pytorch_serving_container/ts_environment.py). So none
+  is set: one TorchServe worker per vCPU, TorchServe batching off (batch size 1).
+- Threads: one torch intra-op thread per worker (SCONES_TORCH_THREADS, applied by model_fn;
+  OMP_NUM_THREADS for the OpenMP pool torch starts at import). Workers x threads must not exceed
+  the vCPUs: 2 workers x 2 threads on 2 vCPUs served ~12x fewer requests (docs/sagemaker-parity.md).
+"""
+
+from __future__ import annotations
+
+# vCPUs of the instance types the stack may serve on (AWS, "Amazon SageMaker AI pricing" /
+# EC2 instance types: m5.large 2, xlarge 4, 2xlarge 8; c5 likewise).
+INSTANCE_VCPUS: dict[str, int] = {
+    "ml.m5.large": 2,
+    "ml.m5.xlarge": 4,
+    "ml.m5.2xlarge": 8,
+    "ml.m5.4xlarge": 16,
+    "ml.c5.large": 2,
+    "ml.c5.xlarge": 4,
+    "ml.c5.2xlarge": 8,
+    "ml.c5.4xlarge": 16,
+}
+TORCH_THREADS_PER_WORKER = 1
+THREADS_ENV = "SCONES_TORCH_THREADS"  # read by training.inference.configure_threads
+# Variables whose presence changes the toolkit's worker count (ts_parameters.py).
+TS_WORKER_OVERRIDES = (
+    "SAGEMAKER_TS_BATCH_SIZE",
+    "SAGEMAKER_TS_MAX_BATCH_DELAY",
+    "SAGEMAKER_TS_MIN_WORKERS",
+    "SAGEMAKER_TS_MAX_WORKERS",
+    "SAGEMAKER_TS_RESPONSE_TIMEOUT",
+)
+
+
+def serving_environment(region: str) -> dict[str, str]:
+    """The primary container's environment for the Model in `region`."""
+    return {
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
+        "SAGEMAKER_REGION": region,
+        THREADS_ENV: str(TORCH_THREADS_PER_WORKER),
+        "OMP_NUM_THREADS": str(TORCH_THREADS_PER_WORKER),
+    }
+
+
+def workers_for(environment: dict[str, str], vcpus: int) -> int:
+    """TorchServe workers the image runs with `environment` on `vcpus` (see module docstring)."""
+    if any(name in environment for name in TS_WORKER_OVERRIDES):
+        return int(environment.get("SAGEMAKER_TS_MAX_WORKERS", "1"))
+    return vcpus
+
+
+def threads_for(environment: dict[str, str]) -> int:
+    """torch intra-op threads per worker with `environment` (torch's default is all cores)."""
+    raw = environment.get(THREADS_ENV) or environment.get("OMP_NUM_THREADS")
+    if raw is None:
+        raise ValueError(f"{THREADS_ENV} is unset: each worker would use every core")
+    return int(raw)
