@@ -1,4 +1,4 @@
-"""Pulumi program: `pulumi up` deploys the stack described in the README (deploying)."""
+"""Pulumi program: `pulumi up` deploys the stack described in docs/deploying.md."""
 
 import pulumi
 

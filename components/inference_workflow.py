@@ -53,7 +53,7 @@ def intake_event_pattern(bucket_name: str, prefix: str = INTAKE_PREFIX) -> dict:
     }
 
 
-# Maps the S3 event to the workflow's input event (DESIGN.md "The workflow's event").
+# Maps the S3 event to the workflow's input event (docs/design.md "The workflow's event").
 INPUT_PATHS = {"bucket": "$.detail.bucket.name", "key": "$.detail.object.key"}
 INPUT_TEMPLATE = '{"s3_bucket": <bucket>, "s3_key": <key>}'
 

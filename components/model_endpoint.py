@@ -174,7 +174,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "kms_key_id": args.kms_key_arn,
                 "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
                 # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
-                # the record format DESIGN.md fixes and the drift monitor reads.
+                # the record format docs/design.md fixes and the drift monitor reads.
                 "capture_content_type_header": {"json_content_types": ["application/json"]},
             }
         self.config = aws.sagemaker.EndpointConfiguration(

@@ -5,7 +5,7 @@ and the Pulumi program passes ``pulumi.Config("scones").get``. Every getter retu
 config string (Pulumi stores structured values as JSON text) or ``None`` when the key is unset;
 already-parsed values (lists, dicts, numbers, bools) are accepted too.
 
-Keys, defaults and why (DESIGN.md is the contract; the README (deploying) has the same table):
+Keys, defaults and why (docs/design.md is the contract; docs/deploying.md explains them):
 
 ========================  =====================================  ==================================
 key                       default                                rationale
@@ -60,7 +60,7 @@ expectedClassShare        (uniform)                              {class: share} 
 ========================  =====================================  ==================================
 
 The drift thresholds are ``lambdas.detect_drift.rules.DriftThresholds``'s defaults (one source
-for the Lambda, the alarms and local mode). the README (monitoring) gives the measurements.
+for the Lambda, the alarms and local mode). docs/monitoring.md gives the measurements.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ def build_batch_definition(
                 "Resource": "arn:aws:states:::s3:listObjectsV2",
                 "Parameters": {"Bucket": bucket, "Prefix.$": "$.prefix"},
             },
-            # The per-image event (DESIGN.md): only the fields its validation accepts.
+            # The per-image event (docs/design.md): only the fields its validation accepts.
             "ItemSelector": {"s3_bucket": bucket, "s3_key.$": "$$.Map.Item.Value.Key"},
             "ItemProcessor": {
                 "ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": "EXPRESS"},

@@ -2,7 +2,7 @@
 
 The exception class name IS the Lambda error type Step Functions sees (``errorType`` in the
 function's error payload), so the state machine catches on these names. Do not rename a class
-without changing ``lambdas/workflow_definition.py`` and DESIGN.md together.
+without changing ``lambdas/workflow_definition.py`` and docs/design.md together.
 """
 
 from __future__ import annotations

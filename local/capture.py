@@ -1,8 +1,8 @@
 """Data capture for the local endpoint, in SageMaker Data Capture's format and layout.
 
 One JSON object a line, in files under
-`{prefix}/{endpoint}/{variant}/{yyyy}/{mm}/{dd}/{hh}/{mm-ss-mmm}-{uuid}.jsonl` (DESIGN.md), written
-to a local directory or to an S3 URL (boto3; AWS_ENDPOINT_URL_S3 is honoured by boto3 itself).
+`{prefix}/{endpoint}/{variant}/{yyyy}/{mm}/{dd}/{hh}/{mm-ss-mmm}-{uuid}.jsonl` (docs/design.md),
+written to a local directory or to an S3 URL (boto3; it honours AWS_ENDPOINT_URL_S3 itself).
 
 `CaptureWriter.record()` only enqueues the raw request/response: base64, JSON and I/O happen on a
 background thread, so capture adds microseconds to a request. Records are written in batches
@@ -55,7 +55,7 @@ class CaptureEvent:
 
 
 def capture_record(event: CaptureEvent) -> dict[str, Any]:
-    """The SageMaker Data Capture JSON object for one event (DESIGN.md's exact shape)."""
+    """The SageMaker Data Capture JSON object for one event (docs/design.md's exact shape)."""
     return {
         "captureData": {
             "endpointInput": {

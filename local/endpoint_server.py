@@ -6,7 +6,7 @@
 
 PATH is a model directory (what SM_MODEL_DIR holds) or its model.tar.gz. Two faces:
 
-- The container contract (DESIGN.md): `GET /ping` (200 once the model is loaded, 503 before,
+- The container contract (docs/design.md): `GET /ping` (200 once the model is loaded, 503 before,
   500 ModelLoadFailed for a broken artifact, which invocations then answer too),
   `POST /invocations` with image/png, image/jpeg or application/x-image bytes -> 200 JSON list of
   class probabilities; errors 415 / 400 / 413 (and 406 for an Accept it cannot meet) with the

@@ -5,7 +5,7 @@ payload. The one adapter point is ``moto.awslambda.models.LambdaFunction._invoke
 event) -> (payload_str, errored, logs)``: :func:`install` replaces it with :func:`invoke`, which
 imports the function's handler from the extracted zip and calls it with a Lambda-like context.
 
-Configuration model (documented in the README (workflow)). All functions share one Python process,
+Configuration model (documented in docs/workflow.md). All functions share one Python process,
 so ``os.environ`` and module state are process-global:
 - Environment: the *union* of the functions' variables is applied to ``os.environ`` the first
   time each function runs. Functions may repeat a key only with the same value; a clash (two

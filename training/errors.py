@@ -76,7 +76,7 @@ class ServingError(SconesError):
 
     @property
     def name(self) -> str:
-        # The JSON error body's "error" field is the class name, as DESIGN.md specifies.
+        # The JSON error body's "error" field is the class name, as docs/design.md specifies.
         return type(self).__name__
 
 

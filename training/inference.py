@@ -242,7 +242,7 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
 
 
 def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
-    """Render probabilities as the JSON list DESIGN.md specifies; returns (body, content type).
+    """Render probabilities as the JSON list docs/design.md specifies; returns (body, content type).
 
     Accept may be absent, */*, application/* or application/json (SageMaker's default);
     anything else raises NotAcceptable (406).

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.93  # scones:confidenceThreshold's default (DESIGN.md)
+DEFAULT_THRESHOLD = 0.93  # scones:confidenceThreshold's default (docs/design.md)
 ECE_BINS = 15
 
 

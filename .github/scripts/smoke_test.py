@@ -68,7 +68,7 @@ class ExecutionResult:
 
 
 def build_event(bucket: str, key: str, driver_id: str) -> dict[str, str]:
-    """The state machine input, as DESIGN.md defines it."""
+    """The state machine input, as docs/design.md defines it."""
     return {"s3_bucket": bucket, "s3_key": key, "driver_id": driver_id}
 
 

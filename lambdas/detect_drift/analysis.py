@@ -1,6 +1,6 @@
 """Window metrics, PSI against the baseline, and the drift verdict (pure functions).
 
-``analyse`` turns a window's observations into the metrics DESIGN.md names
+``analyse`` turns a window's observations into the metrics docs/design.md names
 (``LowConfidenceRate``, ``MeanConfidence``, ``ClassShare``, ``ConfidencePSI``, ``InputPSI``),
 evaluates the alarm rules on them and states a verdict with its reasons:
 

@@ -1,6 +1,6 @@
 """Reading captured traffic: list a time window's capture files, parse and decode their records.
 
-Layout and record format are DESIGN.md's (SageMaker Data Capture's):
+Layout and record format are docs/design.md's (SageMaker Data Capture's):
 ``{prefix}/{endpoint}/{variant}/{yyyy}/{mm}/{dd}/{hh}/{mm-ss-mmm}-{uuid}.jsonl``, one JSON
 object a line. A line that cannot be used (bad JSON, missing field, undecodable image,
 probabilities of the wrong shape, bad time) is *counted by reason* and skipped, never fatal:

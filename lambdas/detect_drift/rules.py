@@ -19,7 +19,7 @@ Every rule fires when its value is strictly greater than its threshold:
   share is the configured class mix (default: uniform), a CloudWatch metric-math expression
   ``ABS(share - expected)`` in the cloud.
 
-Defaults and their rationale are in ``DriftThresholds`` below and the README (monitoring); they were
+Defaults and their rationale are in ``DriftThresholds`` below and docs/monitoring.md; they were
 chosen from the measured noise of clean windows (benchmarks/drift_benchmark.py).
 """
 

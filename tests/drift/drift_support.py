@@ -44,7 +44,7 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 
 def capture_line(when: datetime, image: bytes, probs: Sequence[float]) -> str:
-    """One record exactly as DESIGN.md's Data Capture format."""
+    """One record exactly as docs/design.md's Data Capture format."""
     return json.dumps(
         {
             "captureData": {
