@@ -22,9 +22,10 @@ route ``REJECTED_ROUTE``); both end in Succeed states, so only real failures cou
 Functions' ExecutionsFailed metric. A case nobody answers within ``review_timeout_seconds``
 ends in ``REVIEW_EXPIRED_STATE`` (Fail: the driver was never routed, the alarm should say so).
 
-The callback pattern needs a STANDARD workflow: "Express Workflows do not support .sync or
-.waitForTaskToken" (Step Functions developer guide, "Discover service integration patterns",
-https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html). With
+The callback pattern needs a STANDARD workflow: Express Workflows "do not support Run a Job
+(.sync) or Wait for Callback (.waitForTaskToken)" (Step Functions developer guide, "Optimized
+integrations for Step Functions",
+https://docs.aws.amazon.com/step-functions/latest/dg/connect-supported-services.html). With
 ``wait_for_review=False`` (EXPRESS) the case is queued without a token and the execution ends in
 ``REVIEW_STATE`` (Succeed); answering such a case labels the image but cannot route the driver.
 
