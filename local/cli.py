@@ -8,6 +8,7 @@ run      start N executions on random staged test images (plus M bad events), sh
          then a table of results and a summary (accuracy, outcomes, latency, throughput).
 down     stop the servers and remove .scones/ (--purge-cache also drops the trained-model cache).
 monitor  the drift report over captured traffic (local.monitor).
+review   list | answer CASE_ID LABEL | serve: the human review loop (local.review_cli).
 """
 
 from __future__ import annotations
@@ -232,6 +233,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             build_dir=state_dir / "build",
             classes=classes,
             threshold=threshold,
+            review_timeout_seconds=args.review_timeout,
         )
         wait_http_ok(
             endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
@@ -417,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--classes", help="comma-separated classes (default from settings)")
     up.add_argument("--threshold", type=float, help="confidence threshold (default from settings)")
+    up.add_argument(
+        "--review-timeout",
+        type=int,
+        help="seconds a case waits for a person before ReviewExpired (default 24 h)",
+    )
     run = sub.add_parser("run", help="send test events through the state machine")
     run.add_argument("--events", type=int, default=40, help="good events (random test images)")
     run.add_argument("--bad-events", type=int, default=0, help="bad events mixed in")
@@ -427,6 +434,9 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--purge-cache", action="store_true", help="also drop cached models")
     sub.add_parser(
         "monitor", help="drift report over captured traffic (local.monitor)", add_help=False
+    )
+    sub.add_parser(
+        "review", help="list/answer/serve review cases (local.review_cli)", add_help=False
     )
     return parser
 
@@ -443,6 +453,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from local.monitor import main as monitor_main
 
         return int(monitor_main(argv[i + 1 :]) or 0)
+    if i < len(argv) and argv[i] == "review":
+        from local.review_cli import main as review_main
+
+        rest = argv[i + 1 :]
+        if not rest or rest[0] in ("-h", "--help"):
+            return review_main(rest or ["--help"], {})
+        state_dir = DEFAULT_STATE_DIR
+        if "--state-dir" in argv[:i]:
+            state_dir = Path(argv[argv.index("--state-dir") + 1])
+        return review_main(rest, _require_up(state_dir))
     args = build_parser().parse_args(argv)
     handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down}
     return handlers[args.command](args)
