@@ -121,7 +121,17 @@ def render_page(classes: list[str], token: str) -> str:
 def make_server(target: Any, port: int = 0, reviewer: str | None = None) -> ThreadingHTTPServer:
     """A server bound to 127.0.0.1:port (0: a free one); call serve_forever() to run it."""
     token = secrets.token_urlsafe(24)
-    lock = threading.Lock()  # one answer at a time: the queue reads are not atomic
+    # One queue operation at a time: a read hides the messages for a few seconds, so a second
+    # read running alongside would miss them. Images are served from the last listing.
+    lock = threading.Lock()
+    listed: dict[str, Any] = {}
+
+    def current_cases() -> list[Any]:
+        with lock:
+            cases = target.cases()
+            listed.clear()
+            listed.update({c.case_id: c for c in cases})
+        return cases
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:  # quiet: the page polls
@@ -151,16 +161,16 @@ def make_server(target: Any, port: int = 0, reviewer: str | None = None) -> Thre
                     200, render_page(list(target.classes), token).encode(), "text/html"
                 )
             if self.path == "/api/cases":
-                return self._json(200, [c.public() for c in target.cases()])
+                return self._json(200, [c.public() for c in current_cases()])
             if self.path.startswith("/image/"):
                 from urllib.parse import unquote
 
                 case_id = unquote(self.path.removeprefix("/image/"))
-                found = [c for c in target.cases() if c.case_id == case_id]
-                if not found:
+                case = listed.get(case_id)
+                if case is None:
                     return self._json(404, {"error": "UnknownCase", "message": case_id})
-                kind = mimetypes.guess_type(found[0].image)[0] or "application/octet-stream"
-                return self._send(200, target.image(found[0].image), kind)
+                kind = mimetypes.guess_type(case.image)[0] or "application/octet-stream"
+                return self._send(200, target.image(case.image), kind)
             return self._json(404, {"error": "NotFound", "message": self.path})
 
         def do_POST(self) -> None:
