@@ -9,6 +9,7 @@ run      start N executions on random staged test images (plus M bad events), sh
 down     stop the servers and remove .scones/ (--purge-cache also drops the trained-model cache).
 monitor  the drift report over captured traffic (local.monitor).
 review   list | answer CASE_ID LABEL | serve: the human review loop (local.review_cli).
+retrain  train on staged data + labelled images; keep it only if the quality gate passes.
 """
 
 from __future__ import annotations
@@ -140,6 +141,29 @@ def _smoke_execution(
     return f"{key} -> {result.outcome} ({result.predicted} {result.confidence:.3f})"
 
 
+def _base_train_args(epochs_arg: int | None) -> list[str]:
+    epochs = epochs_arg or os.environ.get("SCONES_EPOCHS")
+    return ["--seed", "0"] + (["--epochs", str(int(epochs))] if epochs else [])
+
+
+def _train_args(epochs_arg: int | None) -> list[str]:
+    """What `up` trains with: `retrain` uses the same, so `up` finds the retrained model."""
+    from local.retrain import labelled_train_args
+
+    return labelled_train_args(_base_train_args(epochs_arg))
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from local.retrain import retrain
+
+    state = _require_up(args.state_dir)
+    if args.min_accuracy is None:
+        from components.settings import Settings
+
+        args.min_accuracy = Settings.from_mapping(lambda _key: None).min_accuracy
+    return retrain(state, _base_train_args(args.epochs), args.min_accuracy)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from local.deploy import deploy_workflow
     from local.model_cache import ensure_model
@@ -160,8 +184,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     classes_default, threshold_default = _defaults()
     classes = args.classes.split(",") if args.classes else classes_default
     threshold = args.threshold if args.threshold is not None else threshold_default
-    epochs = args.epochs or os.environ.get("SCONES_EPOCHS")
-    train_args = ["--seed", "0"] + (["--epochs", str(int(epochs))] if epochs else [])
+    train_args = _train_args(args.epochs)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
@@ -430,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--concurrency", type=int, default=8, help="executions in flight")
     run.add_argument("--seed", type=int, default=None, help="seed for choosing images")
     run.add_argument("--show-all", action="store_true", help="print every row")
+    retrain = sub.add_parser("retrain", help="train with the labelled images, gate, keep")
+    retrain.add_argument("--epochs", type=int, help="as for up (use the same value)")
+    retrain.add_argument(
+        "--min-accuracy", type=float, help="quality gate (default scones:minAccuracy's default)"
+    )
     down = sub.add_parser("down", help="stop everything and remove local state")
     down.add_argument("--purge-cache", action="store_true", help="also drop cached models")
     sub.add_parser(
@@ -464,5 +492,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_dir = Path(argv[argv.index("--state-dir") + 1])
         return review_main(rest, _require_up(state_dir))
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down}
+    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down, "retrain": cmd_retrain}
     return handlers[args.command](args)

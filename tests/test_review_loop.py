@@ -199,3 +199,38 @@ def test_an_unanswered_case_expires_and_can_still_be_labelled(stack: LocalStack)
     assert late.returncode == 2 and "expired" in late.stdout, late.stdout + late.stderr
     assert "labelled/motorcycle/" in late.stdout
     assert _routing_events(stack.sqs, stack.routing) == []
+
+
+@pytest.mark.slow
+def test_retrain_uses_the_labelled_images_and_keeps_the_model_only_past_the_gate(
+    stack: LocalStack,
+) -> None:
+    """After the answers above (all of test images, so dropped: the evaluation set stays
+    unseen), one photo a person labelled that no split holds; retrain trains on it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    bucket = stack.state["bucket"]
+    test_key = sorted(
+        o["Key"] for o in stack.s3.list_objects_v2(Bucket=bucket, Prefix="test/")["Contents"]
+    )[0]
+    pixels = np.asarray(
+        Image.open(io.BytesIO(stack.s3.get_object(Bucket=bucket, Key=test_key)["Body"].read()))
+    )
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels[:, ::-1])).save(buf, format="PNG")
+    stack.s3.put_object(Bucket=bucket, Key="labelled/bicycle/intake-photo.png", Body=buf.getvalue())
+
+    kept = stack.local("retrain", "--epochs", "2", "--min-accuracy", "0")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    (line,) = [x for x in kept.stdout.splitlines() if x.startswith("data:")]
+    data = json.loads(line.removeprefix("data:"))
+    assert data["labelled_used"]["bicycle"] == 1
+    assert data["labelled_dropped"]["in_test_split"] >= 2  # the answered cases' test images
+    assert "quality gate passed" in kept.stdout
+
+    refused = stack.local("retrain", "--epochs", "2", "--min-accuracy", "0.999")
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "new model discarded" in refused.stdout
