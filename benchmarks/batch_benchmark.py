@@ -71,6 +71,7 @@ def _deploy(state: dict[str, Any], sfn: Any, concurrency: int) -> str:
         state["function_arns"],
         summarize_function_arn=state["summarize_function_arn"],
         review_topic_arn=state["topics"]["scones-review"],
+        review_queue_url=state["review_queue_url"],
         routes={c: DEFAULT_ROUTES[c] for c in state["classes"]},
         bucket=state["bucket"],
         max_concurrency=concurrency,

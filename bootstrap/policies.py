@@ -183,6 +183,7 @@ def deploy_policy(
             + [f"arn:{p}:states:{r}:{a}:execution:{n}:*" for n in names],
         ),
         _stmt("StackTopics", ["sns:*"], [f"arn:{p}:sns:{r}:{a}:{n}" for n in names]),
+        _stmt("StackQueues", ["sqs:*"], [f"arn:{p}:sqs:{r}:{a}:{n}" for n in names]),
         _stmt("StackRules", ["events:*"], [f"arn:{p}:events:{r}:{a}:rule/{n}" for n in names]),
         _stmt(
             "StackAlarmsAndDashboard",

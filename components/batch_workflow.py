@@ -81,6 +81,8 @@ class BatchWorkflowArgs:
     lambda_zip: Path
     function_arns: Mapping[str, pulumi.Input[str]]
     review_topic_arn: pulumi.Input[str]
+    review_queue_url: pulumi.Input[str]
+    review_queue_arn: pulumi.Input[str]
     routes: Mapping[str, str]
     bucket_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
@@ -269,6 +271,7 @@ class BatchWorkflow(pulumi.ComponentResource):
                         sid="InvokeTheFunctions",
                     ),
                     allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
+                    allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
                     allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
                     allow(
                         XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
@@ -281,13 +284,18 @@ class BatchWorkflow(pulumi.ComponentResource):
         )
         input_prefixes = list(args.input_prefixes)
         self.definition = pulumi.Output.all(
-            args.bucket_name, args.review_topic_arn, self.summarize_function.arn, *function_arns
+            args.bucket_name,
+            args.review_topic_arn,
+            self.summarize_function.arn,
+            args.review_queue_url,
+            *function_arns,
         ).apply(
             lambda values: json.dumps(
                 build_batch_definition(
-                    dict(zip(keys, values[3:], strict=True)),
+                    dict(zip(keys, values[4:], strict=True)),
                     summarize_function_arn=values[2],
                     review_topic_arn=values[1],
+                    review_queue_url=values[3],
                     bucket=values[0],
                     routes=dict(args.routes),
                     input_prefixes=input_prefixes,

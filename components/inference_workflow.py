@@ -17,7 +17,8 @@ import pulumi_aws as aws
 
 from components.data_staging import INTAKE_PREFIX
 from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, statement
-from lambdas.workflow_definition import build_definition
+from components.review_queue import ReviewQueue, ReviewQueueArgs
+from lambdas.workflow_definition import DEFAULT_REVIEW_TIMEOUT_SECONDS, build_definition
 
 # CloudWatch Logs delivery for Step Functions is configured through these account-level APIs,
 # which support only Resource "*" (AWS Step Functions developer guide, "IAM policies for logging
@@ -99,6 +100,8 @@ class InferenceWorkflowArgs:
     log_retention_days: int
     region: str = "eu-west-1"
     account_id: pulumi.Input[str] = ""
+    bucket_arn: pulumi.Input[str] = ""
+    review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS
 
 
 class InferenceWorkflow(pulumi.ComponentResource):
@@ -132,6 +135,22 @@ class InferenceWorkflow(pulumi.ComponentResource):
             opts=child,
         )
         sm_name = state_machine_name(args.stack)
+        # The name is fixed, so the ARN is known before the state machine exists: the queue's
+        # reviewer role can be scoped to it without a cycle.
+        sm_arn = pulumi.Output.concat(
+            "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:", sm_name
+        )
+        self.review = ReviewQueue(
+            f"{name}-review",
+            ReviewQueueArgs(
+                stack=args.stack,
+                kms_key_arn=args.kms_key_arn,
+                account_id=args.account_id,
+                state_machine_arn=sm_arn,
+                bucket_arn=args.bucket_arn,
+            ),
+            opts=child,
+        )
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"scones {args.stack}: Step Functions workflow",
@@ -141,10 +160,7 @@ class InferenceWorkflow(pulumi.ComponentResource):
             assume_role_policy=assume_role_policy(
                 "states.amazonaws.com",
                 source_account=args.account_id,
-                source_arn=pulumi.Output.concat(
-                    "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:",
-                    sm_name,
-                ),
+                source_arn=sm_arn,
             ),
             opts=child,
         )
@@ -156,9 +172,12 @@ class InferenceWorkflow(pulumi.ComponentResource):
                     statement(["lambda:InvokeFunction"], function_arns, sid="InvokeTheFunctions"),
                     statement(["sns:Publish"], [self.review_topic.arn], sid="PublishForReview"),
                     statement(
+                        ["sqs:SendMessage"], [self.review.queue.arn], sid="QueueCasesForReview"
+                    ),
+                    statement(
                         ["kms:Decrypt", "kms:GenerateDataKey"],
                         [args.kms_key_arn],
-                        sid="EncryptedReviewTopic",
+                        sid="EncryptedReviewTopicAndQueue",
                     ),
                     statement(
                         SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"
@@ -172,11 +191,17 @@ class InferenceWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.definition = pulumi.Output.all(self.review_topic.arn, *function_arns).apply(
+        self.definition = pulumi.Output.all(
+            self.review_topic.arn, self.review.queue.url, *function_arns
+        ).apply(
             lambda values: json.dumps(
                 build_definition(
-                    dict(zip(keys, values[1:], strict=True)),
+                    dict(zip(keys, values[2:], strict=True)),
                     review_topic_arn=values[0],
+                    review_queue_url=values[1],
+                    # Express workflows cannot wait for a task token (see build_definition).
+                    wait_for_review=args.workflow_type == "STANDARD",
+                    review_timeout_seconds=args.review_timeout_seconds,
                     routes=dict(args.routes),
                 ),
                 indent=2,
@@ -250,6 +275,7 @@ class InferenceWorkflow(pulumi.ComponentResource):
             {
                 "stateMachineArn": self.state_machine.arn,
                 "reviewTopicArn": self.review_topic.arn,
+                "reviewQueueUrl": self.review.queue.url,
                 "intakeRule": self.rule.name,
             }
         )

@@ -38,6 +38,9 @@ from lambdas.config import DEFAULT_ROUTES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
+# A review case older than this raises the review-queue-age alarm (well inside the default
+# 24 h review timeout, so someone can still answer before the case expires).
+REVIEW_AGE_ALARM_SECONDS = 4 * 3600
 
 
 @dataclass
@@ -261,6 +264,7 @@ def deploy(
             routes=routes,
             bucket_name=staging.bucket_name,
             kms_key_arn=key.arn,
+            bucket_arn=staging.bucket_arn,
             workflow_type=settings.workflow_type,
             log_retention_days=settings.log_retention_days,
             region=region,
@@ -277,6 +281,8 @@ def deploy(
             lambda_zip=artifacts.lambda_zip,
             function_arns=functions.function_arns,
             review_topic_arn=workflow.review_topic.arn,
+            review_queue_url=workflow.review.queue.url,
+            review_queue_arn=workflow.review.queue.arn,
             routes=routes,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
@@ -303,6 +309,39 @@ def deploy(
             treat_missing_data="notBreaching",
             # Counts failures only: human review ends in a Succeed state.
             alarm_description=f"scones {stack}: routing workflow executions failed",
+        ),
+    )
+    # Cases waiting for a person: the oldest one's age, and anything in the dead-letter queue
+    # (AWS/SQS metrics, SQS developer guide "Available CloudWatch metrics for Amazon SQS").
+    review_queues = workflow.review
+    alarms.add_alarm(
+        "review-queue-age",
+        aws.cloudwatch.MetricAlarmArgs(
+            namespace="AWS/SQS",
+            metric_name="ApproximateAgeOfOldestMessage",
+            dimensions={"QueueName": review_queues.queue.name},
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=1,
+            threshold=REVIEW_AGE_ALARM_SECONDS,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_description=f"scones {stack}: a review case has waited over 4 hours",
+        ),
+    )
+    alarms.add_alarm(
+        "review-dlq-depth",
+        aws.cloudwatch.MetricAlarmArgs(
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": review_queues.dead_letter_queue.name},
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=1,
+            threshold=0,
+            comparison_operator="GreaterThanThreshold",
+            treat_missing_data="notBreaching",
+            alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
         ),
     )
     # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
@@ -369,6 +408,9 @@ def deploy(
         "alarmTopicArn": alarms.topic.arn,
         "routingTopicArn": functions.routing_topic.arn,
         "reviewTopicArn": workflow.review_topic.arn,
+        "reviewQueueUrl": workflow.review.queue.url,
+        "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
+        "reviewerRoleArn": workflow.review.reviewer_role.arn,
         "dashboardUrl": alarms.dashboard_url,
         "trainingJobName": training.job_name,
         "modelDataUrl": training.model_data_url,

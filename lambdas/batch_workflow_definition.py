@@ -60,6 +60,7 @@ def build_batch_definition(
     *,
     summarize_function_arn: str,
     review_topic_arn: str,
+    review_queue_url: str,
     bucket: str,
     routes: Mapping[str, str] | None = None,
     input_prefixes: Sequence[str] = DEFAULT_INPUT_PREFIXES,
@@ -70,8 +71,10 @@ def build_batch_definition(
     """Return the batch state machine definition (a dict; ``json.dumps`` it for the API).
 
     Input: ``{"prefix": "batch/2026-12-01/"}`` (a key prefix in ``bucket`` ending in "/", under
-    one of ``input_prefixes``). ``function_arns``/``routes``/``review_topic_arn`` are the
-    per-image workflow's (see build_definition); ``summarize_function_arn`` is summarize_batch.
+    one of ``input_prefixes``). ``function_arns``/``routes``/``review_topic_arn``/
+    ``review_queue_url`` are the per-image workflow's (see build_definition);
+    ``summarize_function_arn`` is summarize_batch. A low-confidence image is queued for review
+    without waiting: the children are EXPRESS, which cannot wait for a task token.
     """
     if not summarize_function_arn:
         raise ValueError("build_batch_definition: summarize_function_arn is required")
@@ -91,6 +94,8 @@ def build_batch_definition(
     per_image = build_definition(
         function_arns,
         review_topic_arn=review_topic_arn,
+        review_queue_url=review_queue_url,
+        wait_for_review=False,
         routes=routes,
         retry_interval_seconds=retry_interval_seconds,
     )

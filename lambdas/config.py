@@ -16,6 +16,10 @@ from lambdas.errors import ConfigurationError
 DEFAULT_CLASSES: tuple[str, ...] = ("bicycle", "motorcycle")
 DEFAULT_ROUTES: Mapping[str, str] = {"bicycle": "nearby", "motorcycle": "distant"}
 DEFAULT_THRESHOLD = 0.93
+# A reviewer's answer for "this photo shows no vehicle", and the route the route step returns
+# for it (the driver is told to send another photo). Neither may be a class or a route.
+NOT_A_VEHICLE = "none"
+REJECTED_ROUTE = "rejected"
 
 
 @dataclass(frozen=True)

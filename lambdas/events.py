@@ -57,6 +57,19 @@ FILTER_INPUT: dict[str, Any] = {
     "required": ["s3_bucket", "s3_key", "inferences"],
 }
 
+# A person's answer from the review queue (lambdas/workflow_definition.py puts it here).
+DECISION = {
+    "type": "object",
+    "properties": {
+        "label": {"type": "string", "minLength": 1, "maxLength": 128},
+        "reviewer": {"type": "string", "minLength": 1, "maxLength": 512},
+        "decided_at": {"type": "string", "minLength": 1, "maxLength": 64},
+    },
+    "required": ["label", "reviewer", "decided_at"],
+}
+
+# Either the model decided (label + confidence from the filter step) or a person did
+# (``decision``, after the review queue); the route step routes both the same way.
 ROUTE_INPUT: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
@@ -64,8 +77,10 @@ ROUTE_INPUT: dict[str, Any] = {
         **_BASE_PROPERTIES,
         "label": {"type": "string", "minLength": 1},
         "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "decision": DECISION,
     },
-    "required": ["s3_bucket", "s3_key", "label", "confidence"],
+    "required": ["s3_bucket", "s3_key"],
+    "anyOf": [{"required": ["label", "confidence"]}, {"required": ["decision"]}],
 }
 
 

@@ -4,17 +4,30 @@ Used by the Pulumi component (through ``Output.all(...).apply``) and by local mo
 and the offline run execute the same graph:
 
     Serialize -> Classify -> Filter -> Route -> RouteChoice -> Routed_<route> (Succeed)
-         |           |          |         |            \\-> NoRoute (Fail)
-         |           |          |         \\-> InvalidEvent / UnexpectedError (Fail)
-         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> SentToHumanReview
-         |           |                                   \\-> ReviewNotPublished (Fail)  (Succeed)
+         |           |          |      ^  |            |-> RejectedByReviewer (Succeed)
+         |           |          |      |  |            \\-> NoRoute (Fail)
+         |           |          |      |  \\-> InvalidEvent / UnexpectedError (Fail)
+         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> AwaitReview (SQS,
+         |           |              waitForTaskToken) -> Route with the person's decision
+         |           |                 \\-> ReviewNotPublished / ReviewNotQueued /
+         |           |                     ReviewExpired (Fail)
          |           \\-> EndpointError / InvalidImage / ImageTooLarge / InvalidEvent (Fail)
          \\-> InvalidEvent / ImageNotFound / InvalidImage / ImageTooLarge (Fail)
 
-Human review is a designed outcome, so its end state succeeds: only real failures count in
-Step Functions' ExecutionsFailed metric (and the workflow-failed alarm). A reviewed execution's
-output is its input plus ``error`` (the LowConfidence error and cause the filter step raised)
-and ``review`` (the SNS MessageId); ``REVIEW_STATE`` names its end state.
+Human review is a designed outcome: a low-confidence case waits in the review queue until a
+person answers (``review.cases`` sends the task token back with SendTaskSuccess); the answer
+lands in ``$.decision`` = ``{"label", "reviewer", "decided_at"}`` and the same route step routes
+the driver (``label`` a class) or tells the driver the photo was rejected (``label`` "none",
+route ``REJECTED_ROUTE``); both end in Succeed states, so only real failures count in Step
+Functions' ExecutionsFailed metric. A case nobody answers within ``review_timeout_seconds``
+ends in ``REVIEW_EXPIRED_STATE`` (Fail: the driver was never routed, the alarm should say so).
+
+The callback pattern needs a STANDARD workflow: Express Workflows "do not support Run a Job
+(.sync) or Wait for Callback (.waitForTaskToken)" (Step Functions developer guide, "Optimized
+integrations for Step Functions",
+https://docs.aws.amazon.com/step-functions/latest/dg/connect-supported-services.html). With
+``wait_for_review=False`` (EXPRESS) the case is queued without a token and the execution ends in
+``REVIEW_STATE`` (Succeed); answering such a case labels the image but cannot route the driver.
 
 Only transient errors are retried (Lambda service errors and the classify step's
 EndpointUnavailable), with exponential backoff and full jitter; the named errors are caught
@@ -27,10 +40,14 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lambdas.config import DEFAULT_ROUTES
+from lambdas.config import DEFAULT_ROUTES, NOT_A_VEHICLE, REJECTED_ROUTE
 
 FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
-REVIEW_STATE = "SentToHumanReview"
+REVIEW_STATE = "SentToHumanReview"  # end of the review path without a callback (EXPRESS)
+AWAIT_REVIEW_STATE = "AwaitReview"
+REVIEW_EXPIRED_STATE = "ReviewExpired"
+REJECTED_STATE = "RejectedByReviewer"
+DEFAULT_REVIEW_TIMEOUT_SECONDS = 24 * 3600
 
 # AWS's recommended retry list for the lambda:invoke integration (service-side hiccups only).
 LAMBDA_TRANSIENT_ERRORS = [
@@ -47,6 +64,9 @@ SNS_TRANSIENT_ERRORS = [
     "SNS.KMSThrottlingException",
     "SNS.SdkClientException",
 ]
+
+# The sqs:sendMessage integration names errors "SQS.<code>"; only client-side hiccups retry.
+SQS_TRANSIENT_ERRORS = ["SQS.SdkClientException"]
 
 # Which named errors each step can raise (what its Catch list routes to a Fail state).
 _STEP_ERRORS: dict[str, list[str]] = {
@@ -97,10 +117,62 @@ def _fail(error: str, comment: str) -> dict[str, Any]:
     return {"Type": "Fail", "Comment": comment, "Error": error, "CausePath": "$.error.Cause"}
 
 
+def review_message(wait_for_review: bool) -> dict[str, Any]:
+    """The review queue message's body (Parameters syntax): the case id (the execution's name,
+    unique per state machine), when it was queued, the task token when the execution waits for
+    the answer, and the whole case (driver, image location, probabilities, the reason)."""
+    body: dict[str, Any] = {
+        "case_id.$": "$$.Execution.Name",
+        "execution_arn.$": "$$.Execution.Id",
+        "queued_at.$": "$$.State.EnteredTime",
+        "case.$": "$",
+    }
+    if wait_for_review:
+        body["task_token.$"] = "$$.Task.Token"
+    return body
+
+
+def _await_review(
+    queue_url: str, wait: bool, timeout_seconds: int, retry_interval: int
+) -> dict[str, Any]:
+    state: dict[str, Any] = {
+        "Type": "Task",
+        "Comment": "Wait on the review queue for a person's answer {label, reviewer, decided_at}.",
+        "Resource": "arn:aws:states:::sqs:sendMessage"
+        + (".waitForTaskToken" if wait else ""),
+        "Parameters": {"QueueUrl": queue_url, "MessageBody": review_message(wait)},
+        "Retry": [_retry(SQS_TRANSIENT_ERRORS, 2, retry_interval, 4)],
+        "Catch": [
+            {
+                "ErrorEquals": ["States.ALL"],
+                "ResultPath": "$.review_error",
+                "Next": "ReviewNotQueued",
+            }
+        ],
+    }
+    if wait:
+        # The answer replaces nothing of the case: it is added under "decision".
+        state.update(ResultPath="$.decision", TimeoutSeconds=timeout_seconds, Next="Route")
+        state["Catch"].insert(
+            0,
+            {
+                "ErrorEquals": ["States.Timeout"],
+                "ResultPath": "$.review_error",
+                "Next": REVIEW_EXPIRED_STATE,
+            },
+        )
+    else:
+        state.update(ResultPath=None, Next=REVIEW_STATE)
+    return state
+
+
 def build_definition(
     function_arns: Mapping[str, str],
     *,
     review_topic_arn: str,
+    review_queue_url: str,
+    wait_for_review: bool = True,
+    review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS,
     routes: Mapping[str, str] | None = None,
     retry_attempts: int = 3,
     retry_interval_seconds: int = 1,
@@ -110,16 +182,27 @@ def build_definition(
 
     ``function_arns`` maps the four keys in FUNCTION_KEYS to Lambda ARNs; ``routes`` maps each
     class to its route (default bicycle -> nearby, motorcycle -> distant) and yields one Succeed
-    state per distinct route after the final Choice.
+    state per distinct route after the final Choice. ``review_queue_url`` is the SQS queue a
+    low-confidence case waits in (``review_message`` is its body); ``review_timeout_seconds``
+    is how long it may wait for a person before ``REVIEW_EXPIRED_STATE``.
     """
     missing = [k for k in FUNCTION_KEYS if not function_arns.get(k)]
     if missing:
         raise ValueError(f"build_definition: no function ARN for {missing}")
     if not review_topic_arn:
         raise ValueError("build_definition: review_topic_arn is required")
+    if not review_queue_url:
+        raise ValueError("build_definition: review_queue_url is required")
+    if not 1 <= review_timeout_seconds <= 365 * 24 * 3600:
+        raise ValueError("build_definition: review_timeout_seconds must be 1 s .. 1 year")
     if retry_interval_seconds < 1 or retry_attempts < 0:
         raise ValueError("build_definition: IntervalSeconds must be >= 1 and attempts >= 0")
     routes = dict(routes or DEFAULT_ROUTES)
+    if REJECTED_ROUTE in routes.values() or NOT_A_VEHICLE in routes:
+        raise ValueError(
+            f"build_definition: route {REJECTED_ROUTE!r} and class 'none' are reserved for a "
+            "reviewer's rejection"
+        )
 
     lambda_retry = _retry(
         LAMBDA_TRANSIENT_ERRORS, retry_attempts, retry_interval_seconds, retry_max_delay_seconds
@@ -164,7 +247,8 @@ def build_definition(
             "Choices": [
                 {"Variable": "$.route", "StringEquals": r, "Next": _route_state_name(r)}
                 for r in distinct_routes
-            ],
+            ]
+            + [{"Variable": "$.route", "StringEquals": REJECTED_ROUTE, "Next": REJECTED_STATE}],
             "Default": "NoRoute",
         },
         "PublishForReview": {
@@ -186,11 +270,20 @@ def build_definition(
                     "Next": "ReviewNotPublished",
                 }
             ],
-            "Next": REVIEW_STATE,
+            "Next": AWAIT_REVIEW_STATE,
         },
-        REVIEW_STATE: {
+        AWAIT_REVIEW_STATE: _await_review(
+            review_queue_url, wait_for_review, review_timeout_seconds, retry_interval_seconds
+        ),
+        REJECTED_STATE: {
             "Type": "Succeed",
-            "Comment": "Published for human review; the driver is not routed automatically.",
+            "Comment": "A person saw no vehicle; the route step told the driver so.",
+        },
+        "ReviewNotQueued": {
+            "Type": "Fail",
+            "Comment": "A low-confidence case could not be put on the review queue.",
+            "Error": "ReviewNotQueued",
+            "CausePath": "$.review_error.Cause",
         },
         "ReviewNotPublished": {
             "Type": "Fail",
@@ -219,6 +312,20 @@ def build_definition(
         "EndpointError",
     ):
         states[error] = _fail(error, f"Named error {error}: the Cause carries the message.")
+    if wait_for_review:
+        states[REVIEW_EXPIRED_STATE] = {
+            "Type": "Fail",
+            "Comment": "Nobody answered in time: the driver was not routed (the case stays in "
+            "the review queue or its DLQ; an answer now still labels the image).",
+            "Error": "ReviewExpired",
+            "Cause": f"no review answer within {review_timeout_seconds} s",
+        }
+    else:
+        # Only the waiting review path can expire (an unreachable state is invalid ASL).
+        states[REVIEW_STATE] = {
+            "Type": "Succeed",
+            "Comment": "Queued for human review; without a callback the driver is not routed.",
+        }
     for route in distinct_routes:
         states[_route_state_name(route)] = {
             "Type": "Succeed",

@@ -10,6 +10,8 @@ down     stop the servers and remove .scones/ (--purge-cache also drops the trai
 monitor  the drift report over captured traffic (local.monitor).
 batch    classify every object under s3://bucket/prefix/ with the batch workflow (local.batch;
          --stack NAME runs it on a deployed stack).
+review   list | answer CASE_ID LABEL | serve: the human review loop (local.review_cli).
+retrain  train on staged data + labelled images; keep it only if the quality gate passes.
 """
 
 from __future__ import annotations
@@ -141,6 +143,29 @@ def _smoke_execution(
     return f"{key} -> {result.outcome} ({result.predicted} {result.confidence:.3f})"
 
 
+def _base_train_args(epochs_arg: int | None) -> list[str]:
+    epochs = epochs_arg or os.environ.get("SCONES_EPOCHS")
+    return ["--seed", "0"] + (["--epochs", str(int(epochs))] if epochs else [])
+
+
+def _train_args(epochs_arg: int | None) -> list[str]:
+    """What `up` trains with: `retrain` uses the same, so `up` finds the retrained model."""
+    from local.retrain import labelled_train_args
+
+    return labelled_train_args(_base_train_args(epochs_arg))
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from local.retrain import retrain
+
+    state = _require_up(args.state_dir)
+    if args.min_accuracy is None:
+        from components.settings import Settings
+
+        args.min_accuracy = Settings.from_mapping(lambda _key: None).min_accuracy
+    return retrain(state, _base_train_args(args.epochs), args.min_accuracy)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from local.deploy import deploy_workflow
     from local.model_cache import ensure_model
@@ -161,8 +186,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     classes_default, threshold_default = _defaults()
     classes = args.classes.split(",") if args.classes else classes_default
     threshold = args.threshold if args.threshold is not None else threshold_default
-    epochs = args.epochs or os.environ.get("SCONES_EPOCHS")
-    train_args = ["--seed", "0"] + (["--epochs", str(int(epochs))] if epochs else [])
+    train_args = _train_args(args.epochs)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
@@ -234,6 +258,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             build_dir=state_dir / "build",
             classes=classes,
             threshold=threshold,
+            review_timeout_seconds=args.review_timeout,
         )
         wait_http_ok(
             endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
@@ -425,12 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--classes", help="comma-separated classes (default from settings)")
     up.add_argument("--threshold", type=float, help="confidence threshold (default from settings)")
+    up.add_argument(
+        "--review-timeout",
+        type=int,
+        help="seconds a case waits for a person before ReviewExpired (default 24 h)",
+    )
     run = sub.add_parser("run", help="send test events through the state machine")
     run.add_argument("--events", type=int, default=40, help="good events (random test images)")
     run.add_argument("--bad-events", type=int, default=0, help="bad events mixed in")
     run.add_argument("--concurrency", type=int, default=8, help="executions in flight")
     run.add_argument("--seed", type=int, default=None, help="seed for choosing images")
     run.add_argument("--show-all", action="store_true", help="print every row")
+    retrain = sub.add_parser("retrain", help="train with the labelled images, gate, keep")
+    retrain.add_argument("--epochs", type=int, help="as for up (use the same value)")
+    retrain.add_argument(
+        "--min-accuracy", type=float, help="quality gate (default scones:minAccuracy's default)"
+    )
     down = sub.add_parser("down", help="stop everything and remove local state")
     down.add_argument("--purge-cache", action="store_true", help="also drop cached models")
     sub.add_parser(
@@ -439,6 +474,9 @@ def build_parser() -> argparse.ArgumentParser:
     from local.batch import add_parser as add_batch_parser
 
     add_batch_parser(sub)
+    sub.add_parser(
+        "review", help="list/answer/serve review cases (local.review_cli)", add_help=False
+    )
     return parser
 
 
@@ -454,6 +492,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from local.monitor import main as monitor_main
 
         return int(monitor_main(argv[i + 1 :]) or 0)
+    if i < len(argv) and argv[i] == "review":
+        from local.review_cli import main as review_main
+
+        rest = argv[i + 1 :]
+        if not rest or rest[0] in ("-h", "--help"):
+            return review_main(rest or ["--help"], {})
+        state_dir = DEFAULT_STATE_DIR
+        if "--state-dir" in argv[:i]:
+            state_dir = Path(argv[argv.index("--state-dir") + 1])
+        return review_main(rest, _require_up(state_dir))
     args = build_parser().parse_args(argv)
-    handlers = {"up": cmd_up, "run": cmd_run, "down": cmd_down, "batch": cmd_batch}
+    handlers = {
+        "up": cmd_up, "run": cmd_run, "down": cmd_down, "batch": cmd_batch,
+        "retrain": cmd_retrain,
+    }
     return handlers[args.command](args)

@@ -23,6 +23,7 @@ CAPTURE_PREFIX = "capture"
 STATE_MACHINE = "scones-routing"
 ROUTING_TOPIC = "scones-routing"
 REVIEW_TOPIC = "scones-review"
+REVIEW_QUEUE = "scones-review-cases"
 ACCOUNT = "123456789012"  # moto's default account
 # Local mode has no KMS key (the local bucket is not encrypted); the builder's KMS statements
 # name this ARN, which no request uses.
@@ -154,6 +155,35 @@ def create_observed_topic(sns: Any, sqs: Any, topic_name: str, queue_name: str) 
     return topic_arn, queue_url
 
 
+def create_review_queue(sqs: Any, name: str) -> tuple[str, str]:
+    """The review queue and its dead-letter queue, with review.cases' settings and SQS-managed
+    encryption (moto has no KMS key of the stack's). Returns (queue URL, DLQ URL)."""
+    from review.cases import MAX_RECEIVE_COUNT, QUEUE_RETENTION_SECONDS, QUEUE_VISIBILITY_SECONDS
+
+    dlq_url = sqs.create_queue(
+        QueueName=f"{name}-dlq",
+        Attributes={
+            "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+            "SqsManagedSseEnabled": "true",
+        },
+    )["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    url = sqs.create_queue(
+        QueueName=name,
+        Attributes={
+            "MessageRetentionPeriod": str(QUEUE_RETENTION_SECONDS),
+            "VisibilityTimeout": str(QUEUE_VISIBILITY_SECONDS),
+            "SqsManagedSseEnabled": "true",
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}
+            ),
+        },
+    )["QueueUrl"]
+    return url, dlq_url
+
+
 def deploy_workflow(
     *,
     moto_url: str,
@@ -163,8 +193,10 @@ def deploy_workflow(
     classes: Sequence[str],
     threshold: float,
     routes: dict[str, str] | None = None,
+    review_timeout_seconds: int | None = None,
 ) -> dict[str, Any]:
-    """Create bucket + data, topics (with SQS queues to observe them), functions, state machine."""
+    """Create bucket + data, topics (with SQS queues to observe them), the review queue,
+    functions, state machine."""
     routes = routes or {"bicycle": "nearby", "motorcycle": "distant"}
     s3 = aws_client("s3", moto_url)
     s3.create_bucket(Bucket=BUCKET)
@@ -179,6 +211,7 @@ def deploy_workflow(
     queues: dict[str, str] = {}
     for name in (ROUTING_TOPIC, REVIEW_TOPIC):
         topics[name], queues[name] = create_observed_topic(sns, sqs, name, f"{name}-observer")
+    review_queue, review_dlq = create_review_queue(sqs, REVIEW_QUEUE)
 
     # One role per function with exactly its cloud statements (moto enforces them only with
     # its IAM authorization on: tests/test_local_iam_enforcement.py), and one for the workflow.
@@ -216,7 +249,11 @@ def deploy_workflow(
             Environment={"Variables": env},
         )["FunctionArn"]
     definition = build_definition(
-        function_arns, review_topic_arn=topics[REVIEW_TOPIC], routes=routes
+        function_arns,
+        review_topic_arn=topics[REVIEW_TOPIC],
+        review_queue_url=review_queue,
+        routes=routes,
+        **({"review_timeout_seconds": review_timeout_seconds} if review_timeout_seconds else {}),
     )
     sfn = aws_client("stepfunctions", moto_url)
     state_machine_arn = sfn.create_state_machine(
@@ -233,6 +270,7 @@ def deploy_workflow(
         environment=env,
         function_arns=function_arns,
         review_topic_arn=topics[REVIEW_TOPIC],
+        review_queue_url=review_queue,
         routes=routes,
         bucket=BUCKET,
     )
@@ -242,6 +280,8 @@ def deploy_workflow(
         "uploaded_files": n_files,
         "topics": topics,
         "observer_queues": queues,
+        "review_queue_url": review_queue,
+        "review_dlq_url": review_dlq,
         "function_arns": function_arns,
         "function_roles": function_roles,
         "state_machine_arn": state_machine_arn,

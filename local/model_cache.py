@@ -37,6 +37,11 @@ def cache_key(data_dir: Path, train_args: Sequence[str]) -> str:
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     digest.update(json.dumps(list(train_args)).encode())
+    if "--labelled" in train_args:  # the labelled set's contents, not just its path
+        root = Path(train_args[list(train_args).index("--labelled") + 1])
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
     return digest.hexdigest()[:24]
 
 

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from lambdas.config import REJECTED_ROUTE
+
 
 @dataclass
 class EventSpec:
@@ -35,7 +37,9 @@ class Result:
     true_label: str | None
     predicted: str | None
     confidence: float | None
-    outcome: str  # "routed:<route>", "needs_review", or the error name
+    # "routed:<route>", "needs_review" (waiting for a person, or queued without a callback),
+    # "rejected_by_reviewer", or the error name
+    outcome: str
     status: str
     latency_ms: float
     expected_error: str | None = None
@@ -113,7 +117,7 @@ def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
     predicted = confidence = None
     message = ""
     output = json.loads(desc.get("output") or "{}") if status == "SUCCEEDED" else {}
-    if status == "SUCCEEDED" and "review" in output:
+    if status == "SUCCEEDED" and "review" in output and "route" not in output:
         # Sent to human review (a successful end state): the filter's LowConfidence message
         # travels in the output's "error" (lambdas/workflow_definition.py).
         outcome = "needs_review"
@@ -127,6 +131,8 @@ def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
     elif status == "SUCCEEDED":
         predicted, confidence = output.get("label"), output.get("confidence")
         outcome = f"routed:{output.get('route')}"
+        if output.get("route") == REJECTED_ROUTE:
+            outcome = "rejected_by_reviewer"
     else:
         error = desc.get("error") or status
         try:
@@ -184,6 +190,12 @@ def run_one(
         desc = sfn.describe_execution(executionArn=arn)
         if desc["status"] != "RUNNING":
             break
+        # Longer than a routed execution takes: it may be parked on the review queue, waiting
+        # for a person (only then is the history worth its cost to the server).
+        if time.perf_counter() - started > 2 * estimate.value_s:
+            waiting = _waiting_for_review(sfn, spec, arn, started)
+            if waiting is not None:
+                return waiting
         if time.perf_counter() > deadline:
             return Result(
                 spec.image,
@@ -206,6 +218,35 @@ def run_one(
     result = _result(spec, desc, latency_ms)
     result.execution_arn = arn
     return result
+
+
+def _waiting_for_review(sfn: Any, spec: EventSpec, arn: str, started: float) -> Result | None:
+    """A "needs_review" Result if the execution waits for a person's answer, else None."""
+    from review.cases import awaits_review
+
+    events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
+    if not awaits_review(events):
+        return None
+    entered = [e for e in events if "stateEnteredEventDetails" in e][-1]
+    message = ""
+    try:
+        case = json.loads(entered["stateEnteredEventDetails"].get("input") or "{}")
+        message = json.loads(case["error"]["Cause"]).get("errorMessage", "")
+    except (KeyError, TypeError, json.JSONDecodeError, AttributeError):
+        pass
+    found = _CONFIDENCE.search(message)
+    return Result(
+        image=spec.image,
+        true_label=spec.true_label,
+        predicted=found.group(1) if found else None,
+        confidence=float(found.group(2)) if found else None,
+        outcome="needs_review",
+        status="RUNNING",
+        latency_ms=(time.perf_counter() - started) * 1000.0,
+        expected_error=spec.expected_error,
+        message=message,
+        execution_arn=arn,
+    )
 
 
 def run_events(

@@ -25,6 +25,7 @@ ARNS = {
 }
 SUMMARIZE = "arn:aws:lambda:eu-west-1:123456789012:function:scones-dev-summarize-batch"
 REVIEW = "arn:aws:sns:eu-west-1:123456789012:review"
+REVIEW_QUEUE = "https://sqs.eu-west-1.amazonaws.com/123456789012/review-cases"
 ROUTES = {"bicycle": "nearby", "motorcycle": "distant"}
 
 
@@ -33,6 +34,7 @@ def _batch(**kwargs) -> dict:
         ARNS,
         summarize_function_arn=SUMMARIZE,
         review_topic_arn=REVIEW,
+        review_queue_url=REVIEW_QUEUE,
         bucket="data-bucket-a1b2c3",
         routes=ROUTES,
         **kwargs,
@@ -59,12 +61,19 @@ def asl_validator() -> list[str]:
     return [node, str(cli)]
 
 
-@pytest.mark.parametrize("form", ["cloud", "inline", "per-image"])
+@pytest.mark.parametrize("form", ["cloud", "inline", "per-image", "per-image-express"])
 def test_definitions_are_valid_asl(asl_validator: list[str], form: str, tmp_path: Path) -> None:
     definition = {
         "cloud": _batch(),
         "inline": to_inline_map(_batch()),
-        "per-image": build_definition(ARNS, review_topic_arn=REVIEW, routes=ROUTES),
+        "per-image": build_definition(
+            ARNS, review_topic_arn=REVIEW, review_queue_url=REVIEW_QUEUE, routes=ROUTES
+        ),
+        # An EXPRESS workflow queues review cases without waiting (no expiry state to reach).
+        "per-image-express": build_definition(
+            ARNS, review_topic_arn=REVIEW, review_queue_url=REVIEW_QUEUE, routes=ROUTES,
+            wait_for_review=False,
+        ),
     }[form]
     path = tmp_path / f"{form}.json"
     path.write_text(json.dumps(definition))
@@ -85,7 +94,11 @@ def test_validator_catches_a_broken_definition(asl_validator: list[str], tmp_pat
 
 def test_item_processor_is_the_per_image_workflow() -> None:
     d = _batch(max_concurrency=25, tolerated_failure_percentage=10)
-    per_image = build_definition(ARNS, review_topic_arn=REVIEW, routes=ROUTES)
+    # Batch children are EXPRESS: they queue a review case without waiting for an answer.
+    per_image = build_definition(
+        ARNS, review_topic_arn=REVIEW, review_queue_url=REVIEW_QUEUE, wait_for_review=False,
+        routes=ROUTES,
+    )
     m = d["States"][MAP_STATE]
     assert m["ItemProcessor"]["States"] == per_image["States"]
     assert m["ItemProcessor"]["StartAt"] == per_image["StartAt"]

@@ -56,6 +56,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workflow, 
             environment=first["Environment"]["Variables"],
             function_arns=arns,
             review_topic_arn=review_arn,
+            review_queue_url=wf.cases_queue,
             routes={"bicycle": "nearby", "motorcycle": "distant"},
             bucket=BUCKET,
             max_concurrency=4,
@@ -192,9 +193,11 @@ def test_moto_distributed_map_drops_results_so_local_mode_inlines_it(
     summarize = inline["States"]["Summarize"]["Parameters"]["FunctionName"]
     review = inline["States"]["ClassifyPrefix"]["ItemProcessor"]["States"]["Item"]["Branches"][0][
         "States"]["PublishForReview"]["Parameters"]["TopicArn"]
+    queue = inline["States"]["ClassifyPrefix"]["ItemProcessor"]["States"]["Item"]["Branches"][0][
+        "States"]["AwaitReview"]["Parameters"]["QueueUrl"]
     cloud = build_batch_definition(
-        arns, summarize_function_arn=summarize, review_topic_arn=review, bucket=BUCKET,
-        max_concurrency=2,
+        arns, summarize_function_arn=summarize, review_topic_arn=review, review_queue_url=queue,
+        bucket=BUCKET, max_concurrency=2,
     )
     # moto's ASL grammar accepts only STANDARD child executions (its parser refuses EXPRESS).
     cloud["States"]["ClassifyPrefix"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = (

@@ -329,11 +329,57 @@ def test_route_handler_publishes_the_routing_event(
         "label": "motorcycle",
         "confidence": 0.97,
         "route": "distant",
+        "decided_by": "model",
         "image": f"s3://{BUCKET}/k.png",
     }
     monkeypatch.setenv("ROUTING_TOPIC_ARN", aws_env.topic + "-missing")
     with pytest.raises(RoutingError, match="not published"):
         lambda_handler(event, Context())
+
+
+def test_route_step_routes_a_persons_decision_the_same_way(
+    aws_env: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After review the event carries ``decision`` instead of the filter's label/confidence:
+    the same handler routes it (decided_by person), rejects on "none", refuses anything else."""
+    from lambdas.route_driver.handler import lambda_handler
+
+    monkeypatch.setenv("ROUTING_TOPIC_ARN", aws_env.topic)
+    case = {
+        "s3_bucket": BUCKET,
+        "s3_key": "k.png",
+        "driver_id": "d-3",
+        "inferences": [0.6, 0.4],
+        "error": {"Error": "LowConfidence", "Cause": "{}"},
+    }
+    who = {"reviewer": "arn:aws:iam::1:user/rita", "decided_at": "2026-12-02T01:00:00Z"}
+    out = lambda_handler({**case, "decision": {"label": "motorcycle", **who}}, Context())
+    assert (out["route"], out["label"], out["decided_by"]) == ("distant", "motorcycle", "person")
+    rejected = lambda_handler({**case, "decision": {"label": "none", **who}}, Context())
+    assert rejected["route"] == "rejected"
+    bodies = [
+        json.loads(m["Body"])
+        for m in aws_env.sqs.receive_message(QueueUrl=aws_env.queue, MaxNumberOfMessages=10)[
+            "Messages"
+        ]
+    ]
+    assert {
+        "driver_id": "d-3",
+        "label": "motorcycle",
+        "confidence": None,
+        "route": "distant",
+        "decided_by": "person",
+        **who,
+        "image": f"s3://{BUCKET}/k.png",
+    } in bodies
+    (rejection,) = [b for b in bodies if b["route"] == "rejected"]
+    assert rejection["message"].startswith("We could not see a vehicle")
+    with pytest.raises(InvalidEvent, match="tricycle"):
+        lambda_handler({**case, "decision": {"label": "tricycle", **who}}, Context())
+    with pytest.raises(InvalidEvent):  # who decided is part of the contract
+        lambda_handler({**case, "decision": {"label": "bicycle"}}, Context())
+    with pytest.raises(InvalidEvent):  # neither the model's nor a person's decision
+        lambda_handler(case, Context())
 
 
 def test_route_handler_can_publish_to_eventbridge(

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
 from fake_endpoint import FakeEndpoint, error, ok
 from moto import mock_aws
@@ -99,6 +101,7 @@ def test_bicycle_png_is_routed_nearby_and_published(stack: tuple[Workflow, FakeE
         "label": "bicycle",
         "confidence": 0.97,
         "route": "nearby",
+        "decided_by": "model",
     }
     request = endpoint.requests[-1]
     assert request["content_type"] == "image/png" and request["body"] == PNG_OK
@@ -119,46 +122,151 @@ def test_motorcycle_jpeg_is_routed_distant(stack: tuple[Workflow, FakeEndpoint])
     assert wf.messages(wf.routing_queue)[-1]["route"] == "distant"
 
 
-def test_low_confidence_is_published_for_human_review(
+def _pending(wf: Workflow) -> list:
+    from review.cases import list_cases
+
+    return list_cases(wf.sqs, wf.cases_queue, wf.cases_dlq, ["bicycle", "motorcycle"])
+
+
+def _answer(wf: Workflow, case_id: str, label: str):
+    from review.cases import answer_case
+
+    return answer_case(
+        sqs=wf.sqs,
+        sfn=wf.sfn,
+        s3=wf.s3,
+        queue_url=wf.cases_queue,
+        dead_letter_queue_url=wf.cases_dlq,
+        data_bucket=BUCKET,
+        classes=["bicycle", "motorcycle"],
+        case_id=case_id,
+        label=label,
+        reviewer="arn:aws:iam::123456789012:user/rita",
+        model_version="model-abc",
+    )
+
+
+def test_low_confidence_waits_on_the_review_queue_and_a_person_routes_the_driver(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    """The callback pattern (sqs:sendMessage.waitForTaskToken + SendTaskSuccess; Step Functions
+    developer guide, "Wait for a Callback with Task Token",
+    https://docs.aws.amazon.com/step-functions/latest/dg/connect-to-resource.html#connect-wait-token)
+    as moto 5.2.5's interpreter runs it: the case waits, the answer resumes it at Route."""
+    wf, endpoint = stack
+    endpoint.answers.append(ok([0.61, 0.39]))
+    arn = wf.start(_event("test/bicycle_s_000001.png", driver_id="d-7"))
+    desc = wf.wait(arn)
+    assert desc["status"] == "RUNNING" and wf.final_state(arn) == "AwaitReview"
+    assert wf.messages(wf.review_queue)[-1]["driver_id"] == "d-7"  # reviewers are notified
+    (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
+    assert case.image == f"s3://{BUCKET}/test/bicycle_s_000001.png"
+    assert case.probabilities == {"bicycle": 0.61, "motorcycle": 0.39}
+    assert "0.6100" in case.reason and case.driver_id == "d-7" and case.waiting
+    assert wf.messages(wf.routing_queue) == []  # not routed before a person answers
+
+    answer = _answer(wf, case.case_id, "motorcycle")  # the person overrules the model
+    assert answer.outcome == "routed"
+    desc = wf.wait(arn, stop_at_review=False)
+    assert desc["status"] == "SUCCEEDED" and wf.final_state(arn) == "Routed_distant"
+    (event,) = wf.messages(wf.routing_queue)
+    assert event["driver_id"] == "d-7" and event["route"] == "distant"
+    assert event["label"] == "motorcycle" and event["decided_by"] == "person"
+    assert event["reviewer"] == "arn:aws:iam::123456789012:user/rita" and event["decided_at"]
+    stored = wf.s3.get_object(Bucket=BUCKET, Key=answer.labelled_key)
+    assert answer.labelled_key.startswith("labelled/motorcycle/")
+    assert stored["Body"].read() == PNG_OK
+    assert stored["Metadata"] == {
+        "case-id": case.case_id,
+        "reviewer": "arn:aws:iam::123456789012:user/rita",
+        "decided-at": answer.decided_at,
+        "model-version": "model-abc",
+        "source": case.image,
+    }
+    assert [c for c in _pending(wf) if c.case_id == case.case_id] == []
+
+
+def test_a_person_rejecting_the_photo_tells_the_driver(
     stack: tuple[Workflow, FakeEndpoint],
 ) -> None:
     wf, endpoint = stack
-    endpoint.answers.append(ok([0.61, 0.39]))
-    desc, final = _run(wf, _event("test/bicycle_s_000001.png", driver_id="d-7"))
-    # Review is a designed outcome: the execution succeeds (not counted in ExecutionsFailed).
-    assert desc["status"] == "SUCCEEDED"
-    assert final == "SentToHumanReview"
-    output = json.loads(desc["output"])
-    assert output["error"]["Error"] == "LowConfidence"
-    assert "0.6100" in json.loads(output["error"]["Cause"])["errorMessage"]
-    assert output["review"]["MessageId"]
-    case = wf.messages(wf.review_queue)[-1]
-    assert case["driver_id"] == "d-7" and case["inferences"] == [0.61, 0.39]
-    assert case["error"]["Error"] == "LowConfidence"
-    assert wf.messages(wf.routing_queue) == []  # not routed automatically
+    endpoint.answers.append(ok([0.52, 0.48]))
+    arn = wf.start(_event("test/bicycle_s_000001.png", driver_id="d-8"))
+    wf.wait(arn)
+    (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
+    answer = _answer(wf, case.case_id, "none")
+    assert (answer.outcome, answer.labelled_key) == ("rejected", None)
+    desc = wf.wait(arn, stop_at_review=False)
+    assert desc["status"] == "SUCCEEDED" and wf.final_state(arn) == "RejectedByReviewer"
+    (event,) = wf.messages(wf.routing_queue)
+    assert event["route"] == "rejected" and event["driver_id"] == "d-8"
+    assert event["decided_by"] == "person" and "photo" in event["message"]
 
 
-@pytest.mark.parametrize(
-    ("answer", "expected_error", "expected_state"),
-    [
-        (ok([0.5]), "EndpointError", "EndpointError"),  # wrong number of classes
-        (ok([0.7, 0.7]), "EndpointError", "EndpointError"),  # not a distribution
-        (error("ModelError", 424, "model crashed", 500), "EndpointError", "EndpointError"),
-        (error("ValidationError", 400, "Endpoint x not found."), "EndpointError", "EndpointError"),
-        (error("ModelError", 424, "cannot decode", 400), "InvalidImage", "InvalidImage"),
-        (error("ModelError", 424, "too big", 413), "ImageTooLarge", "ImageTooLarge"),
-    ],
-)
-def test_endpoint_failures_end_in_named_states(
-    stack: tuple[Workflow, FakeEndpoint], answer, expected_error: str, expected_state: str
+def test_a_label_outside_the_classes_is_refused_before_anything_is_written(
+    stack: tuple[Workflow, FakeEndpoint],
 ) -> None:
+    from review.cases import UnknownCase, UnknownLabel
+
     wf, endpoint = stack
-    before = len(endpoint.requests)
-    endpoint.answers.append(answer)
-    desc, final = _run(wf, _event("test/bicycle_s_000001.png"))
-    assert (desc["status"], desc["error"], final) == ("FAILED", expected_error, expected_state)
-    assert _cause(desc)["errorType"] in {expected_error}
-    assert len(endpoint.requests) == before + 1  # named errors are not retried
+    endpoint.answers.append(ok([0.5, 0.5]))
+    arn = wf.start(_event("test/bicycle_s_000001.png"))
+    wf.wait(arn)
+    (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
+    with pytest.raises(UnknownLabel, match="tricycle"):
+        _answer(wf, case.case_id, "tricycle")
+    with pytest.raises(UnknownCase):
+        _answer(wf, "no-such-case", "bicycle")
+    assert [c.case_id for c in _pending(wf) if c.execution_arn == arn] == [case.case_id]
+    assert wf.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING"
+    _answer(wf, case.case_id, "bicycle")
+    assert wf.wait(arn, stop_at_review=False)["status"] == "SUCCEEDED"
+    wf.messages(wf.routing_queue)  # drain
+
+
+def test_an_unanswered_case_expires_into_its_named_state_and_stays_answerable(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    """TimeoutSeconds on the callback task raises States.Timeout (Step Functions developer
+    guide, "Task": TimeoutSeconds; error names, "States.Timeout"), caught into ReviewExpired."""
+    from lambdas.workflow_definition import build_definition
+
+    wf, endpoint = stack
+    lam = boto3.client("lambda", region_name="us-east-1")
+    arns = {
+        f["FunctionName"].removeprefix("scones-"): f["FunctionArn"]
+        for f in lam.list_functions()["Functions"]
+    }
+    topic = next(
+        t["TopicArn"] for t in wf.sns.list_topics()["Topics"] if t["TopicArn"].endswith("review")
+    )
+    definition = build_definition(
+        arns, review_topic_arn=topic, review_queue_url=wf.cases_queue, review_timeout_seconds=1
+    )
+    sm = wf.sfn.create_state_machine(
+        name="scones-test-short-review",
+        definition=json.dumps(definition),
+        roleArn="arn:aws:iam::123456789012:role/scones-test-role",
+    )["stateMachineArn"]
+    endpoint.answers.append(ok([0.6, 0.4]))
+    arn = wf.sfn.start_execution(
+        stateMachineArn=sm, name="expires", input=json.dumps(_event("test/bicycle_s_000001.png"))
+    )["executionArn"]
+    deadline = time.monotonic() + 30
+    while wf.sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    desc = wf.sfn.describe_execution(executionArn=arn)
+    assert (desc["status"], desc["error"], wf.final_state(arn)) == (
+        "FAILED",
+        "ReviewExpired",
+        "ReviewExpired",
+    )
+    # Nothing is lost: the case is still on the queue; answering it now labels the image.
+    (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
+    answer = _answer(wf, case.case_id, "bicycle")
+    assert answer.outcome == "expired" and answer.labelled_key.startswith("labelled/bicycle/")
+    assert wf.messages(wf.routing_queue) == []
 
 
 def test_transient_endpoint_error_is_retried_then_succeeds(
@@ -308,7 +416,7 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
     cases = [
         (_event("mix/0.png"), "SUCCEEDED", "Routed_nearby"),
         (_event("mix/1.png"), "SUCCEEDED", "Routed_distant"),
-        (_event("mix/2.png"), "SUCCEEDED", "SentToHumanReview"),
+        (_event("mix/2.png"), "RUNNING", "AwaitReview"),
         (_event("test/truncated.png"), "FAILED", "InvalidImage"),
         (_event("test/missing.png"), "FAILED", "ImageNotFound"),
         ({"s3_bucket": BUCKET}, "FAILED", "InvalidEvent"),
@@ -326,6 +434,10 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
         moto_speedups.uninstall()
         endpoint.responder = None
     assert results == [(status, state) for _, status, state in cases]
+    for case in _pending(wf):  # leave no execution waiting for the tests after this one
+        if case.image.endswith("mix/2.png"):
+            wf.wait(_answer(wf, case.case_id, "none") and case.execution_arn, stop_at_review=False)
+    wf.messages(wf.routing_queue)
 
 
 def test_definition_is_well_formed_asl() -> None:
@@ -339,6 +451,7 @@ def test_definition_is_well_formed_asl() -> None:
     d = build_definition(
         arns,
         review_topic_arn="arn:aws:sns:us-east-1:1:review",
+        review_queue_url="https://sqs.us-east-1.amazonaws.com/1/review-cases",
         routes={"bicycle": "nearby", "motorcycle": "distant", "scooter": "nearby"},
     )
     json.dumps(d)
@@ -365,11 +478,30 @@ def test_definition_is_well_formed_asl() -> None:
     # Every named error ends in its Fail state, except LowConfidence: the review path succeeds.
     assert set(NAMED_ERRORS) - {"LowConfidence"} <= fail_errors
     assert "LowConfidence" not in fail_errors
-    assert states["PublishForReview"]["Next"] == "SentToHumanReview"
-    assert states["SentToHumanReview"]["Type"] == "Succeed"
-    assert {c["StringEquals"] for c in states["RouteChoice"]["Choices"]} == {"nearby", "distant"}
+    assert states["PublishForReview"]["Next"] == "AwaitReview"
+    assert states["AwaitReview"]["Next"] == "Route"
+    assert states["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
+    assert states["RejectedByReviewer"]["Type"] == "Succeed"
+    assert {c["StringEquals"] for c in states["RouteChoice"]["Choices"]} == {
+        "nearby",
+        "distant",
+        "rejected",
+    }
     assert states["PublishForReview"]["Resource"] == "arn:aws:states:::sns:publish"
     with pytest.raises(ValueError, match="route_driver"):
         build_definition(
-            {k: v for k, v in arns.items() if k != "route_driver"}, review_topic_arn="t"
+            {k: v for k, v in arns.items() if k != "route_driver"},
+            review_topic_arn="t",
+            review_queue_url="q",
         )
+    with pytest.raises(ValueError, match="reserved"):
+        build_definition(
+            arns, review_topic_arn="t", review_queue_url="q", routes={"bicycle": "rejected"}
+        )
+    # EXPRESS workflows cannot wait for a task token: the case is queued, the execution ends.
+    express = build_definition(
+        arns, review_topic_arn="t", review_queue_url="q", wait_for_review=False
+    )["States"]
+    assert express["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    assert express["AwaitReview"]["Next"] == "SentToHumanReview"
+    assert "task_token.$" not in express["AwaitReview"]["Parameters"]["MessageBody"]

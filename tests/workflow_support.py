@@ -17,7 +17,7 @@ from PIL import Image
 
 from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.workflow_definition import build_definition
-from local.deploy import create_observed_topic
+from local.deploy import create_observed_topic, create_review_queue
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -71,6 +71,8 @@ class Workflow:
     state_machine_arn: str
     routing_queue: str
     review_queue: str
+    cases_queue: str = ""
+    cases_dlq: str = ""
     names: set[str] = field(default_factory=set)
 
     def start(self, event: Any, name: str | None = None) -> str:
@@ -81,11 +83,24 @@ class Workflow:
             stateMachineArn=self.state_machine_arn, name=name, input=payload
         )["executionArn"]
 
-    def wait(self, arn: str, timeout: float = 60.0) -> dict[str, Any]:
+    def wait(
+        self, arn: str, timeout: float = 60.0, stop_at_review: bool = True
+    ) -> dict[str, Any]:
+        """The execution's description once it has ended or (``stop_at_review``) waits for a
+        person's answer."""
+        from review.cases import awaits_review
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             desc = self.sfn.describe_execution(executionArn=arn)
             if desc["status"] != "RUNNING":
+                return desc
+            history = (
+                self.sfn.get_execution_history(executionArn=arn, maxResults=1000)
+                if stop_at_review
+                else {"events": []}
+            )
+            if stop_at_review and awaits_review(history["events"]):
                 return desc
             time.sleep(0.02)
         raise AssertionError(f"execution {arn} still RUNNING after {timeout}s")
@@ -111,6 +126,7 @@ def deploy(
     endpoint_url: str,
     threshold: float = 0.93,
     capture_uri: str | None = None,
+    review_timeout_seconds: int = 3600,
 ) -> Workflow:
     """Create everything inside an active mock_aws: bucket, topics, functions, state machine."""
     iam = boto3.client("iam", region_name=REGION)
@@ -130,7 +146,8 @@ def deploy(
         ),
     )["Role"]["Arn"]
     s3 = boto3.client("s3", region_name=REGION)
-    s3.create_bucket(Bucket=BUCKET)
+    if BUCKET not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+        s3.create_bucket(Bucket=BUCKET)
     sns = boto3.client("sns", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
     topics = {}
@@ -139,6 +156,7 @@ def deploy(
         topics[name], queues[name] = create_observed_topic(
             sns, sqs, f"scones-{name}", f"scones-{name}"
         )
+    cases, cases_dlq = create_review_queue(sqs, "scones-test-cases")
     zip_bytes = build_lambda_zip(tmp_path / "lambdas.zip").read_bytes()
     env = {
         "ENDPOINT_NAME": ENDPOINT,
@@ -167,8 +185,15 @@ def deploy(
             Environment={"Variables": env},
         )["FunctionArn"]
     sfn = boto3.client("stepfunctions", region_name=REGION)
-    definition = build_definition(arns, review_topic_arn=topics["review"])
+    definition = build_definition(
+        arns,
+        review_topic_arn=topics["review"],
+        review_queue_url=cases,
+        review_timeout_seconds=review_timeout_seconds,
+    )
     sm_arn = sfn.create_state_machine(
         name="scones-test", definition=json.dumps(definition), roleArn=role
     )["stateMachineArn"]
-    return Workflow(sfn, s3, sns, sqs, sm_arn, queues["routing"], queues["review"])
+    return Workflow(
+        sfn, s3, sns, sqs, sm_arn, queues["routing"], queues["review"], cases, cases_dlq
+    )

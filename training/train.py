@@ -70,6 +70,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
     p.add_argument("--train", default=env.get("SM_CHANNEL_TRAIN"), help="staged train split dir")
     p.add_argument("--test", default=env.get("SM_CHANNEL_TEST"), help="staged test split dir")
+    p.add_argument(
+        "--labelled",
+        default=env.get("SM_CHANNEL_LABELLED"),
+        help="reviewers' labelled images, <dir>/<class>/* (training.labelled): added to training",
+    )
     p.add_argument("--model-dir", default=env.get("SM_MODEL_DIR"), help="artifact output dir")
     p.add_argument("--classes", default=None, help="expected class list (checked against data)")
     p.add_argument("--epochs", type=int, default=300)
@@ -387,6 +392,12 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     train_split, classes = read_split(args.train)
     test_split, test_classes = read_split(args.test)
     _check_classes(args.classes, classes, test_classes)
+    data_counts: dict[str, Any] = {"staged": len(train_split)}
+    if args.labelled:
+        from training.labelled import merge_labelled
+
+        train_split, data_counts = merge_labelled(train_split, test_split, classes, args.labelled)
+        log(f"data: {json.dumps(data_counts, sort_keys=True)}", flush=True)
     fit_idx, val_idx = stratified_split(train_split.labels, args.val_fraction, rng)
     fit_images = train_split.images[fit_idx]
     val = Split(
@@ -448,6 +459,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     _write_json(model_dir / BASELINE_FILE, baseline)
     code_files = write_code_dir(model_dir / CODE_DIR)
     metrics = {
+        "data": data_counts,
         "test": test_metrics,
         "validation": {
             "count": val_metrics["count"],

@@ -12,7 +12,7 @@ from lambdas.config import parse_classes, parse_routes
 from lambdas.events import ROUTE_INPUT, validate_event
 from lambdas.observability import powertools, with_invocation_keys
 from lambdas.route_driver.logic import (
-    choose_route,
+    decide,
     make_publisher,
     publish_route,
     routed,
@@ -32,8 +32,15 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     logger.thread_safe_append_keys(
         step="route_driver", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
-    route = choose_route(event["label"], routes)
-    message_id = publish_route(publish, routing_event(event, route))
+    decided = decide(event, routes)
+    message_id = publish_route(publish, routing_event(event, decided))
     metrics.add_metric(name="Routed", unit=MetricUnit.Count, value=1)
-    logger.info("routed", extra={"route": route, "message_id": message_id})
-    return routed(event, route)
+    logger.info(
+        "routed",
+        extra={
+            "route": decided["route"],
+            "decided_by": decided["decided_by"],
+            "message_id": message_id,
+        },
+    )
+    return routed(event, decided)

@@ -10,10 +10,14 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lambdas.config import NOT_A_VEHICLE, REJECTED_ROUTE
 from lambdas.errors import ConfigurationError, InvalidEvent, RoutingError
 
 EVENT_SOURCE = "scones.routing"
 EVENT_DETAIL_TYPE = "DriverRouted"
+REJECTION_MESSAGE = (
+    "We could not see a vehicle in your photo. Please send a new photo of your vehicle."
+)
 
 
 def choose_route(label: str, routes: Mapping[str, str]) -> str:
@@ -23,14 +27,42 @@ def choose_route(label: str, routes: Mapping[str, str]) -> str:
     return route
 
 
-def routing_event(event: dict[str, Any], route: str) -> dict[str, Any]:
+def decide(event: dict[str, Any], routes: Mapping[str, str]) -> dict[str, Any]:
+    """Who decided what: the model (``label``/``confidence`` from the filter step) or a person
+    (``decision`` from the review queue, which wins when present). Returns ``label``,
+    ``confidence`` (None for a person), ``route``, ``decided_by`` and, for a person, ``reviewer``
+    and ``decided_at``. A person's ``none`` rejects the photo (route REJECTED_ROUTE); any other
+    label must be a class with a route, else InvalidEvent."""
+    decision = event.get("decision")
+    if decision is None:
+        return {
+            "label": event["label"],
+            "confidence": event["confidence"],
+            "route": choose_route(event["label"], routes),
+            "decided_by": "model",
+        }
+    label = decision["label"]
+    route = REJECTED_ROUTE if label == NOT_A_VEHICLE else choose_route(label, routes)
     return {
-        "driver_id": event.get("driver_id"),
-        "label": event["label"],
-        "confidence": event["confidence"],
+        "label": label,
+        "confidence": None,
         "route": route,
+        "decided_by": "person",
+        "reviewer": decision["reviewer"],
+        "decided_at": decision["decided_at"],
+    }
+
+
+def routing_event(event: dict[str, Any], decided: dict[str, Any]) -> dict[str, Any]:
+    """The routing event the driver's side receives (one shape for model and person)."""
+    message = {
+        "driver_id": event.get("driver_id"),
+        **decided,
         "image": f"s3://{event['s3_bucket']}/{event['s3_key']}",
     }
+    if decided["route"] == REJECTED_ROUTE:
+        message["message"] = REJECTION_MESSAGE
+    return message
 
 
 def sns_publisher(sns: Any, topic_arn: str) -> Callable[[dict[str, Any]], str]:
@@ -93,5 +125,6 @@ def publish_route(publish: Callable[[dict[str, Any]], str], message: dict[str, A
         ) from None
 
 
-def routed(event: dict[str, Any], route: str) -> dict[str, Any]:
-    return {**event, "route": route}
+def routed(event: dict[str, Any], decided: dict[str, Any]) -> dict[str, Any]:
+    """The step's output: the event plus the decision (label, route, who decided)."""
+    return {**event, **decided}

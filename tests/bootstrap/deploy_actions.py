@@ -334,6 +334,16 @@ def _topic(r: Registered, ctx: Context) -> list[Request]:
     )
 
 
+def _queue(r: Registered, ctx: Context) -> list[Request]:
+    # terraform-provider-aws internal/service/sqs/queue.go: CreateQueue, GetQueueAttributes and
+    # ListQueueTags (read), SetQueueAttributes, TagQueue/UntagQueue (update), DeleteQueue.
+    return _on(
+        ctx.arn("sqs", _name(r, "name")), "sqs:CreateQueue", "sqs:GetQueueAttributes",
+        "sqs:GetQueueUrl", "sqs:SetQueueAttributes", "sqs:ListQueueTags", "sqs:TagQueue",
+        "sqs:UntagQueue", "sqs:DeleteQueue",
+    )
+
+
 def _subscription(r: Registered, ctx: Context) -> list[Request]:
     return _on(_name(r, "topic"), "sns:Subscribe", "sns:GetSubscriptionAttributes",
                "sns:Unsubscribe")
@@ -438,6 +448,7 @@ RULES: dict[str, Rule] = {
     "aws:cloudwatch/eventRule:EventRule": Rule("name", _event_rule),
     "aws:cloudwatch/eventTarget:EventTarget": Rule(None, _event_target),
     "aws:sns/topic:Topic": Rule("name", _topic),
+    "aws:sqs/queue:Queue": Rule("name", _queue),
     "aws:sns/topicSubscription:TopicSubscription": Rule(None, _subscription),
     "aws:appautoscaling/target:Target": Rule(None, _scaling_target),
     "aws:appautoscaling/policy:Policy": Rule("name", _scaling_policy),

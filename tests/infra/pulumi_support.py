@@ -91,6 +91,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif typ == "aws:sns/topic:Topic":
             outputs["name"] = name
             arn = f"arn:aws:sns:{REGION}:{ACCOUNT}:{name}"
+        elif typ == "aws:sqs/queue:Queue":
+            outputs["name"] = name
+            outputs["url"] = f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}"
+            arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         elif typ == "aws:sfn/stateMachine:StateMachine":
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
         elif typ == "aws:cloudwatch/logGroup:LogGroup":

@@ -10,6 +10,12 @@ import pytest
 from pulumi_support import ACCOUNT, REGION
 
 from lambdas.batch_workflow_definition import RESULTS_PREFIX
+from lambdas.workflow_definition import (
+    AWAIT_REVIEW_STATE,
+    REJECTED_STATE,
+    REVIEW_EXPIRED_STATE,
+    REVIEW_STATE,
+)
 from policy.rules import policy_problems
 
 COMPONENT = "scones:workflow:BatchWorkflow"
@@ -108,7 +114,19 @@ def test_definition_as_deployed_is_wired_to_this_stack(run) -> None:
     per_image = json.loads(
         run.one("aws:sfn/stateMachine:StateMachine", "workflow-state-machine").inputs["definition"]
     )
-    assert m["ItemProcessor"]["States"] == per_image["States"]
+    items, single = m["ItemProcessor"]["States"], per_image["States"]
+    # The same graph, except that the EXPRESS children queue a review case without waiting for
+    # an answer (a STANDARD per-image workflow waits; an EXPRESS one queues like the batch).
+    waiting_only = {AWAIT_REVIEW_STATE, REVIEW_EXPIRED_STATE, REJECTED_STATE, REVIEW_STATE}
+    assert {k: v for k, v in items.items() if k not in waiting_only} == {
+        k: v for k, v in single.items() if k not in waiting_only
+    }
+    assert items[AWAIT_REVIEW_STATE]["Resource"] == "arn:aws:states:::sqs:sendMessage"
+    assert items[AWAIT_REVIEW_STATE]["Next"] == REVIEW_STATE
+    assert (
+        items[AWAIT_REVIEW_STATE]["Parameters"]["QueueUrl"]
+        == single[AWAIT_REVIEW_STATE]["Parameters"]["QueueUrl"]
+    )
     summarize = run.named("batch-summarize").outputs["arn"]
     assert definition["States"]["Summarize"]["Parameters"]["FunctionName"] == summarize
     assert run.outputs["batchStateMachineArn"].endswith(f":stateMachine:scones-{run.stack}-batch")

@@ -47,16 +47,19 @@ def test_every_policy_document_is_scoped(run) -> None:
                 resource.name
             )
             checked += 1
-    # 9 roles and their 9 policies (4 functions, training, endpoint, workflow, events, drift
-    # detector, batch state machine, summarize_batch), the bucket policy, the key policy and
-    # the two workflow log groups' resource policies
-    assert checked == 11 + 11 + 1 + 1 + 2
+    # 12 roles and their 12 policies (4 functions, training, endpoint, workflow, events, drift
+    # detector, reviewer, batch state machine, summarize_batch), the bucket policy, the key
+    # policy and the two workflow log groups' resource policies
+    assert checked == 12 + 12 + 1 + 1 + 2
 
 
 def test_roles_trust_one_service_each(run) -> None:
     services = {}
     for role in run.of_type("aws:iam/role:Role"):
         (stmt,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+        if role.name == "workflow-review-reviewer-role":  # people of this account, not a service
+            assert stmt["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}
+            continue
         assert stmt["Condition"]["StringEquals"]["aws:SourceAccount"] == ACCOUNT, role.name
         assert stmt["Action"] == "sts:AssumeRole"
         services[role.name] = stmt["Principal"]["Service"]
@@ -126,6 +129,47 @@ def test_workflow_role_invokes_only_its_functions(run) -> None:
     assert allows(run, "workflow-events-role") == {
         "states:StartExecution": [run.outputs["stateMachineArn"]]
     }
+
+
+def test_only_the_reviewer_role_may_answer_review_cases(run) -> None:
+    """Answering resumes an execution (it routes a driver): the stack grants SendTaskSuccess /
+    SendTaskFailure to the reviewer role alone, on this state machine only; the workflow may
+    only send cases to the queue."""
+    answering = {"states:SendTaskSuccess", "states:SendTaskFailure"}
+    holders = set()
+    for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for stmt in json.loads(policy.inputs["policy"])["Statement"]:
+            if answering & set(stmt["Action"]):
+                holders.add(policy.name)
+                assert stmt["Resource"] == [run.outputs["stateMachineArn"]]
+    assert holders == {"workflow-review-reviewer-policy"}
+    queue = run.named("workflow-review-queue").outputs["arn"]
+    dlq = run.named("workflow-review-dlq").outputs["arn"]
+    reviewer = allows(run, "workflow-review-reviewer-role")
+    assert sorted(reviewer["sqs:ReceiveMessage"]) == sorted([queue, dlq])
+    assert sorted(reviewer["sqs:DeleteMessage"]) == sorted([queue, dlq])
+    bucket_arn = f"arn:aws:s3:::{run.outputs['bucket']}"
+    assert reviewer["s3:PutObject"] == [f"{bucket_arn}/labelled/*"]
+    assert reviewer["s3:GetObject"] == [f"{bucket_arn}/intake/*"]
+    assert allows(run, "workflow-role")["sqs:SendMessage"] == [queue]
+
+
+def test_review_queues_are_encrypted_with_the_stack_key_and_redrive_to_the_dlq(run) -> None:
+    key_arn = run.one("aws:kms/key:Key").outputs["arn"]
+    queue = run.named("workflow-review-queue")
+    dlq = run.named("workflow-review-dlq")
+    for q in (queue, dlq):
+        assert q.inputs["kmsMasterKeyId"] == key_arn
+        assert q.inputs["messageRetentionSeconds"] == 14 * 24 * 3600
+    redrive = json.loads(queue.inputs["redrivePolicy"])
+    assert redrive["deadLetterTargetArn"] == dlq.outputs["arn"]
+    assert run.outputs["reviewQueueUrl"] == queue.outputs["url"]
+    assert run.outputs["reviewerRoleArn"] == run.named("workflow-review-reviewer-role").outputs[
+        "arn"
+    ]
+    alarms = {a.name: a.inputs for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert alarms["alarms-review-dlq-depth"]["dimensions"] == {"QueueName": dlq.outputs["name"]}
+    assert alarms["alarms-review-queue-age"]["metricName"] == "ApproximateAgeOfOldestMessage"
 
 
 def test_training_role_scope(run) -> None:
