@@ -110,6 +110,7 @@ def test_removing_the_read_statement_fails_the_step_by_name(aws) -> None:
         {k: f"arn:aws:lambda:{REGION}:123456789012:function:{k}" for k in
          ("serialize_image", "classify_image", "filter_inferences", "route_driver")},
         review_topic_arn=f"arn:aws:sns:{REGION}:123456789012:review",
+        review_queue_url=f"https://sqs.{REGION}.amazonaws.com/123456789012/review-cases",
     )
     catch = next(c for c in definition["States"]["Serialize"]["Catch"]
                  if c["ErrorEquals"] == ["ImageNotFound"])
