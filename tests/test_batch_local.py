@@ -5,31 +5,18 @@ refused requests exit non-zero with the reason."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from local_cli_support import LocalCli
 
 from lambdas.errors import NAMED_ERRORS
 
 
 @pytest.mark.slow
 def test_local_batch_end_to_end(dev_archive: Path, tmp_path: Path, repo_root: Path) -> None:
-    state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(SCONES_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(repo_root))
-
-    def local(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "local", "--state-dir", str(state_dir), *args],
-            cwd=repo_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    cli = LocalCli(tmp_path, repo_root)
+    state_dir, local = cli.state_dir, cli.local
 
     try:
         # A 2-epoch model is unsure of everything: at 0.93 all images would be LowConfidence and

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
 import types
 from pathlib import Path
 
 import pytest
+from local_cli_support import LocalCli
 
 from local.processes import is_alive
 from local.runner import Result, bad_event_catalogue, make_events, percentile, summarize
@@ -72,19 +72,8 @@ def test_monitor_subcommand_dispatches_lazily(monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.slow
 def test_up_run_down_end_to_end(dev_archive: Path, tmp_path: Path, repo_root: Path) -> None:
-    state_dir = tmp_path / "state"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(SCONES_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(repo_root))
-
-    def local(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "local", "--state-dir", str(state_dir), *args],
-            cwd=repo_root,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+    cli = LocalCli(tmp_path, repo_root)
+    state_dir, local = cli.state_dir, cli.local
 
     pids: list[int] = []
     try:

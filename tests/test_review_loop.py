@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import boto3
 import pytest
 from browser_support import Browser, chromium_path
+from local_cli_support import LocalCli
 
 REVIEW_TIMEOUT_S = 60
 
@@ -54,20 +54,7 @@ def _routing_events(sqs, queue: str) -> list[dict]:
     return [json.loads(m["Body"]) for m in messages]
 
 
-class LocalStack:
-    def __init__(self, state_dir: Path, env: dict[str, str], repo_root: Path) -> None:
-        self.state_dir, self.env, self.repo_root = state_dir, env, repo_root
-
-    def local(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "local", "--state-dir", str(self.state_dir), *args],
-            cwd=self.repo_root,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-
+class LocalStack(LocalCli):
     def start(self) -> None:
         self.state = json.loads((self.state_dir / "state.json").read_text())
         self.sfn = _client("stepfunctions", self.state["moto_url"])
@@ -84,10 +71,7 @@ class LocalStack:
 @pytest.fixture(scope="module")
 def stack(dev_archive: Path, tmp_path_factory: pytest.TempPathFactory, repo_root: Path):
     """`up --threshold 0.999` (every image goes to review), then `run` with three events."""
-    tmp = tmp_path_factory.mktemp("review-loop")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(SCONES_CACHE_DIR=str(tmp / "cache"), PYTHONPATH=str(repo_root))
-    stack = LocalStack(tmp / "state", env, repo_root)
+    stack = LocalStack(tmp_path_factory.mktemp("review-loop"), repo_root)
     try:
         up = stack.local(
             "up",
@@ -152,7 +136,7 @@ def test_the_review_page_answers_a_case_in_headless_chromium(
     cases = stack.cases()
     by_id = {c["case_id"]: arn for arn, c in cases.items()}
     serve = subprocess.Popen(
-        [sys.executable, "-m", "local", "--state-dir", str(stack.state_dir), "review", "serve"],
+        stack.command("review", "serve"),
         cwd=stack.repo_root,
         env=stack.env,
         stdout=subprocess.PIPE,
