@@ -53,6 +53,7 @@ from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
     XRAY_SAMPLING_ACTIONS,
     log_delivery_policy,
+    logged_state_machine,
 )
 from lambdas.batch_workflow_definition import (
     DEFAULT_INPUT_PREFIXES,
@@ -306,27 +307,15 @@ class BatchWorkflow(pulumi.ComponentResource):
                 sort_keys=True,
             )
         )
-        self.state_machine = aws.sfn.StateMachine(
+        self.state_machine = logged_state_machine(
             f"{name}-state-machine",
             name=sm_name,
-            type=STATE_MACHINE_TYPE,
-            role_arn=self.role.arn,
+            workflow_type=STATE_MACHINE_TYPE,
+            role=self.role,
             definition=self.definition,
-            logging_configuration={
-                "level": "ALL",
-                # Child executions carry base64 images: execution data stays out of the logs.
-                "include_execution_data": False,
-                "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
-            },
-            tracing_configuration={"enabled": True},
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.role_policy, self.log_delivery_policy],
-                # A fixed name: a replacement must delete first or it collides on the name
-                # (terraform-provider-aws internal/service/sfn/state_machine.go: "name" and
-                # "type" are ForceNew).
-                delete_before_replace=True,
-            ),
+            log_group=self.log_group,
+            depends_on=[self.role_policy, self.log_delivery_policy],
+            parent=self,
         )
         self.register_outputs(
             {

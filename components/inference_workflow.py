@@ -89,6 +89,39 @@ def log_delivery_policy(
     )
 
 
+def logged_state_machine(
+    resource_name: str,
+    *,
+    name: str,
+    workflow_type: pulumi.Input[str],
+    role: aws.iam.Role,
+    definition: pulumi.Input[str],
+    log_group: aws.cloudwatch.LogGroup,
+    depends_on: list[pulumi.Resource],
+    parent: pulumi.Resource,
+) -> aws.sfn.StateMachine:
+    """A state machine with a fixed name, every state logged without execution data (events
+    carry base64 images), X-Ray tracing, and delete-before-replace: the name is fixed and
+    "name" and "type" are ForceNew (terraform-provider-aws internal/service/sfn/
+    state_machine.go), so create-before-delete would collide on the name."""
+    return aws.sfn.StateMachine(
+        resource_name,
+        name=name,
+        type=workflow_type,
+        role_arn=role.arn,
+        definition=definition,
+        logging_configuration={
+            "level": "ALL",
+            "include_execution_data": False,
+            "log_destination": pulumi.Output.concat(log_group.arn, ":*"),
+        },
+        tracing_configuration={"enabled": True},
+        opts=pulumi.ResourceOptions(
+            parent=parent, depends_on=depends_on, delete_before_replace=True
+        ),
+    )
+
+
 @dataclass
 class InferenceWorkflowArgs:
     stack: str
@@ -208,27 +241,16 @@ class InferenceWorkflow(pulumi.ComponentResource):
                 sort_keys=True,
             )
         )
-        self.state_machine = aws.sfn.StateMachine(
+        # scones:workflowType can change, and `type` forces a new state machine.
+        self.state_machine = logged_state_machine(
             f"{name}-state-machine",
             name=sm_name,
-            type=args.workflow_type,
-            role_arn=self.role.arn,
+            workflow_type=args.workflow_type,
+            role=self.role,
             definition=self.definition,
-            logging_configuration={
-                "level": "ALL",
-                # Events carry base64 images: execution data stays out of the logs.
-                "include_execution_data": False,
-                "log_destination": pulumi.Output.concat(self.log_group.arn, ":*"),
-            },
-            tracing_configuration={"enabled": True},
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=[self.role_policy, self.log_delivery_policy],
-                # The name is fixed and `type` (scones:workflowType) forces a new state machine
-                # (terraform-provider-aws internal/service/sfn/state_machine.go: "type" is
-                # ForceNew): create-before-delete would collide on the name.
-                delete_before_replace=True,
-            ),
+            log_group=self.log_group,
+            depends_on=[self.role_policy, self.log_delivery_policy],
+            parent=self,
         )
 
         self.rule = aws.cloudwatch.EventRule(
