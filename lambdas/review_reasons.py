@@ -1,0 +1,18 @@
+"""Why a case goes to a person instead of being routed: the ``reason`` a review case carries.
+
+One home for the names: the filter step raises with one of them, the review message and the
+review page show it, and the per-reason review metric is dimensioned by it (docs/design.md).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ReviewReason(StrEnum):
+    # The best class probability is below the confidence threshold.
+    LOW_CONFIDENCE = "low_confidence"
+    # The per-request gate judged the photo unlike the training distribution.
+    OUT_OF_DISTRIBUTION = "out_of_distribution"
+    # A drift alarm switched the workflow into safe mode: every request goes to a person.
+    SAFE_MODE = "safe_mode"
