@@ -210,6 +210,7 @@ def deploy(
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
             retain_on_delete=settings.retain_data,
+            labelled_snapshot=settings.labelled_snapshot,
         ),
     )
     endpoint = ModelEndpoint(
@@ -232,6 +233,10 @@ def deploy(
             partition=partition,
         ),
     )
+    # Where images to classify live: intake/, and the batch workflow's inputs.
+    image_prefixes = list(
+        dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
+    )
     functions = InferenceFunctions(
         "functions",
         InferenceFunctionsArgs(
@@ -251,9 +256,7 @@ def deploy(
             capture_s3_uri=endpoint.lambda_capture_s3_uri,
             partition=partition,
             powertools_layer_arn=powertools,
-            read_prefixes=list(
-                dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
-            ),
+            read_prefixes=image_prefixes,
         ),
     )
     workflow = InferenceWorkflow(
@@ -269,6 +272,7 @@ def deploy(
             log_retention_days=settings.log_retention_days,
             region=region,
             account_id=account_id,
+            review_image_prefixes=image_prefixes,
         ),
     )
     # The batch workflow: the per-image states over every object under a prefix.
@@ -411,6 +415,11 @@ def deploy(
         "reviewQueueUrl": workflow.review.queue.url,
         "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
         "reviewerRoleArn": workflow.review.reviewer_role.arn,
+        # For `python -m local review|retrain --stack` (local/review_cli.py, local/retrain.py).
+        "routeFunctionArn": functions.function_arns["route_driver"],
+        "classes": list(settings.classes),
+        "retrainAfterLabels": settings.retrain_after_labels,
+        "labelledSnapshot": settings.labelled_snapshot or "",
         "dashboardUrl": alarms.dashboard_url,
         "trainingJobName": training.job_name,
         "modelDataUrl": training.model_data_url,

@@ -1,8 +1,9 @@
 """The review page: pending cases with their images, one button per class and "not a vehicle".
 
 A standard-library HTTP server on 127.0.0.1 over a *target* (``local.review_cli.ReviewTarget``:
-``classes``, ``cases()``, ``image(s3_uri)``, ``answer(case_id, label, reviewer)``); all review
-logic stays in review.cases. Routes:
+``classes``, ``cases()``, ``image(s3_uri)``, ``answer(case_id, label, reviewer)``), local mode's
+or a deployed stack's (``review --stack NAME serve``); all review logic stays in review.cases.
+Routes:
 
     GET  /                      the page (cases are fetched by its script)
     GET  /api/cases             pending cases as JSON (``Case.public()``)
@@ -70,7 +71,8 @@ async function load() {{
     info.querySelector('b').textContent = c.case_id;
     info.querySelectorAll('.meta')[0].textContent = probs.join(', ') + ' | driver ' +
       (c.driver_id || '-') + (c.in_dead_letter_queue ? ' | dead-letter queue' : '');
-    info.querySelectorAll('.meta')[1].textContent = c.reason;
+    // Whatever reason the case names (LowConfidence, another gate's, safe mode...).
+    info.querySelectorAll('.meta')[1].textContent = c.reason + (c.detail ? ': ' + c.detail : '');
     const buttons = document.createElement('div');
     CLASSES.forEach((name, i) => buttons.append(button(c.case_id, name, (i + 1) + ' ' + name)));
     buttons.append(button(c.case_id, NONE, '0 not a vehicle'));
