@@ -348,6 +348,26 @@ def deploy(
             alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
         ),
     )
+    # What is waiting for a person: cases on the review queue and in its dead-letter queue.
+    alarms.add_widget(
+        {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "Review cases waiting",
+                "region": region,
+                "stat": "Maximum",
+                "period": 300,
+                "metrics": [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.queue.name, {"label": "review queue"}],
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.dead_letter_queue.name, {"label": "dead-letter queue"}],
+                ],
+            },
+        }
+    )
     # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
     low_confidence_dims = {"service": functions.service_name}
     alarms.add_alarm(

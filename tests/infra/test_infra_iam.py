@@ -178,6 +178,12 @@ def test_review_queues_are_encrypted_with_the_stack_key_and_redrive_to_the_dlq(r
     alarms = {a.name: a.inputs for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     assert alarms["alarms-review-dlq-depth"]["dimensions"] == {"QueueName": dlq.outputs["name"]}
     assert alarms["alarms-review-queue-age"]["metricName"] == "ApproximateAgeOfOldestMessage"
+    # Nothing is lost without being seen: the dashboard graphs what waits in both queues.
+    body = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    (waiting,) = [w for w in body["widgets"]
+                  if w["properties"].get("title") == "Review cases waiting"]
+    assert [m[3] for m in waiting["properties"]["metrics"]] == [
+        queue.outputs["name"], dlq.outputs["name"]]
 
 
 def test_training_role_scope(run) -> None:
