@@ -126,6 +126,12 @@ def test_review_list_and_answer_route_the_driver_and_store_the_label(stack: Loca
     assert meta["model-version"] == Path(stack.state["model_dir"]).name
     assert meta["source"] == first["image"]
     assert first["case_id"] not in {c["case_id"] for c in stack.cases().values()}
+    # One label so far, of scones:retrainAfterLabels' default (the same default as the cloud).
+    from components.settings import Settings
+
+    n = Settings.from_mapping(lambda _key: None).retrain_after_labels
+    listed = stack.local("review", "list")
+    assert f"labels since the last retrain: 1 of {n}" in listed.stdout, listed.stdout
 
 
 @pytest.mark.slow
@@ -215,6 +221,8 @@ def test_retrain_uses_the_labelled_images_and_keeps_the_model_only_past_the_gate
     assert data["labelled_used"]["bicycle"] == 1
     assert data["labelled_dropped"]["in_test_split"] >= 2  # the answered cases' test images
     assert "quality gate passed" in kept.stdout
+    listed = stack.local("review", "list")
+    assert "labels since the last retrain: 0 of" in listed.stdout, listed.stdout
 
     refused = stack.local("retrain", "--epochs", "2", "--min-accuracy", "0.999")
     assert refused.returncode == 3, refused.stdout + refused.stderr
