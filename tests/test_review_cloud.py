@@ -374,3 +374,27 @@ def _cases(cloud: Cloud) -> list:
     from review.cases import list_cases
 
     return list_cases(cloud.wf.sqs, cloud.wf.cases_queue, cloud.wf.cases_dlq, CLASSES)
+
+
+def test_stack_outputs_come_from_the_pulumi_cli() -> None:
+    import subprocess
+
+    from local.review_cli import TargetError, _region, read_outputs
+
+    outputs = {"bucket": "b", "classes": CLASSES, "reviewDeadLetterQueueUrl": "d",
+               "reviewQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/q"}
+    seen: list[list[str]] = []
+
+    def runner(code: int, body: dict):
+        def run(cmd, **kwargs):
+            seen.append(cmd)
+            return subprocess.CompletedProcess(cmd, code, json.dumps(body), "no stack dev")
+        return run
+
+    assert read_outputs("dev", None, runner(0, outputs)) == outputs
+    assert seen == [["pulumi", "stack", "output", "--json", "--stack", "dev"]]
+    assert _region(outputs) == "eu-west-1"
+    with pytest.raises(TargetError, match="no stack dev"):
+        read_outputs("dev", None, runner(255, {}))
+    with pytest.raises(TargetError, match="classes"):
+        read_outputs("dev", None, runner(0, {k: v for k, v in outputs.items() if k != "classes"}))
