@@ -57,6 +57,11 @@ driftMinSamples           100                                    smaller windows
                                                                  metric (too noisy to alarm on)
 expectedClassShare        (uniform)                              {class: share} the ClassShare
                                                                  alarms compare with
+reviewTimeoutSeconds      86400                                  how long a case waits for a person
+                                                                 (STANDARD) before ReviewExpired; at
+                                                                 most 7 days, half the queue's
+                                                                 14-day retention: an expired case
+                                                                 stays answerable
 retrainAfterLabels        200                                    `local retrain --stack` trains only
                                                                  once this many labels are new
                                                                  (docs/review.md: when to retrain)
@@ -197,6 +202,7 @@ class Settings:
     drift_class_share_tolerance: float = DriftThresholds.class_share_tolerance
     drift_min_samples: int = DriftThresholds.min_samples
     expected_class_share: Mapping[str, float] | None = None
+    review_timeout_seconds: int = 86400
     retrain_after_labels: int = 200
     labelled_snapshot: str | None = None
 
@@ -250,6 +256,10 @@ class Settings:
                 "lowConfidenceRateMax", get("lowConfidenceRateMax"), d.low_confidence_rate_max
             ),
             cifar_archive=_optional_str(get("cifarArchive")),
+            review_timeout_seconds=_int(
+                "reviewTimeoutSeconds", get("reviewTimeoutSeconds"), d.review_timeout_seconds,
+                60, 7 * 86400,
+            ),
             retrain_after_labels=_int(
                 "retrainAfterLabels", get("retrainAfterLabels"), d.retrain_after_labels, 1, 100_000
             ),

@@ -273,6 +273,7 @@ def deploy(
             region=region,
             account_id=account_id,
             review_image_prefixes=image_prefixes,
+            review_timeout_seconds=settings.review_timeout_seconds,
         ),
     )
     # The batch workflow: the per-image states over every object under a prefix.
@@ -327,10 +328,12 @@ def deploy(
             statistic="Maximum",
             period=300,
             evaluation_periods=1,
-            threshold=REVIEW_AGE_ALARM_SECONDS,
+            # Before the case expires, even with a short scones:reviewTimeoutSeconds.
+            threshold=min(REVIEW_AGE_ALARM_SECONDS, settings.review_timeout_seconds // 2),
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: a review case has waited over 4 hours",
+            alarm_description=f"scones {stack}: a review case has waited long (it expires "
+            f"after {settings.review_timeout_seconds} s)",
         ),
     )
     alarms.add_alarm(

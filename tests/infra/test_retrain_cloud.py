@@ -244,3 +244,19 @@ def test_the_manifest_channel_is_what_training_reads(s3, tmp_path: Path) -> None
     assert counts["labelled_used"] == {"bicycle": 1, "motorcycle": 0}
     assert counts["labelled_dropped"]["repeated"] == 1
     assert counts["labelled_dropped"]["in_test_split"] == 1
+
+
+def test_the_review_timeout_is_a_setting_kept_inside_the_queue_retention(run_stack) -> None:
+    """scones:reviewTimeoutSeconds sets AwaitReview's TimeoutSeconds (prod waits: STANDARD);
+    at most 7 days, so an expired case still has a week on the queue (14-day retention) to be
+    labelled; the queue-age alarm fires before the case expires."""
+    assert _settings().review_timeout_seconds == 86400
+    for bad in ("59", str(7 * 86400 + 1), "soon"):
+        with pytest.raises(SettingsError, match="scones:reviewTimeoutSeconds"):
+            _settings(reviewTimeoutSeconds=bad)
+    run = run_stack("prod", {"scones:reviewTimeoutSeconds": "3600"})
+    machine = run.named("workflow-state-machine")
+    definition = json.loads(machine.inputs["definition"])
+    assert definition["States"]["AwaitReview"]["TimeoutSeconds"] == 3600
+    age = run.named("alarms-review-queue-age").inputs
+    assert age["threshold"] == 1800
