@@ -163,14 +163,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         import boto3
 
         from local.retrain import retrain_cloud
-        from local.review_cli import ReviewError, _region, read_outputs
+        from local.review_cli import ReviewError, read_outputs, region_of
 
         try:
             outputs = read_outputs(args.stack, args.outputs)
         except ReviewError as exc:
             print(f"retrain: {exc}", file=sys.stderr)
             return 1
-        s3 = boto3.session.Session(region_name=_region(outputs)).client("s3")
+        s3 = boto3.session.Session(region_name=region_of(outputs)).client("s3")
         return retrain_cloud(args.stack, outputs, s3, force=args.force)
     if args.outputs or args.force:
         raise SystemExit("retrain: --outputs and --force go with --stack NAME")

@@ -163,6 +163,14 @@ def retrain(state: dict[str, Any], train_args: list[str], min_accuracy: float) -
 Runner = Callable[..., subprocess.CompletedProcess]
 
 
+def _retrain_after(outputs: dict[str, Any]) -> int:
+    """The stack's scones:retrainAfterLabels (an older stack without the output: the default)."""
+    from components.settings import Settings
+
+    value = outputs.get("retrainAfterLabels")
+    return int(value) if value else Settings.from_mapping(lambda _key: None).retrain_after_labels
+
+
 def _pulumi(runner: Runner, stack: str, *args: str) -> subprocess.CompletedProcess:
     return runner(["pulumi", *args, "--stack", stack], capture_output=True, text=True, check=False)
 
@@ -183,7 +191,7 @@ def retrain_cloud(
     current = str(outputs.get("labelledSnapshot") or "")
     keys = labelled_keys(s3, bucket)
     status = retrain_status(
-        keys, trained_labelled_keys(s3, bucket, current), int(outputs["retrainAfterLabels"])
+        keys, trained_labelled_keys(s3, bucket, current), _retrain_after(outputs)
     )
     per_class: dict[str, int] = {}
     for key in keys:

@@ -174,8 +174,8 @@ def read_outputs(
     return outputs
 
 
-def _region(outputs: dict[str, Any]) -> str:
-    # https://sqs.<region>.amazonaws.com/<account>/<name> (the queue URL names its Region).
+def region_of(outputs: dict[str, Any]) -> str:
+    """The stack's Region: https://sqs.<region>.amazonaws.com/<account>/<name> names it."""
     host = outputs["reviewQueueUrl"].split("//", 1)[-1].split("/", 1)[0]
     parts = host.split(".")
     if len(parts) >= 3 and parts[0] == "sqs":
@@ -191,7 +191,7 @@ def cloud_target(
 
     from local.retrain import trained_labelled_keys
 
-    session = session or boto3.session.Session(region_name=_region(outputs))
+    session = session or boto3.session.Session(region_name=region_of(outputs))
     if assume_reviewer_role:
         role = outputs.get("reviewerRoleArn")
         if not role:

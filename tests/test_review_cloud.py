@@ -379,7 +379,7 @@ def _cases(cloud: Cloud) -> list:
 def test_stack_outputs_come_from_the_pulumi_cli() -> None:
     import subprocess
 
-    from local.review_cli import TargetError, _region, read_outputs
+    from local.review_cli import TargetError, read_outputs, region_of
 
     outputs = {"bucket": "b", "classes": CLASSES, "reviewDeadLetterQueueUrl": "d",
                "reviewQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/q"}
@@ -393,7 +393,7 @@ def test_stack_outputs_come_from_the_pulumi_cli() -> None:
 
     assert read_outputs("dev", None, runner(0, outputs)) == outputs
     assert seen == [["pulumi", "stack", "output", "--json", "--stack", "dev"]]
-    assert _region(outputs) == "eu-west-1"
+    assert region_of(outputs) == "eu-west-1"
     with pytest.raises(TargetError, match="no stack dev"):
         read_outputs("dev", None, runner(255, {}))
     with pytest.raises(TargetError, match="classes"):
