@@ -353,7 +353,10 @@ class ModelTraining(pulumi.ComponentResource):
             # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html)
             # into /opt/ml/input/data/labelled, which training.train reads as
             # SM_CHANNEL_LABELLED (--labelled): staged data + labelled images, the test channel
-            # unchanged.
+            # unchanged. That each file lands under its path relative to the manifest's prefix
+            # (<class>/<file>, the layout training.labelled reads) is not stated on that page
+            # and was not checked against AWS here: the job's metrics.json `data` counts (which
+            # `local retrain --stack` prints) show whether the labelled images were used.
             channels.append(
                 {
                     "channel_name": "labelled",
