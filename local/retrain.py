@@ -81,8 +81,9 @@ def labelled_manifest(bucket: str, keys: Sequence[str]) -> tuple[str, bytes]:
     ``{"prefix": "s3://bucket/prefix/"}`` followed by keys relative to it (SageMaker API
     reference, S3DataSource,
     https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html). The
-    prefix is ``labelled/``, so each entry is ``<class>/<file>``: the channel's directory keeps
-    the class folders training.labelled reads.
+    prefix is ``labelled/``, so each entry is ``<class>/<file>``, the class folders
+    training.labelled reads (that the channel directory keeps these relative paths is not on
+    that page: components/model_training.py says how a retrain shows it).
     """
     relative = sorted(k.removeprefix(f"{LABELLED_PREFIX}/") for k in keys)
     if not relative:
