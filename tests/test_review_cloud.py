@@ -398,3 +398,28 @@ def test_stack_outputs_come_from_the_pulumi_cli() -> None:
         read_outputs("dev", None, runner(255, {}))
     with pytest.raises(TargetError, match="classes"):
         read_outputs("dev", None, runner(0, {k: v for k, v in outputs.items() if k != "classes"}))
+
+
+def test_a_case_read_too_often_moves_to_the_dlq_and_is_still_answered(cloud, capsys) -> None:
+    """Nothing is lost: SQS moves a message received maxReceiveCount times to the dead-letter
+    queue (SQS developer guide, "Using dead-letter queues"; the review queue's redrive policy,
+    review.cases.MAX_RECEIVE_COUNT); `review list` shows it there, and answering it still routes
+    the driver whose execution waits."""
+    from review.cases import MAX_RECEIVE_COUNT
+
+    _answer_everything(cloud, capsys)
+    arn, case_id = cloud.waiting_case("intake/driver-2.png", [0.58, 0.42], "d-600")
+    for _ in range(MAX_RECEIVE_COUNT):  # every listing is a receive (SQS has no peek)
+        assert [c.case_id for c in _cases(cloud) if not c.in_dead_letter_queue] == [case_id]
+    (moved,) = _cases(cloud)
+    assert moved.case_id == case_id and moved.in_dead_letter_queue
+    depth = cloud.wf.sqs.get_queue_attributes(
+        QueueUrl=cloud.wf.cases_dlq, AttributeNames=["ApproximateNumberOfMessages"])
+    assert depth["Attributes"]["ApproximateNumberOfMessages"] == "1"  # what the DLQ alarm reads
+    code, out, err = cloud.review(capsys, "list")
+    assert code == 0 and f"{case_id}" in out and "[dead-letter queue]" in out, err
+    code, out, err = cloud.review(capsys, "--reviewer", "dee", "answer", case_id, "bicycle")
+    assert code == 0 and "driver routed as bicycle" in out, err
+    assert cloud.wf.wait(arn, stop_at_review=False)["status"] == "SUCCEEDED"
+    assert [e["driver_id"] for e in _drain(cloud.wf)] == ["d-600"]
+    assert _cases(cloud) == []
