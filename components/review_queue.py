@@ -4,8 +4,8 @@
   case for SQS's maximum retention (14 days, longer than any review timeout the workflow
   allows) and moves one received ``MAX_RECEIVE_COUNT`` times without an answer to the DLQ
   (review.cases holds these settings for local mode too).
-- The reviewer role is the only principal the stack grants states:SendTaskSuccess /
-  SendTaskFailure (on "*": the actions have no resource type; components/function_policies.py
+- The reviewer role is the only principal the stack grants states:SendTaskSuccess (on "*":
+  the action has no resource type; components/function_policies.py
   ``reviewer_statements`` cites the reference) and invoke on the route function: answering
   routes a driver. It also reads and deletes cases on both queues, reads the case images and
   writes ``labelled/``. Its trust policy names this account; a person still needs

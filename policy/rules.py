@@ -14,7 +14,7 @@ Wildcard exceptions (each is an Allow with Resource "*" that AWS itself requires
   - ecr:GetAuthorizationToken: the registry login is account-wide, no resource ARN exists.
   - cloudwatch:PutMetricData: no resource-level permissions; narrowed by a
     cloudwatch:namespace condition, which the rule requires.
-  - states:SendTaskSuccess, states:SendTaskFailure: no resource type in the Service
+  - states:SendTaskSuccess: no resource type in the Service
     Authorization Reference (list_awsstepfunctions.html); the task token, read only from the
     encrypted review queue, is what scopes an answer (components/function_policies.py).
   - KMS key policies: "Resource": "*" there means "this key", and the account-root statement
@@ -53,7 +53,6 @@ RESOURCE_STAR_ACTIONS = frozenset(
         "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
         "states:SendTaskSuccess",
-        "states:SendTaskFailure",
     }
 )
 # Needs a condition to be acceptable with Resource "*".

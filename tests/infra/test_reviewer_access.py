@@ -72,9 +72,8 @@ def _answering_requests(run) -> list[tuple[str, str]]:
         ("s3:GetObject", f"{bucket}/intake/driver-1.png"),
         ("s3:GetObject", f"{bucket}/batch/run-1/driver-2.png"),
         ("s3:PutObject", f"{bucket}/labelled/bicycle/case-1-0123456789abcdef.png"),
-        # SendTask* have no resource type: the request's resource is "*".
+        # SendTaskSuccess has no resource type: the request's resource is "*".
         ("states:SendTaskSuccess", "*"),
-        ("states:SendTaskFailure", "*"),
         ("lambda:InvokeFunction", run.outputs["routeFunctionArn"]),
         ("kms:Decrypt", run.one("aws:kms/key:Key").outputs["arn"]),
     ]
@@ -92,6 +91,7 @@ def test_the_reviewer_role_may_answer_and_nothing_more(run, iam_evaluator) -> No
         ("sqs:SendMessage", run.named("workflow-review-queue").outputs["arn"]),
         ("lambda:InvokeFunction", run.named("functions-classify-image").outputs["arn"]),
         ("states:StartExecution", run.outputs["stateMachineArn"]),
+        ("states:SendTaskFailure", "*"),  # an answer never fails a task (no caller needs it)
     ]
     key_policy = json.loads(run.one("aws:kms/key:Key").inputs["policy"])
     results = iam_evaluator(
