@@ -251,6 +251,10 @@ def test_the_review_page_answers_a_cloud_case(cloud, capsys) -> None:
         token = page.split('data-token="', 1)[1].split('"', 1)[0]
         cases = json.loads(urllib.request.urlopen(f"{base}/api/cases").read())
         assert [c["case_id"] for c in cases] == [case_id]
+        labels = json.loads(urllib.request.urlopen(f"{base}/api/labels").read())
+        labelled = cloud.wf.s3.list_objects_v2(Bucket=BUCKET, Prefix="labelled/")["KeyCount"]
+        assert (labels["known"], labels["new"], labels["retrain_after"]) == (True, labelled, 2)
+        assert labels["due"] == (labelled >= 2)
         image = urllib.request.urlopen(f"{base}/image/{case_id}").read()
         assert image == png_bytes(seed=0)
         request = urllib.request.Request(

@@ -162,6 +162,8 @@ def test_the_review_page_answers_a_case_in_headless_chromium(
             assert set(shown) == set(by_id)
             # The image came from the data bucket through the page (a 32x32 CIFAR picture).
             assert browser.wait_for("document.querySelector('.case img').naturalWidth") == 32
+            labels = browser.wait_for("document.getElementById('labels').textContent")
+            assert labels.startswith("Labels since the last retrain: "), labels
             shot = os.environ.get("SCONES_REVIEW_SCREENSHOT")
             if shot:  # docs/review-page.png
                 browser.screenshot(Path(shot))
