@@ -260,3 +260,24 @@ def test_the_review_timeout_is_a_setting_kept_inside_the_queue_retention(run_sta
     assert definition["States"]["AwaitReview"]["TimeoutSeconds"] == 3600
     age = run.named("alarms-review-queue-age").inputs
     assert age["threshold"] == 1800
+
+
+def test_the_cli_hands_the_stack_outputs_to_the_cloud_retrain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import local.retrain
+    from local.cli import main
+
+    outputs = {"bucket": BUCKET, "classes": ["bicycle", "motorcycle"],
+               "reviewQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+               "reviewDeadLetterQueueUrl": "https://sqs.eu-west-1.amazonaws.com/123456789012/d"}
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs))
+    seen: list = []
+    monkeypatch.setattr(local.retrain, "retrain_cloud",
+                        lambda stack, out, s3, force: seen.append((stack, out, force,
+                                                                  s3.meta.region_name)) or 0)
+    assert main(["retrain", "--stack", "prod", "--outputs", str(path), "--force"]) == 0
+    assert seen == [("prod", outputs, True, "eu-west-1")]
+    with pytest.raises(SystemExit, match="--stack"):
+        main(["retrain", "--outputs", str(path)])
