@@ -164,11 +164,12 @@ def retrain(state: dict[str, Any], train_args: list[str], min_accuracy: float) -
 Runner = Callable[..., subprocess.CompletedProcess]
 
 
-def _retrain_after(outputs: dict[str, Any]) -> int:
-    """The stack's scones:retrainAfterLabels (an older stack without the output: the default)."""
+def retrain_after_labels(outputs: dict[str, Any] | None = None) -> int:
+    """N: the stack's scones:retrainAfterLabels output, else the setting's default (local mode,
+    or an older stack without the output): one default for both."""
     from components.settings import Settings
 
-    value = outputs.get("retrainAfterLabels")
+    value = (outputs or {}).get("retrainAfterLabels")
     return int(value) if value else Settings.from_mapping(lambda _key: None).retrain_after_labels
 
 
@@ -192,7 +193,7 @@ def retrain_cloud(
     current = str(outputs.get("labelledSnapshot") or "")
     keys = labelled_keys(s3, bucket)
     status = retrain_status(
-        keys, trained_labelled_keys(s3, bucket, current), _retrain_after(outputs)
+        keys, trained_labelled_keys(s3, bucket, current), retrain_after_labels(outputs)
     )
     per_class: dict[str, int] = {}
     for key in keys:

@@ -97,21 +97,16 @@ class ReviewTarget:
         try:
             keys = labelled_keys(self.s3, self.bucket)
             trained = self.trained_labels()
-        except Exception as exc:  # a hint only: never stops listing or answering
+        except (BotoCoreError, ClientError, OSError, ValueError, KeyError) as exc:
+            # A hint only (e.g. AccessDenied, an unreadable manifest): never stops a listing.
             code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
             return {"known": False, "why": str(code)}
         return retrain_status(keys, trained, self.retrain_after_labels)
 
 
-def _retrain_after_default() -> int:
-    from components.settings import Settings
-
-    return Settings.from_mapping(lambda _key: None).retrain_after_labels
-
-
 def local_target(state: dict[str, Any]) -> ReviewTarget:
     from local.deploy import aws_client
-    from local.retrain import labelled_dir
+    from local.retrain import labelled_dir, retrain_after_labels
 
     url = state["moto_url"]
 
@@ -133,7 +128,7 @@ def local_target(state: dict[str, Any]) -> ReviewTarget:
         classes=list(state["classes"]),
         model_version=Path(state.get("model_dir", "")).name,
         route_function_arn=state.get("function_arns", {}).get("route_driver"),
-        retrain_after_labels=int(state.get("retrain_after_labels") or _retrain_after_default()),
+        retrain_after_labels=retrain_after_labels(),
         trained_labels=trained,
     )
 
@@ -189,7 +184,7 @@ def cloud_target(
     """The deployed stack's cases, with the caller's credentials (or the reviewer role's)."""
     import boto3
 
-    from local.retrain import trained_labelled_keys
+    from local.retrain import retrain_after_labels, trained_labelled_keys
 
     session = session or boto3.session.Session(region_name=region_of(outputs))
     if assume_reviewer_role:
@@ -220,7 +215,7 @@ def cloud_target(
         classes=list(outputs["classes"]),
         model_version=str(outputs.get("trainingJobName") or ""),
         route_function_arn=outputs.get("routeFunctionArn"),
-        retrain_after_labels=int(outputs.get("retrainAfterLabels") or _retrain_after_default()),
+        retrain_after_labels=retrain_after_labels(outputs),
         trained_labels=lambda: trained_labelled_keys(s3, bucket, snapshot),
     )
 
