@@ -46,6 +46,7 @@ from components.inference_functions import (
     powertools_layer_arn,
     zip_source_hash,
 )
+from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
 from lambdas.safe_mode.flag import INITIAL, KEY_ENV, PARAMETER_ENV, parameter_name
 
@@ -77,6 +78,31 @@ def alarm_event_pattern(alarm_names: Sequence[str]) -> str:
         },
         sort_keys=True,
     )
+
+
+def review_widget(region: str, service: str) -> dict:
+    """Dashboard graph: cases sent to review per reason, and safe mode entered / cleared."""
+    metrics = [
+        [METRICS_NAMESPACE, REVIEW_METRIC, REASON_DIMENSION, reason.value, "service", service,
+         {"label": f"to review: {reason.value}"}]
+        for reason in ReviewReason
+    ] + [
+        [METRICS_NAMESPACE, name, "service", service, {"label": label}]
+        for name, label in (("SafeModeEntered", "safe mode entered"),
+                            ("SafeModeCleared", "safe mode cleared"))
+    ]
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "Review by reason, and safe mode",
+            "region": region,
+            "stat": "Sum",
+            "period": 300,
+            "metrics": metrics,
+        },
+    }
 
 
 @dataclass

@@ -29,7 +29,7 @@ from components.inference_functions import (
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
-from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn
+from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
 from components.settings import Settings, validate_stack_name
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
@@ -420,6 +420,7 @@ def deploy(
             powertools_layer_arn=powertools,
         ),
     )
+    alarms.add_widget(review_widget(region, functions.service_name))
     alarms.finish()
     return {
         "bucket": staging.bucket_name,

@@ -126,3 +126,15 @@ def test_the_filter_may_only_read_the_flag(run) -> None:
 def test_an_empty_alarm_list_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one alarm"):
         alarm_event_pattern([])
+
+
+def test_the_dashboard_shows_reviews_by_reason_and_safe_mode_changes(run) -> None:
+    body = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    (widget,) = [w for w in body["widgets"]
+                 if w["properties"].get("title") == "Review by reason, and safe mode"]
+    lines = {tuple(m[1:-1]) for m in widget["properties"]["metrics"]}
+    service = f"scones-{run.stack}"
+    assert ("SentToReview", "reason", "safe_mode", "service", service) in lines
+    assert ("SentToReview", "reason", "low_confidence", "service", service) in lines
+    assert ("SafeModeEntered", "service", service) in lines
+    assert ("SafeModeCleared", "service", service) in lines
