@@ -19,7 +19,10 @@
   ``SafeModeEntered`` / ``SafeModeCleared``) and X-Ray.
 
 The filter step reads the flag (components/function_policies.py grants it GetParameter on the
-same ARN, ``parameter_arn``); docs/monitoring.md#safe-mode describes the whole loop.
+same ARN, ``parameter_arn``); docs/monitoring.md#safe-mode describes the whole loop. The stack
+builds this component after the drift alarms it watches, so the filter function does not wait
+for the parameter: on a stack's first deploy a request that arrived before the parameter
+existed would go to review (the filter fails closed), never be routed unchecked.
 """
 
 from __future__ import annotations
