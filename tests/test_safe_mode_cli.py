@@ -67,10 +67,11 @@ def test_one_command_shows_enters_and_clears_safe_mode_of_a_stack(deployed, caps
     assert state.on and state.changed_by.startswith("arn:aws:")
 
     assert main(["clear", "--stack", "dev", "--by", "ops@example.com", "--json"], None) == 0
-    # The handler runs in this process here: its EMF lines share stdout with the answer.
-    out = capsys.readouterr().out
-    answer = json.loads("\n".join(line for line in out.splitlines() if '"_aws"' not in line))
-    assert any('"SafeModeCleared"' in line for line in out.splitlines())
+    # The handler runs in this process here: its log and EMF lines (one JSON object a line)
+    # share stdout with the answer, which the CLI prints indented, from a lone "{" on.
+    lines = capsys.readouterr().out.splitlines()
+    answer = json.loads("\n".join(lines[lines.index("{"):]))
+    assert any('"SafeModeCleared"' in line for line in lines)
     assert answer["changed"] is True and answer["safe_mode"]["on"] is False
     assert flag.read_state(ssm, NAME).changed_by == "ops@example.com"
 
