@@ -25,6 +25,7 @@ from workflow_support import (
 )
 
 from lambdas import aws
+from lambdas.review_reasons import REVIEW_ERRORS
 from local import lambda_runtime
 
 PNG_OK = png_bytes(seed=1)
@@ -475,9 +476,16 @@ def test_definition_is_well_formed_asl() -> None:
     assert targets <= set(states)
     assert targets | {d["StartAt"]} == set(states)  # every state is reachable
     fail_errors = {s.get("Error") for s in states.values() if s["Type"] == "Fail"}
-    # Every named error ends in its Fail state, except LowConfidence: the review path succeeds.
-    assert set(NAMED_ERRORS) - {"LowConfidence"} <= fail_errors
-    assert "LowConfidence" not in fail_errors
+    # Every named error ends in its Fail state, except the review errors (LowConfidence,
+    # SafeMode): each goes through its Review_<error> Pass state, which names the reason.
+    assert set(NAMED_ERRORS) - set(REVIEW_ERRORS) <= fail_errors
+    assert not set(REVIEW_ERRORS) & fail_errors
+    for review_error, reason in REVIEW_ERRORS.items():
+        (catch,) = [c for c in states["Filter"]["Catch"] if c["ErrorEquals"] == [review_error]]
+        assert states[catch["Next"]] == {
+            "Type": "Pass", "Comment": states[catch["Next"]]["Comment"], "Result": reason.value,
+            "ResultPath": "$.reason", "Next": "PublishForReview",
+        }
     assert states["PublishForReview"]["Next"] == "AwaitReview"
     assert states["AwaitReview"]["Next"] == "Route"
     assert states["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
