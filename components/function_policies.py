@@ -44,11 +44,13 @@ def function_statements(
     routing_topic_arn: Any,
     writes_capture: bool,
     read_prefixes: Sequence[str] = (INTAKE_PREFIX,),
+    safe_mode_parameter_arn: Any = None,
 ) -> list[dict[str, Any]]:
     """The statements `function`'s handler needs for its AWS calls (no logs, no X-Ray).
 
     read_prefixes: key prefixes (no trailing "/") the serialize step reads: intake/, plus the
-    batch workflow's inputs."""
+    batch workflow's inputs. safe_mode_parameter_arn: the safe-mode flag the filter step reads
+    (None: the filter has no flag)."""
     key: Sequence[Any] = [kms_key_arn]
     if function == "serialize_image":
         return [
@@ -72,7 +74,11 @@ def function_statements(
             ]
         return statements
     if function == "filter_inferences":
-        return []
+        if safe_mode_parameter_arn is None:
+            return []
+        return safe_mode_statements(
+            parameter_arn=safe_mode_parameter_arn, kms_key_arn=kms_key_arn, write=False
+        )
     if function == "route_driver":
         return [
             statement(["sns:Publish"], [routing_topic_arn], sid="PublishRoutingEvents"),
@@ -174,5 +180,31 @@ def reviewer_statements(
         statement(
             ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn],
             sid="EncryptedQueuesAndBucket",
+        ),
+    ]
+
+
+def safe_mode_statements(
+    *, parameter_arn: Any, kms_key_arn: Any, write: bool
+) -> list[dict[str, Any]]:
+    """Read (the filter step) or read and write (the safe-mode function) the one safe-mode
+    parameter, a SecureString under the stack's key.
+
+    Parameter Store encrypts and decrypts a standard SecureString with KMS Encrypt / Decrypt
+    under the encryption context ``PARAMETER_ARN`` = the parameter's ARN (AWS KMS developer
+    guide, "How AWS Systems Manager Parameter Store uses AWS KMS",
+    https://docs.aws.amazon.com/kms/latest/developerguide/services-parameter-store.html), so
+    the key may be used only for this parameter."""
+    ssm = ["ssm:GetParameter", *(["ssm:PutParameter"] if write else [])]
+    kms = ["kms:Decrypt", *(["kms:Encrypt"] if write else [])]
+    return [
+        statement(
+            ssm, [parameter_arn], sid="WriteSafeModeFlag" if write else "ReadSafeModeFlag"
+        ),
+        statement(
+            kms,
+            [kms_key_arn],
+            sid="SafeModeFlagIsKmsEncrypted",
+            condition={"StringEquals": {"kms:EncryptionContext:PARAMETER_ARN": parameter_arn}},
         ),
     ]

@@ -29,12 +29,14 @@ from components.inference_functions import (
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
+from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
 from components.settings import Settings, validate_stack_name
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
 # orders, motorcycles distant), so cloud and local mode route alike.
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
 from lambdas.config import DEFAULT_ROUTES
+from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
@@ -257,6 +259,9 @@ def deploy(
             partition=partition,
             powertools_layer_arn=powertools,
             read_prefixes=image_prefixes,
+            # SafeMode (below, after the drift alarms it watches) creates this parameter.
+            safe_mode_parameter=safe_mode_parameter_name(stack),
+            safe_mode_parameter_arn=parameter_arn(stack, region, account_id, partition),
         ),
     )
     workflow = InferenceWorkflow(
@@ -426,6 +431,23 @@ def deploy(
             powertools_layer_arn=powertools,
         ),
     )
+    # A drift alarm switches the workflow into safe mode (every request to review).
+    safe_mode = SafeMode(
+        "safe-mode",
+        SafeModeArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            lambda_zip=artifacts.lambda_zip,
+            kms_key_arn=key.arn,
+            alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
+            log_retention_days=settings.log_retention_days,
+            service_name=functions.service_name,
+            partition=partition,
+            powertools_layer_arn=powertools,
+        ),
+    )
+    alarms.add_widget(review_widget(region, functions.service_name))
     alarms.finish()
     return {
         "bucket": staging.bucket_name,
@@ -447,6 +469,8 @@ def deploy(
         "trainingJobName": training.job_name,
         "modelDataUrl": training.model_data_url,
         "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
+        "safeModeParameter": safe_mode.parameter_name,
+        "safeModeFunctionName": safe_mode.function.name,
         "_": {
             "key": key,
             "staging": staging,
@@ -457,6 +481,7 @@ def deploy(
             "workflow": workflow,
             "batch": batch,
             "drift": drift,
+            "safe_mode": safe_mode,
         },
     }
 

@@ -36,6 +36,11 @@ class LowConfidence(WorkflowError):
     """The best class probability is below the threshold: a person has to look at the image."""
 
 
+class SafeMode(WorkflowError):
+    """The workflow is in safe mode (a drift alarm fired): every request goes to a person until
+    someone clears it (lambdas/safe_mode/, docs/monitoring.md#safe-mode)."""
+
+
 class ConfigurationError(WorkflowError):
     """The function's environment is missing or has a malformed setting (a deploy bug)."""
 
@@ -59,4 +64,5 @@ NAMED_ERRORS: tuple[str, ...] = (
     "ImageTooLarge",
     "EndpointError",
     "LowConfidence",
+    "SafeMode",
 )

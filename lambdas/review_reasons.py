@@ -6,6 +6,7 @@ review page show it, and the per-reason review metric is dimensioned by it (docs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
@@ -16,3 +17,16 @@ class ReviewReason(StrEnum):
     OUT_OF_DISTRIBUTION = "out_of_distribution"
     # A drift alarm switched the workflow into safe mode: every request goes to a person.
     SAFE_MODE = "safe_mode"
+
+
+# The named errors (lambdas/errors.py) that send a case to review instead of a Fail state, and
+# the reason each case carries (the state machine writes it to the case's ``reason``).
+REVIEW_ERRORS: Mapping[str, ReviewReason] = {
+    "LowConfidence": ReviewReason.LOW_CONFIDENCE,
+    "SafeMode": ReviewReason.SAFE_MODE,
+}
+
+# One count per case sent to review, dimensioned by its reason (namespace of the workflow).
+REVIEW_METRIC = "SentToReview"
+REASON_DIMENSION = "reason"
+

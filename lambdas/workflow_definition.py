@@ -7,7 +7,8 @@ and the offline run execute the same graph:
          |           |          |      ^  |            |-> RejectedByReviewer (Succeed)
          |           |          |      |  |            \\-> NoRoute (Fail)
          |           |          |      |  \\-> InvalidEvent / UnexpectedError (Fail)
-         |           |          \\-> LowConfidence -> PublishForReview (SNS) -> AwaitReview (SQS,
+         |           |          \\-> LowConfidence / SafeMode -> Review_<error> (Pass: adds
+         |           |              "reason") -> PublishForReview (SNS) -> AwaitReview (SQS,
          |           |              waitForTaskToken) -> Route with the person's decision
          |           |                 \\-> ReviewNotPublished / ReviewNotQueued /
          |           |                     ReviewExpired (Fail)
@@ -41,6 +42,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdas.config import DEFAULT_ROUTES, NOT_A_VEHICLE, REJECTED_ROUTE
+from lambdas.review_reasons import REVIEW_ERRORS
 
 FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
 REVIEW_STATE = "SentToHumanReview"  # end of the review path without a callback (EXPRESS)
@@ -75,6 +77,11 @@ _STEP_ERRORS: dict[str, list[str]] = {
     "Filter": ["InvalidEvent"],
     "Route": ["InvalidEvent"],
 }
+
+
+def _review_state(error: str) -> str:
+    """The Pass state that names the review reason of a case the filter sent to review."""
+    return f"Review_{error}"
 
 
 def _route_state_name(route: str) -> str:
@@ -237,7 +244,7 @@ def build_definition(
             function_arns["filter_inferences"],
             "Route",
             [lambda_retry],
-            catches("Filter", [_catch(["LowConfidence"], "PublishForReview")]),
+            catches("Filter", [_catch([e], _review_state(e)) for e in REVIEW_ERRORS]),
         ),
         "Route": _lambda_task(
             function_arns["route_driver"], "RouteChoice", [lambda_retry], catches("Route")
@@ -251,9 +258,19 @@ def build_definition(
             + [{"Variable": "$.route", "StringEquals": REJECTED_ROUTE, "Next": REJECTED_STATE}],
             "Default": "NoRoute",
         },
+        **{
+            _review_state(error): {
+                "Type": "Pass",
+                "Comment": f"{error}: the case goes to a person with reason {reason.value!r}.",
+                "Result": reason.value,
+                "ResultPath": "$.reason",
+                "Next": "PublishForReview",
+            }
+            for error, reason in REVIEW_ERRORS.items()
+        },
         "PublishForReview": {
             "Type": "Task",
-            "Comment": "Low confidence: hand the case to a person instead of dropping it.",
+            "Comment": "Hand the case to a person instead of dropping it.",
             "Resource": "arn:aws:states:::sns:publish",
             "Parameters": {
                 "TopicArn": review_topic_arn,

@@ -11,6 +11,8 @@ monitor  the drift report over captured traffic (local.monitor).
 batch    classify every object under s3://bucket/prefix/ with the batch workflow (local.batch;
          --stack NAME runs it on a deployed stack).
 review   list | answer CASE_ID LABEL | serve: the human review loop (local.review_cli).
+safe-mode  status | clear | enter --reason TEXT [--stack NAME]: safe mode, where a drift alarm
+         sends every request to review until a person clears it (local.safe_mode_cli).
 retrain  train on staged data + labelled images; keep it only if the quality gate passes
          (--stack NAME: a new SageMaker training job with the labelled channel, via pulumi up).
 """
@@ -500,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "review", help="list/answer/serve review cases (local.review_cli)", add_help=False
     )
+    sub.add_parser(
+        "safe-mode", help="status/clear/enter safe mode (local.safe_mode_cli)", add_help=False
+    )
     return parser
 
 
@@ -523,6 +528,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             state_dir = Path(argv[argv.index("--state-dir") + 1])
         # Local mode's state is read only for the local target (not with --stack/--outputs).
         return review_main(argv[i + 1 :] or ["--help"], lambda: _require_up(state_dir))
+    if i < len(argv) and argv[i] == "safe-mode":
+        from local.safe_mode_cli import build_parser as safe_mode_parser
+        from local.safe_mode_cli import main as safe_mode_main
+
+        rest = argv[i + 1 :]
+        parsed, _ = safe_mode_parser().parse_known_args(rest)  # --help exits here
+        if parsed.stack:
+            return safe_mode_main(rest, None)
+        state_dir = DEFAULT_STATE_DIR
+        if "--state-dir" in argv[:i]:
+            state_dir = Path(argv[argv.index("--state-dir") + 1])
+        return safe_mode_main(rest, _require_up(state_dir))
     args = build_parser().parse_args(argv)
     handlers = {
         "up": cmd_up, "run": cmd_run, "down": cmd_down, "batch": cmd_batch,

@@ -25,6 +25,7 @@ from workflow_support import ACCOUNT, BUCKET, ENDPOINT, REGION, Workflow, deploy
 
 from components.function_policies import function_statements, reviewer_statements
 from lambdas import aws
+from lambdas.review_reasons import ReviewReason
 from lambdas.workflow_definition import REVIEW_STATE, build_definition
 from local import lambda_runtime
 from local.review_cli import main as review_main
@@ -142,7 +143,7 @@ def test_list_and_answer_route_a_waiting_case_with_the_callers_identity(cloud, c
     assert code == 0, err
     (case,) = [c for c in json.loads(out) if c["case_id"] == case_id]
     assert case["image"] == f"s3://{BUCKET}/intake/driver-0.png" and case["waiting"]
-    assert case["reason"] == "LowConfidence" and "0.5500" in case["detail"]
+    assert case["reason"] == ReviewReason.LOW_CONFIDENCE and "0.5500" in case["detail"]
     assert case["probabilities"] == {"bicycle": 0.55, "motorcycle": 0.45}
     assert "task_token" not in case and "receipt_handle" not in case
 

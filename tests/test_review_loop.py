@@ -105,7 +105,8 @@ def test_review_list_and_answer_route_the_driver_and_store_the_label(stack: Loca
     first = cases[stack.run_arns[0]]
     assert first["image"].startswith(f"s3://{stack.state['bucket']}/test/")
     assert set(first["probabilities"]) == {"bicycle", "motorcycle"}
-    assert first["reason"] == "LowConfidence" and "below the threshold" in first["detail"]
+    # The reason the workflow gave the case (ReviewReason), the filter's message as detail.
+    assert first["reason"] == "low_confidence" and "below the threshold" in first["detail"]
     assert first["age_seconds"] >= 0
 
     refused = stack.local("review", "answer", first["case_id"], "tricycle")

@@ -25,6 +25,7 @@ from workflow_support import (
 )
 
 from lambdas import aws
+from lambdas.review_reasons import REVIEW_ERRORS
 from local import lambda_runtime
 
 PNG_OK = png_bytes(seed=1)
@@ -162,7 +163,7 @@ def test_low_confidence_waits_on_the_review_queue_and_a_person_routes_the_driver
     (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
     assert case.image == f"s3://{BUCKET}/test/bicycle_s_000001.png"
     assert case.probabilities == {"bicycle": 0.61, "motorcycle": 0.39}
-    assert case.reason == "LowConfidence" and "0.6100" in case.detail
+    assert case.reason == "low_confidence" and "0.6100" in case.detail
     assert case.driver_id == "d-7" and case.waiting
     assert wf.messages(wf.routing_queue) == []  # not routed before a person answers
 
@@ -476,9 +477,16 @@ def test_definition_is_well_formed_asl() -> None:
     assert targets <= set(states)
     assert targets | {d["StartAt"]} == set(states)  # every state is reachable
     fail_errors = {s.get("Error") for s in states.values() if s["Type"] == "Fail"}
-    # Every named error ends in its Fail state, except LowConfidence: the review path succeeds.
-    assert set(NAMED_ERRORS) - {"LowConfidence"} <= fail_errors
-    assert "LowConfidence" not in fail_errors
+    # Every named error ends in its Fail state, except the review errors (LowConfidence,
+    # SafeMode): each goes through its Review_<error> Pass state, which names the reason.
+    assert set(NAMED_ERRORS) - set(REVIEW_ERRORS) <= fail_errors
+    assert not set(REVIEW_ERRORS) & fail_errors
+    for review_error, reason in REVIEW_ERRORS.items():
+        (catch,) = [c for c in states["Filter"]["Catch"] if c["ErrorEquals"] == [review_error]]
+        assert states[catch["Next"]] == {
+            "Type": "Pass", "Comment": states[catch["Next"]]["Comment"], "Result": reason.value,
+            "ResultPath": "$.reason", "Next": "PublishForReview",
+        }
     assert states["PublishForReview"]["Next"] == "AwaitReview"
     assert states["AwaitReview"]["Next"] == "Route"
     assert states["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"

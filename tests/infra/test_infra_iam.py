@@ -47,10 +47,10 @@ def test_every_policy_document_is_scoped(run) -> None:
                 resource.name
             )
             checked += 1
-    # 12 roles and their 12 policies (4 functions, training, endpoint, workflow, events, drift
-    # detector, reviewer, batch state machine, summarize_batch), the bucket policy, the key
-    # policy and the two workflow log groups' resource policies
-    assert checked == 12 + 12 + 1 + 1 + 2
+    # 13 roles and their 13 policies (4 functions, training, endpoint, workflow, events, drift
+    # detector, reviewer, batch state machine, summarize_batch, safe mode), the bucket policy,
+    # the key policy and the two workflow log groups' resource policies
+    assert checked == 13 + 13 + 1 + 1 + 2
 
 
 def test_roles_trust_one_service_each(run) -> None:
@@ -75,6 +75,7 @@ def test_roles_trust_one_service_each(run) -> None:
         "drift-role": "lambda.amazonaws.com",
         "batch-role": "states.amazonaws.com",
         "batch-summarize-role": "lambda.amazonaws.com",
+        "safe-mode-role": "lambda.amazonaws.com",
     }
 
 
@@ -107,7 +108,9 @@ def test_function_roles_touch_exactly_their_resources(run) -> None:
         }
     else:
         assert classify == {}
-    assert own("filter-inferences") == {}
+    # The filter reads the safe-mode flag, and may decrypt with the key only for that flag.
+    flag = run.one("aws:ssm/parameter:Parameter").outputs["arn"]
+    assert own("filter-inferences") == {"ssm:GetParameter": [flag], "kms:Decrypt": [key_arn]}
     assert own("route-driver") == {
         "sns:Publish": [run.outputs["routingTopicArn"]],
         "kms:Decrypt": [key_arn],

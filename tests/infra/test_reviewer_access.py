@@ -121,7 +121,8 @@ def test_no_other_role_of_the_stack_can_answer(run, iam_evaluator) -> None:
             what.append((role, action, resource))
     results = iam_evaluator(requests)
     allowed = [w for w, res in zip(what, results, strict=True) if res["decision"] == "Allowed"]
-    assert len(policies) == 12 and allowed == []
+    # Every role of the stack was evaluated (each has its one inline policy).
+    assert len(policies) == len(run.of_type("aws:iam/role:Role")) > 10 and allowed == []
 
 
 def test_send_task_success_has_no_resource_type_so_a_scoped_grant_is_denied(
