@@ -17,8 +17,11 @@ harness (local/sagemaker_serving.py) starts the real stack with the same dict. W
 
 from __future__ import annotations
 
-# vCPUs of the instance types the stack may serve on (AWS, "Amazon SageMaker AI pricing" /
-# EC2 instance types: m5.large 2, xlarge 4, 2xlarge 8; c5 likewise).
+# vCPUs of the instance types the stack may serve on: the EC2 types' "Default vCPUs"
+# (https://docs.aws.amazon.com/ec2/latest/instancetypes/gp.html for m5,
+# https://docs.aws.amazon.com/ec2/latest/instancetypes/co.html for c5; the ml.* hosting type
+# is the EC2 type of the same name). tests/infra/test_serving_capacity_guard.py fails for a
+# configured endpoint instance type missing here.
 INSTANCE_VCPUS: dict[str, int] = {
     "ml.m5.large": 2,
     "ml.m5.xlarge": 4,
