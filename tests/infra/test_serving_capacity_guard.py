@@ -73,6 +73,8 @@ def test_every_known_instance_type_fits(instance_type: str) -> None:
     vcpus = INSTANCE_VCPUS[instance_type]
     env = serving_environment("us-east-1")
     assert workers_for(env, vcpus) * threads_for(env) <= vcpus
+    # ...and uses them all: one single-threaded worker per vCPU (no SAGEMAKER_TS_* override).
+    assert workers_for(env, vcpus) == vcpus and threads_for(env) == 1
 
 
 def test_the_guard_catches_oversubscription_and_the_ts_variable_pitfall() -> None:
