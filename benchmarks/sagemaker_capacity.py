@@ -1,7 +1,8 @@
 """Capacity of SageMaker's real serving stack beside the local server and the in-process bound.
 
     .venv/bin/python -m benchmarks.sagemaker_capacity [--model DIR|model.tar.gz] \\
-        [--requests 3000] [--compare-eager] [--out benchmarks/results/sagemaker_capacity.json]
+        [--requests 3000] [--compare-before] [--rounds N] [--env NAME=VALUE] \\
+        [--out benchmarks/results/sagemaker_capacity.json]
 
 One run, same machine, same client (benchmarks.serve_benchmark's: keep-alive connections, one
 32x32 PNG per request, POST /invocations), 1 and 4 concurrent clients, against:
@@ -9,8 +10,10 @@ One run, same machine, same client (benchmarks.serve_benchmark's: keep-alive con
   the image's entrypoint does, with the Model's environment, training.serving_environment);
 - `python -m local.endpoint_server` (the same torch thread count);
 - in-process, no HTTP: the three hooks on one thread (the bound a worker cannot beat);
-- with --compare-eager, first the real stack and the bound on the same artifact without model.ts
-  (the eager network served before training.serving_module): before and after in one run.
+- with --compare-before, also the real stack as it was before (the same artifact without
+  model.ts, i.e. the eager network, and TorchServe's synchronous logging) and the bound on the
+  eager network: before and after in one run, the real-stack runs interleaved --rounds times
+  (the medians are reported, every round is kept).
 The model is --model, else the cached default model of local mode with its code/ rewritten from
 this checkout and, if it predates it, the frozen module model.ts added (training.serving_module):
 the artifact the next training job would ship. Targets (issue 18): real stack
@@ -37,6 +40,8 @@ from benchmarks.serve_benchmark import ServerProcess, in_process, run_load, samp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "sagemaker_capacity.json"
 CACHE = Path.home() / ".cache" / "scones-unlimited" / "models"
+# What --compare-before changes back in the Model's environment: TorchServe's default.
+BEFORE_ENVIRONMENT = {"TS_ASYNC_LOGGING": "false"}
 TARGETS = {"rps_4_clients": 400.0, "p99_ms_4_clients": 20.0, "p50_ms_1_client": 6.0}
 
 
@@ -87,6 +92,19 @@ def _load(port: int, body: bytes, requests: int) -> dict[str, Any]:
     }
 
 
+def _median_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per client count, the median of each figure over the rounds."""
+    import statistics
+
+    return {
+        clients: {
+            key: statistics.median(run[clients][key] for run in runs)
+            for key in runs[0][clients]
+        }
+        for clients in runs[0]
+    }
+
+
 def _bound(model_dir: Path, body: bytes) -> dict[str, Any]:
     from training.serving_environment import TORCH_THREADS_PER_WORKER
 
@@ -103,11 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE added to the Model's environment"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="real-stack measurements per configuration (median)"
+    )
     parser.add_argument("--skip-local", action="store_true", help="measure the real stack only")
     parser.add_argument(
-        "--compare-eager",
+        "--compare-before",
         action="store_true",
-        help="also measure the real stack and the hooks on the eager network (no model.ts)",
+        help="first measure the real stack as before issue 18 part 2 (eager network, no "
+        "model.ts, synchronous logging) and the hooks on the eager network",
     )
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
@@ -123,16 +145,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="scones-capacity-") as tmp:
         tarball = current_artifact(args.model, Path(tmp))
         results: dict[str, Any] = {}
-        if args.compare_eager:
-            eager = eager_artifact(Path(tmp) / "model", Path(tmp))
-            eager_root = Path(tmp) / "opt-ml-eager"
-            with sagemaker_serving.ServingStack(eager, eager_root, extra_env) as stack:
+        eager = eager_artifact(Path(tmp) / "model", Path(tmp)) if args.compare_before else None
+        rounds: dict[str, list[dict[str, Any]]] = {"real_stack_before": [], "real_stack": []}
+        for index in range(args.rounds):  # interleaved, so a change in the machine's load
+            if eager is not None:  # hits before and after alike
+                before_env = {**BEFORE_ENVIRONMENT, **extra_env}
+                root = Path(tmp) / f"opt-ml-before-{index}"
+                with sagemaker_serving.ServingStack(eager, root, before_env) as stack:
+                    stack.wait_ready(body)
+                    rounds["real_stack_before"].append(_load(stack.port, body, args.requests))
+            root = Path(tmp) / f"opt-ml-{index}"
+            with sagemaker_serving.ServingStack(tarball, root, extra_env) as stack:
                 stack.wait_ready(body)
-                results["real_stack_eager"] = _load(stack.port, body, args.requests)
+                rounds["real_stack"].append(_load(stack.port, body, args.requests))
+        for name, runs in rounds.items():
+            if runs:
+                results[name] = _median_rows(runs)
+                results[f"{name}_rounds"] = runs
+        if eager is not None:
             results["in_process_eager"] = _bound(Path(tmp) / "model-eager", body)
-        with sagemaker_serving.ServingStack(tarball, Path(tmp) / "opt-ml", extra_env) as stack:
-            stack.wait_ready(body)
-            results["real_stack"] = _load(stack.port, body, args.requests)
         if not args.skip_local:
             server = ServerProcess(str(tarball), TORCH_THREADS_PER_WORKER, None)
             try:
@@ -166,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"targets_met": met, "load": report["machine"]}, indent=2))
-    for name in ("real_stack_eager", "real_stack", "local_server"):
+    for name in ("real_stack_before", "real_stack", "local_server"):
         for clients, row in results.get(name, {}).items():
             print(
                 f"{name:13s} {clients:10s} {row['requests_per_s']:7.1f} req/s  "
