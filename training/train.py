@@ -16,9 +16,11 @@ compute time as 150 in float32); the served logits average the image and its mir
 and the drift baseline is built from it. The test split is only measured, and the quality
 gate compares its accuracy with --min-accuracy.
 
-The model dir receives model.pth, model.ts (the frozen forward pass the endpoint serves,
-training.serving_module), model_meta.json, metrics.json, baseline.json and code/
+The model dir receives model.pth, model_meta.json, metrics.json, baseline.json and code/
 (inference.py + the training modules it imports), i.e. SageMaker's model.tar.gz deploys as is.
+
+It also receives model.ts, the frozen forward pass the endpoint serves (training.serving_module),
+and every metric, the temperature and the baseline are computed with that module.
 """
 
 from __future__ import annotations
@@ -42,14 +44,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from training import serving_module
 from training.augment import augment, mixup
 from training.cifar import Split, parse_classes
 from training.errors import DatasetError, QualityGateFailed, StagedDataError
 from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
 from training.model import DEFAULT_ARCH, bfloat16_supported, build_model, count_parameters
 from training.preprocess import to_tensor
-from training.serving_module import SERVING_MODULE_KEY
+from training.serving_module import SERVING_MODULE_KEY, ServingModule
+from training.serving_module import freeze as freeze_serving_module
+from training.serving_module import save as save_serving_module
 from training.stage import read_split
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -172,7 +175,7 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
 
 
 def _logits(
-    model: nn.Module | serving_module.ServingModule, x: torch.Tensor, batch: int = 256
+    model: nn.Module | ServingModule, x: torch.Tensor, batch: int = 256
 ) -> np.ndarray:
     model.eval()
     with torch.inference_mode():
@@ -433,7 +436,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
 
     # Everything measured from here on (temperature, metrics, gate, baseline) is the frozen
     # module's: the one model.ts ships and the endpoint runs (training/serving_module.py).
-    served = serving_module.freeze(model, INPUT_SIZE)
+    served = freeze_serving_module(model, INPUT_SIZE)
     x_val = x_val.contiguous(memory_format=torch.channels_last)  # the layout serving uses
     val_logits = _logits(served, x_val)
     temperature = fit_temperature(val_logits, val.labels)
@@ -456,7 +459,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / WEIGHTS_FILE)
     meta = {
-        SERVING_MODULE_KEY: serving_module.save(served, model_dir),
+        SERVING_MODULE_KEY: save_serving_module(served, model_dir),
         "arch": arch,
         "classes": classes,
         "input_size": list(INPUT_SIZE),
