@@ -1,16 +1,22 @@
 """Capacity of SageMaker's real serving stack beside the local server and the in-process bound.
 
     .venv/bin/python -m benchmarks.sagemaker_capacity [--model DIR|model.tar.gz] \\
-        [--requests 3000] [--out benchmarks/results/sagemaker_capacity.json]
+        [--requests 3000] [--compare-before] [--rounds N] [--env NAME=VALUE] \\
+        [--out benchmarks/results/sagemaker_capacity.json]
 
 One run, same machine, same client (benchmarks.serve_benchmark's: keep-alive connections, one
 32x32 PNG per request, POST /invocations), 1 and 4 concurrent clients, against:
 - the real stack (local.sagemaker_serving: TorchServe + sagemaker-pytorch-inference, started as
   the image's entrypoint does, with the Model's environment, training.serving_environment);
 - `python -m local.endpoint_server` (the same torch thread count);
-- in-process, no HTTP: the three hooks on one thread (the bound a worker cannot beat).
+- in-process, no HTTP: the three hooks on one thread (the bound a worker cannot beat);
+- with --compare-before, also the real stack as it was before (the same artifact without
+  model.ts, i.e. the eager network, and TorchServe's synchronous logging) and the bound on the
+  eager network: before and after in one run, the real-stack runs interleaved --rounds times
+  (the medians are reported, every round is kept).
 The model is --model, else the cached default model of local mode with its code/ rewritten from
-this checkout (the artifact the next training job would ship). Targets (issue 18): real stack
+this checkout and, if it predates it, the frozen module model.ts added (training.serving_module):
+the artifact the next training job would ship. Targets (issue 18): real stack
 >= 400 req/s at 4 clients with p99 <= 20 ms, p50 <= 6 ms at 1 client. Reported, never asserted;
 the result file records the machine's load average before and after, since the CPU is shared.
 """
@@ -34,11 +40,14 @@ from benchmarks.serve_benchmark import ServerProcess, in_process, run_load, samp
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "sagemaker_capacity.json"
 CACHE = Path.home() / ".cache" / "scones-unlimited" / "models"
+# What --compare-before changes back in the Model's environment: TorchServe's default.
+BEFORE_ENVIRONMENT = {"TS_ASYNC_LOGGING": "false"}
 TARGETS = {"rps_4_clients": 400.0, "p99_ms_4_clients": 20.0, "p50_ms_1_client": 6.0}
 
 
 def current_artifact(source: Path | None, work: Path) -> Path:
     """model.tar.gz of `source` (or the newest cached model) with code/ from this checkout."""
+    from training.serving_module import SERVING_MODULE_FILE, freeze_artifact
     from training.train import pack_model, write_code_dir
 
     if source is None:
@@ -56,7 +65,24 @@ def current_artifact(source: Path | None, work: Path) -> Path:
         with tarfile.open(source) as archive:
             archive.extractall(model_dir, filter="data")
     write_code_dir(model_dir / "code")
+    if not (model_dir / SERVING_MODULE_FILE).is_file():
+        freeze_artifact(model_dir)  # what training.train now ships beside model.pth
     return pack_model(model_dir, work / "model.tar.gz")
+
+
+def eager_artifact(model_dir: Path, work: Path) -> Path:
+    """model.tar.gz of `model_dir` without model.ts: the eager network, as served before it."""
+    from training.serving_module import SERVING_MODULE_FILE, SERVING_MODULE_KEY
+    from training.train import pack_model
+
+    eager_dir = work / "model-eager"
+    shutil.copytree(model_dir, eager_dir)
+    (eager_dir / SERVING_MODULE_FILE).unlink()
+    meta_path = eager_dir / "model_meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta.pop(SERVING_MODULE_KEY)
+    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return pack_model(eager_dir, work / "model-eager.tar.gz")
 
 
 def _load(port: int, body: bytes, requests: int) -> dict[str, Any]:
@@ -64,6 +90,27 @@ def _load(port: int, body: bytes, requests: int) -> dict[str, Any]:
         "1_client": run_load(port, body, 1, requests // 2, 200),
         "4_clients": run_load(port, body, 4, requests, 200),
     }
+
+
+def _median_rows(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per client count, the median of each figure over the rounds."""
+    import statistics
+
+    return {
+        clients: {
+            key: statistics.median(run[clients][key] for run in runs)
+            for key in runs[0][clients]
+        }
+        for clients in runs[0]
+    }
+
+
+def _bound(model_dir: Path, body: bytes) -> dict[str, Any]:
+    from training.serving_environment import TORCH_THREADS_PER_WORKER
+
+    bound = in_process(str(model_dir), body, TORCH_THREADS_PER_WORKER, 1000)
+    bound["requests_per_s_one_process"] = round(1000 / bound["hooks_without_http"]["mean_ms"], 1)
+    return bound
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -74,7 +121,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--env", action="append", default=[], help="NAME=VALUE added to the Model's environment"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="real-stack measurements per configuration (median)"
+    )
     parser.add_argument("--skip-local", action="store_true", help="measure the real stack only")
+    parser.add_argument(
+        "--compare-before",
+        action="store_true",
+        help="first measure the real stack as before issue 18 part 2 (eager network, no "
+        "model.ts, synchronous logging) and the hooks on the eager network",
+    )
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     from local import sagemaker_serving
@@ -89,9 +145,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="scones-capacity-") as tmp:
         tarball = current_artifact(args.model, Path(tmp))
         results: dict[str, Any] = {}
-        with sagemaker_serving.ServingStack(tarball, Path(tmp) / "opt-ml", extra_env) as stack:
-            stack.wait_ready(body)
-            results["real_stack"] = _load(stack.port, body, args.requests)
+        eager = eager_artifact(Path(tmp) / "model", Path(tmp)) if args.compare_before else None
+        rounds: dict[str, list[dict[str, Any]]] = {"real_stack_before": [], "real_stack": []}
+        for index in range(args.rounds):  # interleaved, so a change in the machine's load
+            if eager is not None:  # hits before and after alike
+                before_env = {**BEFORE_ENVIRONMENT, **extra_env}
+                root = Path(tmp) / f"opt-ml-before-{index}"
+                with sagemaker_serving.ServingStack(eager, root, before_env) as stack:
+                    stack.wait_ready(body)
+                    rounds["real_stack_before"].append(_load(stack.port, body, args.requests))
+            root = Path(tmp) / f"opt-ml-{index}"
+            with sagemaker_serving.ServingStack(tarball, root, extra_env) as stack:
+                stack.wait_ready(body)
+                rounds["real_stack"].append(_load(stack.port, body, args.requests))
+        for name, runs in rounds.items():
+            if runs:
+                results[name] = _median_rows(runs)
+                results[f"{name}_rounds"] = runs
+        if eager is not None:
+            results["in_process_eager"] = _bound(Path(tmp) / "model-eager", body)
         if not args.skip_local:
             server = ServerProcess(str(tarball), TORCH_THREADS_PER_WORKER, None)
             try:
@@ -99,10 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 results["local_server"] = _load(server.port, body, args.requests)
             finally:
                 server.stop()
-        bound = in_process(str(Path(tmp) / "model"), body, TORCH_THREADS_PER_WORKER, 1000)
-        mean_ms = bound["hooks_without_http"]["mean_ms"]
-        bound["requests_per_s_one_process"] = round(1000 / mean_ms, 1)
-        results["in_process"] = bound
+        bound = results["in_process"] = _bound(Path(tmp) / "model", body)
         meta = json.loads((Path(tmp) / "model" / "model_meta.json").read_text())
     real = results["real_stack"]
     met = {
@@ -128,12 +197,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({"targets_met": met, "load": report["machine"]}, indent=2))
-    for name in ("real_stack", "local_server"):
+    for name in ("real_stack_before", "real_stack", "local_server"):
         for clients, row in results.get(name, {}).items():
             print(
                 f"{name:13s} {clients:10s} {row['requests_per_s']:7.1f} req/s  "
                 f"p50 {row['p50_ms']:6.2f} ms  p99 {row['p99_ms']:6.2f} ms  errors {row['errors']}"
             )
+    if "in_process_eager" in results:
+        eager_bound = results["in_process_eager"]
+        print(f"in-process eager hooks p50 {eager_bound['hooks_without_http']['p50_ms']} ms, "
+              f"forward p50 {eager_bound['forward_batch1']['p50_ms']} ms")
+    print(f"in-process    forward p50 {bound['forward_batch1']['p50_ms']} ms")
     print(f"in-process    hooks p50 {bound['hooks_without_http']['p50_ms']} ms, "
           f"{bound['requests_per_s_one_process']} req/s per process")
     return 0

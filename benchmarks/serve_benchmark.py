@@ -201,7 +201,7 @@ def in_process(model_dir: str, body: bytes, threads: int, repeats: int) -> dict[
     model = inference.model_fn(model_dir)
     before = torch.get_num_threads()
     inference.configure_threads(threads)
-    x = torch.from_numpy(np.zeros((1, 3, *model.input_size), dtype=np.float32))
+    x = torch.zeros(1, 3, *model.input_size).contiguous(memory_format=torch.channels_last)
     forward: list[float] = []
     hooks: list[float] = []
     with torch.inference_mode():

@@ -20,6 +20,7 @@ import pytest
 from serving_support import encode, make_artifact, random_rgb
 
 from local import sagemaker_serving as harness
+from training.serving_module import freeze_artifact
 from training.train import pack_model, write_code_dir
 
 REASON = harness.unavailable_reason()
@@ -33,9 +34,10 @@ IMAGES = [encode(random_rgb(32, 32, seed)) for seed in range(20)] + [
 
 @pytest.fixture(scope="module")
 def artifact_tarball(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A model.tar.gz as the training job packs it (code/ written by training.train)."""
+    """A model.tar.gz as the training job packs it (code/ and the frozen model.ts included)."""
     root = tmp_path_factory.mktemp("artifact")
     model_dir = make_artifact(root / "model")
+    freeze_artifact(model_dir)
     write_code_dir(model_dir / "code")
     return pack_model(model_dir, root / "model.tar.gz")
 
@@ -59,10 +61,11 @@ def test_a_broken_artifact_answers_model_load_failed_at_once(
 ) -> None:
     """(First in the module: the module's stack starts after it; one runs at a time.)
 
-    Without model.pth: the real stack answers 500 ModelLoadFailed (JSON) instead of hanging;
-    the local server answers the same. /ping stays 200 in the real stack (TorchServe's own)."""
+    Without the model.ts its meta names: the real stack answers 500 ModelLoadFailed (JSON)
+    instead of hanging; the local server answers the same. /ping stays 200 in the real stack
+    (TorchServe's own)."""
     model_dir = harness.layout_model_dir(artifact_tarball, tmp_path / "source")
-    (model_dir / "model.pth").unlink()
+    (model_dir / "model.ts").unlink()
     with harness.ServingStack(model_dir, tmp_path / "opt-ml") as stack:
         answer = None
         for _ in range(100):  # the worker loads in ~1-2 s; each try returns at once
@@ -84,7 +87,8 @@ def test_the_real_stack_loads_the_artifacts_entry_module(
     model_dir = harness.layout_model_dir(artifact_tarball, tmp_path)
     entry = (model_dir / "code" / "inference.py").read_text()
     assert "def transform_fn(" in entry and "\ndef input_fn(" not in entry
-    assert (model_dir / "model.pth").is_file() and (model_dir / "code" / "training").is_dir()
+    assert (model_dir / "model.ts").is_file() and (model_dir / "code" / "training").is_dir()
+    assert (model_dir / "code" / "training" / "serving_module.py").is_file()
 
 
 def test_probabilities_are_identical(real_url: str, local_url: str) -> None:

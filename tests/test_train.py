@@ -78,8 +78,9 @@ def test_artifact_contract(trained: Path) -> None:
     assert baseline["classes"] == CLASSES and baseline["count"] == 120
     state = torch.load(trained / "model.pth", weights_only=True)
     assert isinstance(state, dict) and state
+    assert meta["serving_module"] == "model.ts" and (trained / "model.ts").is_file()
     assert (trained / "code" / "inference.py").is_file()
-    for module in ("__init__", "model", "preprocess", "errors"):
+    for module in ("__init__", "model", "preprocess", "errors", "serving_module"):
         assert (trained / "code" / "training" / f"{module}.py").is_file()
 
 
@@ -105,6 +106,21 @@ def test_code_dir_serves_on_its_own(trained: Path, staged: Path, tmp_path: Path)
     probs = np.array(json.loads(done.stdout))
     assert probs.shape == (20, 2)
     assert np.allclose(probs.sum(axis=1), 1.0)
+
+
+@pytest.mark.slow
+def test_metrics_describe_the_module_the_endpoint_serves(trained: Path, staged: Path) -> None:
+    """The test accuracy in metrics.json (the quality gate's) is that of what model_fn serves:
+    the frozen model.ts, whose logits differ slightly from the eager network's."""
+    from training import inference
+
+    model = inference.model_fn(str(trained))
+    assert not isinstance(model.module, torch.nn.Module)  # the frozen module, not model.pth
+    split, _ = read_split(staged / "test")
+    probabilities = inference.predict_fn(split.images, model)
+    accuracy = float(np.mean(probabilities.argmax(axis=1) == split.labels))
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test"]["accuracy"], abs=1e-9)
 
 
 @pytest.mark.slow
@@ -161,7 +177,7 @@ def test_pack_model_is_deterministic_and_flat(trained: Path, tmp_path: Path) -> 
     with tarfile.open(a) as tar:
         names = tar.getnames()
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
-    for name in ("model.pth", "model_meta.json", "metrics.json", "baseline.json",
+    for name in ("model.pth", "model.ts", "model_meta.json", "metrics.json", "baseline.json",
                  "code/inference.py", "code/training/model.py"):  # fmt: skip
         assert name in names
     assert not any(n.startswith(("/", "..")) or "__pycache__" in n for n in names)

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training import serving_module
 from training.errors import (
     InvalidImage,
     ModelArtifactError,
@@ -42,6 +43,7 @@ from training.errors import (
 )
 from training.model import build_model
 from training.preprocess import decode_image, resize_to, to_tensor
+from training.serving_module import SERVING_MODULE_KEY, ServingModule
 
 CONTENT_TYPES = ("image/png", "image/jpeg", "application/x-image")
 JSON_CONTENT_TYPE = "application/json"
@@ -57,12 +59,13 @@ META_FILE = "model_meta.json"
 THREADS_ENV = "SCONES_TORCH_THREADS"
 
 LOG = logging.getLogger(__name__)
+NetworkModule = torch.nn.Module | ServingModule
 
 @dataclass(frozen=True)
 class LoadedModel:
     """What model_fn returns: the network in eval mode plus what serving needs from the meta."""
 
-    module: torch.nn.Module
+    module: NetworkModule  # module(x) -> logits; module.forward_with_features(x) -> both
     classes: list[str]
     input_size: tuple[int, int]
     mean: list[float]
@@ -133,17 +136,21 @@ def _validated(meta: dict[str, Any], source: Path) -> tuple[list[str], tuple[int
     return list(classes), (int(size[0]), int(size[1])), temperature
 
 
-def model_fn(model_dir: str) -> LoadedModel:
-    """Load the artifact in `model_dir` (model.pth + model_meta.json) ready to serve.
-
-    Raises ModelArtifactError naming the file and field when the artifact is incomplete or
-    inconsistent (e.g. a class list that does not match the network's outputs).
-    """
-    directory = Path(model_dir)
-    meta = _read_meta(directory)
-    classes, input_size, temperature = _validated(meta, directory / META_FILE)
+def _load_network(directory: Path, meta: dict[str, Any], num_classes: int) -> NetworkModule:
+    """The artifact's network: its frozen module (model.ts) when model_meta.json names one,
+    else the eager network built from `arch` and model.pth (artifacts that predate model.ts)."""
+    frozen = meta.get(SERVING_MODULE_KEY)
+    if frozen is not None:
+        path = directory / str(frozen)
+        if not path.is_file():
+            raise ModelArtifactError(f"{path} is missing ({META_FILE} names it)")
+        try:
+            return serving_module.load(path)
+        except (RuntimeError, OSError, ValueError) as exc:
+            message = f"{path} is not a loadable TorchScript module ({exc})"
+            raise ModelArtifactError(message) from exc
     arch = dict(meta["arch"])
-    arch.setdefault("num_classes", len(classes))
+    arch.setdefault("num_classes", num_classes)
     try:
         module = build_model(arch)
     except (ValueError, TypeError, KeyError) as exc:
@@ -160,16 +167,27 @@ def model_fn(model_dir: str) -> LoadedModel:
     # NHWC weights: oneDNN's convolutions skip a layout reorder per call (about a quarter of
     # the batch-1 forward pass on 2 cores), with the same logits as NCHW
     # (docs/sagemaker-parity.md); predict_fn hands the input over in the same layout.
-    module = module.to(memory_format=torch.channels_last)
+    return module.to(memory_format=torch.channels_last)
+
+
+def model_fn(model_dir: str) -> LoadedModel:
+    """Load the artifact in `model_dir` (model_meta.json + model.ts, else model.pth) to serve.
+
+    Raises ModelArtifactError naming the file and field when the artifact is incomplete or
+    inconsistent (e.g. a class list that does not match the network's outputs).
+    """
+    directory = Path(model_dir)
+    meta = _read_meta(directory)
+    classes, input_size, temperature = _validated(meta, directory / META_FILE)
+    module = _load_network(directory, meta, len(classes))
     if os.environ.get(THREADS_ENV):
         # Serving processes set this (the local server does; the SageMaker model's environment
         # should); a batch job such as evaluation keeps torch's own default.
         configure_threads()
     try:
-        with torch.inference_mode():
-            # Also the warm-up: the first forward allocates and picks kernels (tens of ms),
-            # which would otherwise land on the first real request.
-            logits = module(torch.zeros(1, 3, *input_size))
+        # Also the warm-up: the first forwards allocate, pick kernels and (frozen module)
+        # optimise the graph, tens of ms that would otherwise land on the first requests.
+        logits = serving_module.warm_up(module, input_size)
     except RuntimeError as exc:
         raise ModelArtifactError(
             f"{directory}: the network cannot run on input_size {list(input_size)} ({exc})"

@@ -13,12 +13,24 @@ harness (local/sagemaker_serving.py) starts the real stack with the same dict. W
 - Threads: one torch intra-op thread per worker (SCONES_TORCH_THREADS, applied by model_fn;
   OMP_NUM_THREADS for the OpenMP pool torch starts at import). Workers x threads must not exceed
   the vCPUs: 2 workers x 2 threads on 2 vCPUs served ~12x fewer requests (docs/sagemaker-parity.md).
+- Logging: TS_ASYNC_LOGGING=true. TorchServe writes ~10 log lines per request (access log,
+  frontend and backend metrics) through log4j2, synchronously by default, on the cores the
+  workers compute on; asynchronous logging (TorchServe's own SageMaker config,
+  ts/configs/sagemaker_config.properties in torchserve 0.12.0, sets `async_logging=true`; the
+  toolkit's default-ts.properties does not) served ~10 % more requests at 4 clients
+  (docs/sagemaker-parity.md). The toolkit's properties set `enable_envvars_config=true`, so
+  TorchServe reads TS_<property> variables (pytorch/serve docs/configuration.md, "environment
+  variables"); TS_ASYNC_LOGGING is not one of the SAGEMAKER_TS_* worker overrides. Cost: the
+  last log lines before a frontend crash can be lost.
 """
 
 from __future__ import annotations
 
-# vCPUs of the instance types the stack may serve on (AWS, "Amazon SageMaker AI pricing" /
-# EC2 instance types: m5.large 2, xlarge 4, 2xlarge 8; c5 likewise).
+# vCPUs of the instance types the stack may serve on: the EC2 types' "Default vCPUs"
+# (https://docs.aws.amazon.com/ec2/latest/instancetypes/gp.html for m5,
+# https://docs.aws.amazon.com/ec2/latest/instancetypes/co.html for c5; the ml.* hosting type
+# is the EC2 type of the same name). tests/infra/test_serving_capacity_guard.py fails for a
+# configured endpoint instance type missing here.
 INSTANCE_VCPUS: dict[str, int] = {
     "ml.m5.large": 2,
     "ml.m5.xlarge": 4,
@@ -50,6 +62,7 @@ def serving_environment(region: str) -> dict[str, str]:
         "SAGEMAKER_REGION": region,
         THREADS_ENV: str(TORCH_THREADS_PER_WORKER),
         "OMP_NUM_THREADS": str(TORCH_THREADS_PER_WORKER),
+        "TS_ASYNC_LOGGING": "true",
     }
 
 

@@ -18,6 +18,9 @@ gate compares its accuracy with --min-accuracy.
 
 The model dir receives model.pth, model_meta.json, metrics.json, baseline.json and code/
 (inference.py + the training modules it imports), i.e. SageMaker's model.tar.gz deploys as is.
+
+It also receives model.ts, the frozen forward pass the endpoint serves (training.serving_module),
+and every metric, the temperature and the baseline are computed with that module.
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ from training.errors import DatasetError, QualityGateFailed, StagedDataError
 from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
 from training.model import DEFAULT_ARCH, bfloat16_supported, build_model, count_parameters
 from training.preprocess import to_tensor
+from training.serving_module import SERVING_MODULE_KEY, ServingModule
+from training.serving_module import freeze as freeze_serving_module
+from training.serving_module import save as save_serving_module
 from training.stage import read_split
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -168,7 +174,9 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return [round(float(v), 4) for v in pixels.mean(0)], [round(float(v), 4) for v in pixels.std(0)]
 
 
-def _logits(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+def _logits(
+    model: nn.Module | ServingModule, x: torch.Tensor, batch: int = 256
+) -> np.ndarray:
     model.eval()
     with torch.inference_mode():
         out = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
@@ -426,10 +434,15 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     history = fit(model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log)
     train_seconds = time.perf_counter() - train_start
 
-    val_logits = _logits(model, x_val)
+    # Everything measured from here on (temperature, metrics, gate, baseline) is the frozen
+    # module's: the one model.ts ships and the endpoint runs (training/serving_module.py).
+    served = freeze_serving_module(model, INPUT_SIZE)
+    x_val = x_val.contiguous(memory_format=torch.channels_last)  # the layout serving uses
+    val_logits = _logits(served, x_val)
     temperature = fit_temperature(val_logits, val.labels)
     val_probs = softmax(val_logits, temperature)
-    test_logits = _logits(model, to_tensor(test_split.images, mean, std))
+    x_test = to_tensor(test_split.images, mean, std).contiguous(memory_format=torch.channels_last)
+    test_logits = _logits(served, x_test)
     test_probs = softmax(test_logits, temperature)
     test_metrics = classification_metrics(test_probs, test_split.labels, classes, args.threshold)
     val_metrics = classification_metrics(val_probs, val.labels, classes, args.threshold)
@@ -446,6 +459,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / WEIGHTS_FILE)
     meta = {
+        SERVING_MODULE_KEY: save_serving_module(served, model_dir),
         "arch": arch,
         "classes": classes,
         "input_size": list(INPUT_SIZE),
