@@ -441,7 +441,7 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
 
 
 def test_definition_is_well_formed_asl() -> None:
-    from lambdas.errors import NAMED_ERRORS
+    from lambdas.errors import NAMED_ERRORS, REVIEW_ERRORS
     from lambdas.workflow_definition import build_definition
 
     arns = {
@@ -475,9 +475,11 @@ def test_definition_is_well_formed_asl() -> None:
     assert targets <= set(states)
     assert targets | {d["StartAt"]} == set(states)  # every state is reachable
     fail_errors = {s.get("Error") for s in states.values() if s["Type"] == "Fail"}
-    # Every named error ends in its Fail state, except LowConfidence: the review path succeeds.
-    assert set(NAMED_ERRORS) - {"LowConfidence"} <= fail_errors
-    assert "LowConfidence" not in fail_errors
+    # Every named error ends in its Fail state, except the review outcomes: review succeeds.
+    assert set(NAMED_ERRORS) - set(REVIEW_ERRORS) <= fail_errors
+    assert not set(REVIEW_ERRORS) & fail_errors
+    review_catch = next(c for c in states["Filter"]["Catch"] if c["Next"] == "PublishForReview")
+    assert set(review_catch["ErrorEquals"]) == {"LowConfidence", "OutOfDistribution"}
     assert states["PublishForReview"]["Next"] == "AwaitReview"
     assert states["AwaitReview"]["Next"] == "Route"
     assert states["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"

@@ -117,6 +117,13 @@ class PreActResNet(nn.Module):
         self.head = nn.Linear(in_ch, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (N, C), penultimate features (N, width)): the pooled activations the head
+        reads, averaged over the mirror views like the logits. The logits are exactly
+        forward's; the features feed the serving gate's feature-space distance
+        (training/gate.py)."""
         mirrored = self.tta_flip and not self.training
         if mirrored:
             x = torch.cat([x, x.flip(3)])
@@ -126,9 +133,11 @@ class PreActResNet(nn.Module):
             out = torch.flatten(nn.functional.adaptive_avg_pool2d(out, 1), 1)
             logits = self.head(self.dropout(out))
         logits = logits.float()
+        features = out.float()
         if mirrored:  # first half: the images, second half: their mirror images
             logits = logits.view(2, -1, logits.shape[1]).mean(0)
-        return logits
+            features = features.view(2, -1, features.shape[1]).mean(0)
+        return logits, features
 
 
 def build_model(arch: Mapping[str, Any]) -> nn.Module:

@@ -1,4 +1,5 @@
-"""Step 3: accept the prediction when its confidence meets CONFIDENCE_THRESHOLD."""
+"""Step 3: accept the prediction when the endpoint's safety gate passed and its confidence
+meets CONFIDENCE_THRESHOLD; otherwise raise the named outcome that sends it to review."""
 
 from __future__ import annotations
 
@@ -8,12 +9,21 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from lambdas.config import parse_classes, parse_threshold
-from lambdas.errors import LowConfidence
+from lambdas.errors import ReviewNeeded
 from lambdas.events import FILTER_INPUT, validate_event
-from lambdas.filter_inferences.logic import decide, filtered
+from lambdas.filter_inferences.logic import decide, filtered, gate_verdict
 from lambdas.observability import powertools, with_invocation_keys
 
 logger, metrics, tracer = powertools("filter_inferences")
+
+
+def _count_review(reason: str) -> None:
+    # Per-reason count as its own EMF document, so the reason dimension does not split the
+    # function's other metrics.
+    with single_metric(
+        name="ReviewCases", unit=MetricUnit.Count, value=1, namespace=metrics.provider.namespace
+    ) as metric:
+        metric.add_dimension(name="reason", value=reason)
 
 
 @with_invocation_keys(logger)
@@ -27,14 +37,23 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         step="filter_inferences", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
     confidence = max(event["inferences"]) if event["inferences"] else 0.0
+    gate = event.get("gate")
     metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=float(confidence))
+    metrics.add_metric(
+        name="LowConfidence", unit=MetricUnit.Count, value=int(confidence < threshold)
+    )
+    metrics.add_metric(
+        name="OutOfDistribution", unit=MetricUnit.Count, value=int(gate_verdict(gate) is not None)
+    )
     try:
-        label, confidence = decide(event["inferences"], classes, threshold)
-    except LowConfidence:
-        metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
-        logger.info("low confidence: needs human review", extra={"confidence": confidence})
+        label, confidence = decide(event["inferences"], classes, threshold, gate)
+    except ReviewNeeded as exc:
+        _count_review(exc.reason)
+        logger.info(
+            "needs human review",
+            extra={"reason": exc.reason, "detail": exc.detail, "confidence": confidence},
+        )
         raise
-    metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=0)
     metrics.add_metadata(key="label", value=label)
     # Per-label count as its own EMF document, so the label dimension does not split the others.
     with single_metric(
