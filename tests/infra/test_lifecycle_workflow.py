@@ -18,7 +18,7 @@ import pytest
 from pulumi_support import ACCOUNT
 
 # Outcomes the product designs for: they must end in a Succeed state.
-DESIGNED_OUTCOMES = {"LowConfidence"}
+DESIGNED_OUTCOMES = {"LowConfidence", "OutOfDistribution"}
 
 
 @pytest.fixture(params=["dev", "prod"])
