@@ -18,8 +18,23 @@ from typing import Any
 Answer = tuple[int, dict[str, str], bytes]
 
 
-def ok(probabilities: list[float]) -> Answer:
-    return 200, {"Content-Type": "application/json"}, json.dumps(probabilities).encode()
+GATE_TYPE = "application/vnd.scones.gate+json"
+PASSED = {"in_distribution": True, "failed": [], "scores": {}}
+
+
+def ok(probabilities: list[float], gate: dict[str, Any] | None = None) -> Answer:
+    """The endpoint's gate answer (what the classify step asks for): probabilities + verdict."""
+    body = {"probabilities": probabilities, "gate": gate or PASSED}
+    return 200, {"Content-Type": GATE_TYPE}, json.dumps(body).encode()
+
+
+def gate_failed(check: str, kind: str, detail: str) -> dict[str, Any]:
+    """A failed gate verdict as training.gate.check writes it."""
+    return {
+        "in_distribution": False,
+        "failed": [{"check": check, "kind": kind, "value": 0.0, "detail": detail}],
+        "scores": {check: 0.0},
+    }
 
 
 def error(code: str, status: int, message: str, original_status: int | None = None) -> Answer:
@@ -52,6 +67,7 @@ class FakeEndpoint:
                     {
                         "path": self.path,
                         "content_type": self.headers.get("Content-Type"),
+                        "accept": self.headers.get("Accept"),
                         "body": body,
                     }
                 )
