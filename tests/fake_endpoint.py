@@ -83,6 +83,11 @@ class FakeEndpoint:
                     else:
                         answer = fake.default
                 status, headers, payload = answer
+                wants_gate = self.headers.get("Accept") == GATE_TYPE
+                if headers.get("Content-Type") == GATE_TYPE and not wants_gate:
+                    # As the real endpoint: without the opt-in type, the bare probability list.
+                    headers = {**headers, "Content-Type": "application/json"}
+                    payload = json.dumps(json.loads(payload)["probabilities"]).encode()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
