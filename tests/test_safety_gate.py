@@ -277,3 +277,24 @@ def test_gate_json_that_does_not_fit_the_network_is_a_named_load_error(
     (broken / GATE_FILE).write_text("{not json")
     with pytest.raises(ModelArtifactError, match=GATE_FILE):
         inference.model_fn(str(broken))
+
+
+# --- the evaluation sets -------------------------------------------------------------------
+
+
+def test_evaluation_sets_are_deterministic_and_keep_tuning_apart(dev_archive: Path) -> None:
+    from benchmarks.shifted_inputs import KINDS, REPORT_PHOTOS, TUNE_PHOTOS, build_sets
+
+    tune = build_sets("tune", str(dev_archive), CLASSES, per_kind=4)
+    again = build_sets("tune", str(dev_archive), CLASSES, per_kind=4)
+    report = build_sets("report", str(dev_archive), CLASSES, per_kind=4)
+    assert set(tune) == set(KINDS)
+    assert all(tune[k].images == again[k].images for k in KINDS)
+    assert not set(TUNE_PHOTOS) & set(REPORT_PHOTOS)
+    for kind in KINDS:
+        assert not set(tune[kind].images) & set(report[kind].images), kind
+    assert all(b[:2] == b"\xff\xd8" for b in report["heavy_jpeg"].images)
+    assert report["not_vehicle"].labels == [None] * 4
+    assert all(label in (0, 1) for label in report["night"].labels)
+    with pytest.raises(ValueError, match="part"):
+        build_sets("test", str(dev_archive), CLASSES)
