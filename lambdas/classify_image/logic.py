@@ -30,7 +30,9 @@ _TRANSIENT_CODES = {
 _TRANSIENT_HTTP = {429, 502, 503, 504}
 _SUM_TOLERANCE = 0.01
 # The endpoint's opt-in answer type: {"probabilities": [...], "gate": {...}}. Its home is
-# training/gate.py (the Lambda zip ships lambdas/ only); a test keeps the two equal.
+# training/gate.py (the Lambda zip ships lambdas/ only); a test keeps the two equal. SageMaker
+# passes Accept through to the container as "the desired MIME type of the inference response"
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
 GATE_CONTENT_TYPE = "application/vnd.scones.gate+json"
 
 
