@@ -38,8 +38,12 @@ def _reason(message: str) -> str:
     """The ReviewReason a review message starts with ("input_quality: ..."), else "other"."""
     from lambdas.review_reasons import ReviewReason
 
-    head = message.split(":", 1)[0].strip()
-    return head if head in {r.value for r in ReviewReason} else "other"
+    parts = [p.strip() for p in message.split(":")]
+    if parts[0] not in {r.value for r in ReviewReason}:
+        return "other"
+    if parts[0] == ReviewReason.OUT_OF_DISTRIBUTION and len(parts) > 1:
+        return f"{parts[0]} ({parts[1]})"  # which gate check: input quality, feature distance
+    return parts[0]
 
 
 def tally(kind: str, results: Sequence[Any], classes: Sequence[str]) -> dict[str, Any]:

@@ -176,6 +176,20 @@ def deploy_policy(
             # Public parameters have an empty account field in their ARN; `*` matches it.
             [f"arn:{p}:ssm:{r}:*:parameter{POWERTOOLS_PARAMETER_PATH}*"],
         ),
+        # The stack's own parameters are named /<prefix>/... (the safe-mode flag,
+        # lambdas/safe_mode/flag.py); their values are encrypted with the stack's key.
+        _stmt(
+            "StackParameters",
+            [
+                "ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter",
+                "ssm:ListTagsForResource", "ssm:AddTagsToResource",
+                "ssm:RemoveTagsFromResource",
+            ],
+            [f"arn:{p}:ssm:{r}:{a}:parameter/{n}/*" for n in names],
+        ),
+        # DescribeParameters takes no parameter resource (Service Authorization Reference,
+        # AWS Systems Manager): the provider's read lists the one name with a filter.
+        _stmt("ParameterListings", ["ssm:DescribeParameters"], ["*"], **in_region),
         _stmt(
             "StackStateMachines",
             ["states:*"],

@@ -30,6 +30,7 @@ from components.iam import (
     log_group_arns,
     statement,
 )
+from lambdas.safe_mode.flag import PARAMETER_ENV
 
 RUNTIME = "python3.12"
 # Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
@@ -97,6 +98,9 @@ class InferenceFunctionsArgs:
     powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
     read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
+    # The safe-mode flag the filter step reads (components/safe_mode.py): name and ARN.
+    safe_mode_parameter: str | None = None
+    safe_mode_parameter_arn: pulumi.Input[str] | None = None
 
 
 class InferenceFunctions(pulumi.ComponentResource):
@@ -133,6 +137,8 @@ class InferenceFunctions(pulumi.ComponentResource):
         }
         if args.capture_s3_uri is not None:
             env["classify_image"]["CAPTURE_S3_URI"] = args.capture_s3_uri
+        if args.safe_mode_parameter is not None:
+            env["filter_inferences"][PARAMETER_ENV] = args.safe_mode_parameter
         own = {
             f: function_statements(
                 f,
@@ -142,6 +148,7 @@ class InferenceFunctions(pulumi.ComponentResource):
                 routing_topic_arn=self.routing_topic.arn,
                 writes_capture=args.capture_s3_uri is not None,
                 read_prefixes=args.read_prefixes,
+                safe_mode_parameter_arn=args.safe_mode_parameter_arn,
             )
             for f in FUNCTIONS
         }

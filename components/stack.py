@@ -29,12 +29,14 @@ from components.inference_functions import (
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
+from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
 from components.settings import Settings, validate_stack_name
 
 # Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
 # orders, motorcycles distant), so cloud and local mode route alike.
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
 from lambdas.config import DEFAULT_ROUTES
+from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
@@ -210,6 +212,7 @@ def deploy(
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
             retain_on_delete=settings.retain_data,
+            labelled_snapshot=settings.labelled_snapshot,
         ),
     )
     endpoint = ModelEndpoint(
@@ -232,6 +235,10 @@ def deploy(
             partition=partition,
         ),
     )
+    # Where images to classify live: intake/, and the batch workflow's inputs.
+    image_prefixes = list(
+        dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
+    )
     functions = InferenceFunctions(
         "functions",
         InferenceFunctionsArgs(
@@ -251,9 +258,10 @@ def deploy(
             capture_s3_uri=endpoint.lambda_capture_s3_uri,
             partition=partition,
             powertools_layer_arn=powertools,
-            read_prefixes=list(
-                dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
-            ),
+            read_prefixes=image_prefixes,
+            # SafeMode (below, after the drift alarms it watches) creates this parameter.
+            safe_mode_parameter=safe_mode_parameter_name(stack),
+            safe_mode_parameter_arn=parameter_arn(stack, region, account_id, partition),
         ),
     )
     workflow = InferenceWorkflow(
@@ -269,6 +277,8 @@ def deploy(
             log_retention_days=settings.log_retention_days,
             region=region,
             account_id=account_id,
+            review_image_prefixes=image_prefixes,
+            review_timeout_seconds=settings.review_timeout_seconds,
         ),
     )
     # The batch workflow: the per-image states over every object under a prefix.
@@ -323,10 +333,12 @@ def deploy(
             statistic="Maximum",
             period=300,
             evaluation_periods=1,
-            threshold=REVIEW_AGE_ALARM_SECONDS,
+            # Before the case expires, even with a short scones:reviewTimeoutSeconds.
+            threshold=min(REVIEW_AGE_ALARM_SECONDS, settings.review_timeout_seconds // 2),
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: a review case has waited over 4 hours",
+            alarm_description=f"scones {stack}: a review case has waited long (it expires "
+            f"after {settings.review_timeout_seconds} s)",
         ),
     )
     alarms.add_alarm(
@@ -343,6 +355,26 @@ def deploy(
             treat_missing_data="notBreaching",
             alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
         ),
+    )
+    # What is waiting for a person: cases on the review queue and in its dead-letter queue.
+    alarms.add_widget(
+        {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "Review cases waiting",
+                "region": region,
+                "stat": "Maximum",
+                "period": 300,
+                "metrics": [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.queue.name, {"label": "review queue"}],
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.dead_letter_queue.name, {"label": "dead-letter queue"}],
+                ],
+            },
+        }
     )
     # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
     low_confidence_dims = {"service": functions.service_name}
@@ -399,6 +431,23 @@ def deploy(
             powertools_layer_arn=powertools,
         ),
     )
+    # A drift alarm switches the workflow into safe mode (every request to review).
+    safe_mode = SafeMode(
+        "safe-mode",
+        SafeModeArgs(
+            stack=stack,
+            region=region,
+            account_id=account_id,
+            lambda_zip=artifacts.lambda_zip,
+            kms_key_arn=key.arn,
+            alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
+            log_retention_days=settings.log_retention_days,
+            service_name=functions.service_name,
+            partition=partition,
+            powertools_layer_arn=powertools,
+        ),
+    )
+    alarms.add_widget(review_widget(region, functions.service_name))
     alarms.finish()
     return {
         "bucket": staging.bucket_name,
@@ -411,10 +460,17 @@ def deploy(
         "reviewQueueUrl": workflow.review.queue.url,
         "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
         "reviewerRoleArn": workflow.review.reviewer_role.arn,
+        # For `python -m local review|retrain --stack` (local/review_cli.py, local/retrain.py).
+        "routeFunctionArn": functions.function_arns["route_driver"],
+        "classes": list(settings.classes),
+        "retrainAfterLabels": settings.retrain_after_labels,
+        "labelledSnapshot": settings.labelled_snapshot or "",
         "dashboardUrl": alarms.dashboard_url,
         "trainingJobName": training.job_name,
         "modelDataUrl": training.model_data_url,
         "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
+        "safeModeParameter": safe_mode.parameter_name,
+        "safeModeFunctionName": safe_mode.function.name,
         "_": {
             "key": key,
             "staging": staging,
@@ -425,6 +481,7 @@ def deploy(
             "workflow": workflow,
             "batch": batch,
             "drift": drift,
+            "safe_mode": safe_mode,
         },
     }
 

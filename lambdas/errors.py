@@ -60,6 +60,11 @@ class OutOfDistribution(ReviewNeeded):
     default_reason = ReviewReason.OUT_OF_DISTRIBUTION
 
 
+class SafeMode(WorkflowError):
+    """The workflow is in safe mode (a drift alarm fired): every request goes to a person until
+    someone clears it (lambdas/safe_mode/, docs/monitoring.md#safe-mode)."""
+
+
 class ConfigurationError(WorkflowError):
     """The function's environment is missing or has a malformed setting (a deploy bug)."""
 
@@ -84,6 +89,5 @@ NAMED_ERRORS: tuple[str, ...] = (
     "EndpointError",
     "LowConfidence",
     "OutOfDistribution",
+    "SafeMode",
 )
-# The named errors that send the case to human review instead of a Fail state.
-REVIEW_ERRORS: tuple[str, ...] = ("LowConfidence", "OutOfDistribution")

@@ -6,17 +6,30 @@ review page show it, and the per-reason review metric is dimensioned by it (docs
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 
 class ReviewReason(StrEnum):
     # The best class probability is below the confidence threshold.
     LOW_CONFIDENCE = "low_confidence"
-    # The per-request gate judged the photo's content unlike the training photos (the
-    # network's feature-space distance).
+    # The endpoint's safety gate judged the photo unlike the training photos: its input
+    # quality (too dark, bright, blurred, flat, noisy) or its content (feature distance);
+    # the detail names which (training/gate.py, docs/safety.md).
     OUT_OF_DISTRIBUTION = "out_of_distribution"
-    # The per-request gate found the image itself outside the training photos' range: too dark
-    # or bright, blurred, flat, noisy (training/gate.py's input-quality checks).
-    INPUT_QUALITY = "input_quality"
     # A drift alarm switched the workflow into safe mode: every request goes to a person.
     SAFE_MODE = "safe_mode"
+
+
+# The named errors (lambdas/errors.py) that send a case to review instead of a Fail state, and
+# the reason each case carries (the state machine writes it to the case's ``reason``).
+REVIEW_ERRORS: Mapping[str, ReviewReason] = {
+    "LowConfidence": ReviewReason.LOW_CONFIDENCE,
+    "OutOfDistribution": ReviewReason.OUT_OF_DISTRIBUTION,
+    "SafeMode": ReviewReason.SAFE_MODE,
+}
+
+# One count per case sent to review, dimensioned by its reason (namespace of the workflow).
+REVIEW_METRIC = "SentToReview"
+REASON_DIMENSION = "reason"
+

@@ -7,17 +7,17 @@ and the offline run execute the same graph:
          |           |          |      ^  |            |-> RejectedByReviewer (Succeed)
          |           |          |      |  |            \\-> NoRoute (Fail)
          |           |          |      |  \\-> InvalidEvent / UnexpectedError (Fail)
-         |           |          \\-> LowConfidence / OutOfDistribution -> PublishForReview (SNS)
-         |           |              -> AwaitReview (SQS, waitForTaskToken) -> Route with the
-         |           |              person's decision
+         |           |          \\-> LowConfidence / OutOfDistribution / SafeMode ->
+         |           |              Review_<error> (Pass: adds "reason") -> PublishForReview
+         |           |              (SNS) -> AwaitReview (SQS, waitForTaskToken) -> Route with
+         |           |              the person's decision
          |           |                 \\-> ReviewNotPublished / ReviewNotQueued /
          |           |                     ReviewExpired (Fail)
          |           \\-> EndpointError / InvalidImage / ImageTooLarge / InvalidEvent (Fail)
          \\-> InvalidEvent / ImageNotFound / InvalidImage / ImageTooLarge (Fail)
 
-Human review is a designed outcome: a low-confidence or out-of-distribution case (the filter's
-``REVIEW_ERRORS``, whose message starts with the ``ReviewReason``) waits in the review queue
-until a person answers (``review.cases`` sends the task token back with SendTaskSuccess); the answer
+Human review is a designed outcome: a low-confidence case waits in the review queue until a
+person answers (``review.cases`` sends the task token back with SendTaskSuccess); the answer
 lands in ``$.decision`` = ``{"label", "reviewer", "decided_at"}`` and the same route step routes
 the driver (``label`` a class) or tells the driver the photo was rejected (``label`` "none",
 route ``REJECTED_ROUTE``); both end in Succeed states, so only real failures count in Step
@@ -43,7 +43,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdas.config import DEFAULT_ROUTES, NOT_A_VEHICLE, REJECTED_ROUTE
-from lambdas.errors import REVIEW_ERRORS
+from lambdas.review_reasons import REVIEW_ERRORS
 
 FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
 REVIEW_STATE = "SentToHumanReview"  # end of the review path without a callback (EXPRESS)
@@ -78,6 +78,11 @@ _STEP_ERRORS: dict[str, list[str]] = {
     "Filter": ["InvalidEvent"],
     "Route": ["InvalidEvent"],
 }
+
+
+def _review_state(error: str) -> str:
+    """The Pass state that names the review reason of a case the filter sent to review."""
+    return f"Review_{error}"
 
 
 def _route_state_name(route: str) -> str:
@@ -240,7 +245,7 @@ def build_definition(
             function_arns["filter_inferences"],
             "Route",
             [lambda_retry],
-            catches("Filter", [_catch(list(REVIEW_ERRORS), "PublishForReview")]),
+            catches("Filter", [_catch([e], _review_state(e)) for e in REVIEW_ERRORS]),
         ),
         "Route": _lambda_task(
             function_arns["route_driver"], "RouteChoice", [lambda_retry], catches("Route")
@@ -254,9 +259,19 @@ def build_definition(
             + [{"Variable": "$.route", "StringEquals": REJECTED_ROUTE, "Next": REJECTED_STATE}],
             "Default": "NoRoute",
         },
+        **{
+            _review_state(error): {
+                "Type": "Pass",
+                "Comment": f"{error}: the case goes to a person with reason {reason.value!r}.",
+                "Result": reason.value,
+                "ResultPath": "$.reason",
+                "Next": "PublishForReview",
+            }
+            for error, reason in REVIEW_ERRORS.items()
+        },
         "PublishForReview": {
             "Type": "Task",
-            "Comment": "Low confidence or out of distribution: hand the case to a person.",
+            "Comment": "Hand the case to a person instead of dropping it.",
             "Resource": "arn:aws:states:::sns:publish",
             "Parameters": {
                 "TopicArn": review_topic_arn,

@@ -11,8 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from components.function_policies import function_statements
+from components.function_policies import function_statements, safe_mode_statements
 from lambdas.package import HANDLERS, build_lambda_zip
+from lambdas.safe_mode.flag import INITIAL, PARAMETER_ENV, parameter_name, write_state
 from lambdas.workflow_definition import build_definition
 
 REGION = "us-east-1"
@@ -25,6 +26,10 @@ ROUTING_TOPIC = "scones-routing"
 REVIEW_TOPIC = "scones-review"
 REVIEW_QUEUE = "scones-review-cases"
 ACCOUNT = "123456789012"  # moto's default account
+SAFE_MODE_FUNCTION = "scones-safe-mode"
+SAFE_MODE_HANDLER = "lambdas.safe_mode.handler.lambda_handler"
+SAFE_MODE_PARAMETER = parameter_name("local")
+SAFE_MODE_PARAMETER_ARN = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{SAFE_MODE_PARAMETER}"
 # Local mode has no KMS key (the local bucket is not encrypted); the builder's KMS statements
 # name this ARN, which no request uses.
 LOCAL_KEY_ARN = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/local-mode-has-no-key"
@@ -45,6 +50,7 @@ def function_role_policy(
             routing_topic_arn=routing_topic_arn,
             # The local endpoint has no Data Capture of its own either: classify writes it.
             writes_capture=writes_capture,
+            safe_mode_parameter_arn=SAFE_MODE_PARAMETER_ARN,
         ),
     }
 
@@ -125,6 +131,7 @@ def function_environment(
         "CLASSES": json.dumps(list(classes)),
         "ROUTES": json.dumps(routes),
         "ROUTING_TOPIC_ARN": routing_topic_arn,
+        PARAMETER_ENV: SAFE_MODE_PARAMETER,
         "POWERTOOLS_SERVICE_NAME": "scones-local",
         "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -132,6 +139,7 @@ def function_environment(
         "AWS_ENDPOINT_URL_S3": moto_url,
         "AWS_ENDPOINT_URL_SNS": moto_url,
         "AWS_ENDPOINT_URL_EVENTS": moto_url,
+        "AWS_ENDPOINT_URL_SSM": moto_url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
     }
 
@@ -248,6 +256,30 @@ def deploy_workflow(
             MemorySize=512,
             Environment={"Variables": env},
         )["FunctionArn"]
+    # The safe-mode flag (deployed off, as in the cloud; moto has no KMS key of the stack's, so
+    # the default key) and the function that switches it (local monitor, local safe-mode).
+    write_state(aws_client("ssm", moto_url), SAFE_MODE_PARAMETER, INITIAL, key_id=None)
+    safe_mode_role = create_role(
+        iam,
+        SAFE_MODE_FUNCTION,
+        "lambda.amazonaws.com",
+        {
+            "Version": "2012-10-17",
+            "Statement": safe_mode_statements(
+                parameter_arn=SAFE_MODE_PARAMETER_ARN, kms_key_arn=LOCAL_KEY_ARN, write=True
+            ),
+        },
+    )
+    safe_mode_function_arn = lam.create_function(
+        FunctionName=SAFE_MODE_FUNCTION,
+        Runtime="python3.12",
+        Role=safe_mode_role,
+        Handler=SAFE_MODE_HANDLER,
+        Code={"ZipFile": zip_path.read_bytes()},
+        Timeout=15,
+        MemorySize=256,
+        Environment={"Variables": env},
+    )["FunctionArn"]
     definition = build_definition(
         function_arns,
         review_topic_arn=topics[REVIEW_TOPIC],
@@ -285,6 +317,8 @@ def deploy_workflow(
         "function_arns": function_arns,
         "function_roles": function_roles,
         "state_machine_arn": state_machine_arn,
+        "safe_mode_parameter": SAFE_MODE_PARAMETER,
+        "safe_mode_function_arn": safe_mode_function_arn,
         "capture_uri": f"s3://{BUCKET}/{CAPTURE_PREFIX}",
         "endpoint_name": ENDPOINT_NAME,
     }

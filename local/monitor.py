@@ -14,6 +14,12 @@ of the confidence, whole window and over time) and ``index.html`` showing them.
 
 Without flags it uses local mode's state (``.scones/state.json``, written by ``local up``):
 its capture URI, moto URL, endpoint name and model baseline.
+
+Control, not only monitoring: when an alarm would fire over local mode's own capture, it
+switches the workflow into safe mode through the safe-mode function (as the drift alarm's
+EventBridge rule does in the cloud, components/safe_mode.py): every request then goes to
+review with the reason ``safe_mode`` until ``python -m local safe-mode clear``.
+``--no-safe-mode`` only reports.
 """
 
 from __future__ import annotations
@@ -432,6 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--fail-on-drift", action="store_true",
                    help=f"exit {EXIT_DRIFT} when an alarm would fire")
+    p.add_argument("--no-safe-mode", action="store_true",
+                   help="report only: do not switch local mode into safe mode on drift")
     args = p.parse_args(argv)
     if not args.capture or not args.baseline:
         p.error("no local mode state: pass --capture and --baseline (or run `python -m local up`)")
@@ -453,13 +461,45 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else (None if args.config else state.get("threshold"))
             ),
         )
+        acts = (
+            report["drift"]
+            and not args.no_safe_mode
+            and state.get("safe_mode_function_arn")
+            and args.capture == state.get("capture_uri")
+        )
+        safe_mode = enter_safe_mode(state, report) if acts else None
     except MonitorError as exc:
         print(f"monitor: {exc}", file=sys.stderr)
         return 2
+    if safe_mode is not None:
+        report["safe_mode"] = safe_mode
     print(json.dumps(report, indent=2) if args.json else format_summary(report))
     if page is not None:
         print(f"report: {page}")
+    if safe_mode is not None and not args.json:
+        from local.safe_mode_cli import describe
+
+        print(describe(safe_mode))
     return EXIT_DRIFT if args.fail_on_drift and report["drift"] else 0
+
+
+def enter_safe_mode(state: Mapping[str, Any], report: Mapping[str, Any]) -> dict[str, Any]:
+    """Switch local mode into safe mode through its safe-mode function; its answer."""
+    from local.deploy import aws_client
+    from local.safe_mode_cli import invoke
+
+    firing = [a["key"] for a in report["alarms"] if a["firing"]]
+    payload = {
+        "action": "enter",
+        "by": "local monitor",
+        "reason": f"drift alarms would fire: {', '.join(firing) or 'none'}"[:500],
+    }
+    try:
+        return invoke(
+            aws_client("lambda", state["moto_url"]), state["safe_mode_function_arn"], payload
+        )
+    except Exception as exc:  # SafeModeCallError, or botocore: the moto server is gone
+        raise MonitorError(f"drift found, but safe mode could not be switched on: {exc}") from exc
 
 
 def _model_baseline(state: Mapping[str, Any]) -> str | None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.config import REJECTED_ROUTE
-from lambdas.errors import REVIEW_ERRORS
+from lambdas.review_reasons import REVIEW_ERRORS
 
 
 @dataclass

@@ -16,7 +16,7 @@ from lambdas.classify_image.logic import GATE_CONTENT_TYPE as LAMBDA_GATE_TYPE
 from lambdas.classify_image.logic import parse_gated
 from lambdas.errors import EndpointError, InvalidEvent, LowConfidence, OutOfDistribution
 from lambdas.filter_inferences.logic import decide
-from lambdas.review_reasons import ReviewReason
+from lambdas.review_reasons import REVIEW_METRIC, ReviewReason
 from training import inference, sagemaker_entry
 from training.cifar import load_cifar
 from training.errors import ModelArtifactError
@@ -138,8 +138,10 @@ def _failed(kind: str, detail: str) -> dict:
 def test_failed_input_quality_is_out_of_distribution_with_its_reason() -> None:
     with pytest.raises(OutOfDistribution) as caught:
         decide([0.99, 0.01], CLASSES, 0.93, _failed(INPUT_QUALITY, "brightness 0.02 (too dark)"))
-    assert caught.value.reason == ReviewReason.INPUT_QUALITY
-    assert str(caught.value).startswith("input_quality: brightness 0.02 (too dark)")
+    assert caught.value.reason == ReviewReason.OUT_OF_DISTRIBUTION
+    assert str(caught.value).startswith(
+        "out_of_distribution: input quality: brightness 0.02 (too dark)"
+    )
     assert "'bicycle'" in str(caught.value)
 
 
@@ -147,7 +149,7 @@ def test_failed_feature_distance_is_out_of_distribution() -> None:
     with pytest.raises(OutOfDistribution) as caught:
         decide([0.2, 0.8], CLASSES, 0.93, _failed(FEATURE_DISTANCE, "unlike the training photos"))
     assert caught.value.reason == ReviewReason.OUT_OF_DISTRIBUTION
-    assert str(caught.value).startswith("out_of_distribution: ")
+    assert str(caught.value).startswith("out_of_distribution: feature distance: unlike")
 
 
 def test_gate_outranks_confidence_and_low_confidence_carries_its_reason() -> None:
@@ -177,8 +179,8 @@ def test_filter_handler_refuses_a_malformed_gate_and_counts_reasons(
         lambda_handler({**base, "gate": _failed(INPUT_QUALITY, "too dark")}, Context())
     documents = [json.loads(line) for line in capsys.readouterr().out.splitlines()
                  if line.startswith("{") and "_aws" in line]
-    review = [d for d in documents if "ReviewCases" in d]
-    assert review and review[0]["reason"] == "input_quality"
+    review = [d for d in documents if REVIEW_METRIC in d]
+    assert review and review[0]["reason"] == "out_of_distribution"
     main = next(d for d in documents if "OutOfDistribution" in d)
     assert main["OutOfDistribution"] in (1.0, [1.0])
 

@@ -163,7 +163,8 @@ def test_low_confidence_waits_on_the_review_queue_and_a_person_routes_the_driver
     (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
     assert case.image == f"s3://{BUCKET}/test/bicycle_s_000001.png"
     assert case.probabilities == {"bicycle": 0.61, "motorcycle": 0.39}
-    assert "0.6100" in case.reason and case.driver_id == "d-7" and case.waiting
+    assert case.reason == "low_confidence" and "0.6100" in case.detail
+    assert case.driver_id == "d-7" and case.waiting
     assert wf.messages(wf.routing_queue) == []  # not routed before a person answers
 
     answer = _answer(wf, case.case_id, "motorcycle")  # the person overrules the model
@@ -203,7 +204,8 @@ def test_out_of_distribution_goes_to_review_with_its_reason_even_when_confident(
     assert published["error"]["Error"] == "OutOfDistribution"
     assert published["gate"]["in_distribution"] is False
     (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
-    assert case.reason.startswith("input_quality: brightness 0.05 (too dark)")
+    assert case.reason == "out_of_distribution"
+    assert case.detail.startswith("out_of_distribution: input quality: brightness 0.05 (too dark)")
     assert wf.messages(wf.routing_queue) == []
     _answer(wf, case.case_id, "none")
     assert wf.wait(arn, stop_at_review=False)["status"] == "SUCCEEDED"
@@ -467,7 +469,8 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
 
 
 def test_definition_is_well_formed_asl() -> None:
-    from lambdas.errors import NAMED_ERRORS, REVIEW_ERRORS
+    from lambdas.errors import NAMED_ERRORS
+    from lambdas.review_reasons import REVIEW_ERRORS
     from lambdas.workflow_definition import build_definition
 
     arns = {
@@ -501,11 +504,16 @@ def test_definition_is_well_formed_asl() -> None:
     assert targets <= set(states)
     assert targets | {d["StartAt"]} == set(states)  # every state is reachable
     fail_errors = {s.get("Error") for s in states.values() if s["Type"] == "Fail"}
-    # Every named error ends in its Fail state, except the review outcomes: review succeeds.
+    # Every named error ends in its Fail state, except the review errors (LowConfidence,
+    # SafeMode): each goes through its Review_<error> Pass state, which names the reason.
     assert set(NAMED_ERRORS) - set(REVIEW_ERRORS) <= fail_errors
     assert not set(REVIEW_ERRORS) & fail_errors
-    review_catch = next(c for c in states["Filter"]["Catch"] if c["Next"] == "PublishForReview")
-    assert set(review_catch["ErrorEquals"]) == {"LowConfidence", "OutOfDistribution"}
+    for review_error, reason in REVIEW_ERRORS.items():
+        (catch,) = [c for c in states["Filter"]["Catch"] if c["ErrorEquals"] == [review_error]]
+        assert states[catch["Next"]] == {
+            "Type": "Pass", "Comment": states[catch["Next"]]["Comment"], "Result": reason.value,
+            "ResultPath": "$.reason", "Next": "PublishForReview",
+        }
     assert states["PublishForReview"]["Next"] == "AwaitReview"
     assert states["AwaitReview"]["Next"] == "Route"
     assert states["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"

@@ -127,6 +127,7 @@ def deploy(
     threshold: float = 0.93,
     capture_uri: str | None = None,
     review_timeout_seconds: int = 3600,
+    extra_env: dict[str, str] | None = None,
 ) -> Workflow:
     """Create everything inside an active mock_aws: bucket, topics, functions, state machine."""
     iam = boto3.client("iam", region_name=REGION)
@@ -172,6 +173,7 @@ def deploy(
     }
     if capture_uri:
         env["CAPTURE_S3_URI"] = capture_uri
+    env.update(extra_env or {})
     lam = boto3.client("lambda", region_name=REGION)
     arns = {}
     for key, handler in HANDLERS.items():

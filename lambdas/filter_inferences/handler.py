@@ -1,5 +1,11 @@
 """Step 3: accept the prediction when the endpoint's safety gate passed and its confidence
-meets CONFIDENCE_THRESHOLD; otherwise raise the named outcome that sends it to review."""
+meets CONFIDENCE_THRESHOLD; otherwise raise the named outcome that sends it to review.
+
+In safe mode (lambdas/safe_mode/flag.py, read before the model's answer is weighed) every
+request raises SafeMode instead: the state machine sends it to review, probabilities and all.
+Otherwise a failed gate raises OutOfDistribution and a low confidence LowConfidence
+(lambdas/filter_inferences/logic.py, docs/safety.md).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +19,11 @@ from lambdas.errors import ReviewNeeded
 from lambdas.events import FILTER_INPUT, validate_event
 from lambdas.filter_inferences.logic import decide, filtered, gate_verdict
 from lambdas.observability import powertools, with_invocation_keys
+from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
+from lambdas.safe_mode import flag as safe_mode
+from lambdas.safe_mode.review import safe_mode_review
 
 logger, metrics, tracer = powertools("filter_inferences")
-
-
-def _count_review(reason: str) -> None:
-    # Per-reason count as its own EMF document, so the reason dimension does not split the
-    # function's other metrics.
-    with single_metric(
-        name="ReviewCases", unit=MetricUnit.Count, value=1, namespace=metrics.provider.namespace
-    ) as metric:
-        metric.add_dimension(name="reason", value=reason)
 
 
 @with_invocation_keys(logger)
@@ -37,8 +37,14 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         step="filter_inferences", s3_key=event["s3_key"], driver_id=event.get("driver_id")
     )
     confidence = max(event["inferences"]) if event["inferences"] else 0.0
-    gate = event.get("gate")
     metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=float(confidence))
+    state = safe_mode.current(os.environ)
+    if state is not None and state.on:
+        review = safe_mode_review(event["inferences"], classes, state)
+        _review_metric(ReviewReason.SAFE_MODE)
+        logger.info("safe mode: needs human review", extra={"safe_mode": state.reason})
+        raise review
+    gate = event.get("gate")
     metrics.add_metric(
         name="LowConfidence", unit=MetricUnit.Count, value=int(confidence < threshold)
     )
@@ -48,7 +54,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     try:
         label, confidence = decide(event["inferences"], classes, threshold, gate)
     except ReviewNeeded as exc:
-        _count_review(exc.reason)
+        _review_metric(exc.reason)
         logger.info(
             "needs human review",
             extra={"reason": exc.reason, "detail": exc.detail, "confidence": confidence},
@@ -62,3 +68,11 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         metric.add_dimension(name="label", value=label)
     logger.info("accepted", extra={"label": label, "confidence": confidence})
     return filtered(event, label, confidence)
+
+
+def _review_metric(reason: ReviewReason) -> None:
+    # Its own EMF document, so the reason dimension does not split the step's other metrics.
+    with single_metric(
+        name=REVIEW_METRIC, unit=MetricUnit.Count, value=1, namespace=metrics.provider.namespace
+    ) as metric:
+        metric.add_dimension(name=REASON_DIMENSION, value=str(reason))

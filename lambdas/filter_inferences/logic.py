@@ -7,14 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from lambdas.errors import InvalidEvent, LowConfidence, OutOfDistribution
-from lambdas.review_reasons import ReviewReason
 
-# training/gate.py's check kinds -> the reason a case carries. Input quality first: "too dark"
-# tells a reviewer (and the driver) more than a feature distance does.
-_GATE_REASONS = (
-    ("input_quality", ReviewReason.INPUT_QUALITY),
-    ("feature_distance", ReviewReason.OUT_OF_DISTRIBUTION),
-)
+# training/gate.py's check kinds, in the order the detail names them: input quality first,
+# "too dark" tells a reviewer (and the driver) more than a feature distance does.
+_GATE_KINDS = (("input_quality", "input quality"), ("feature_distance", "feature distance"))
 
 
 def gate_verdict(gate: Mapping[str, Any] | None) -> OutOfDistribution | None:
@@ -25,10 +21,10 @@ def gate_verdict(gate: Mapping[str, Any] | None) -> OutOfDistribution | None:
     if gate is None or gate.get("in_distribution") is True:
         return None
     failed = [f for f in gate.get("failed") or [] if isinstance(f, Mapping)]
-    for kind, reason in _GATE_REASONS:
+    for kind, words in _GATE_KINDS:
         details = [str(f.get("detail") or f.get("check")) for f in failed if f.get("kind") == kind]
         if details:
-            return OutOfDistribution("; ".join(details), reason)
+            return OutOfDistribution(f"{words}: " + "; ".join(details))
     return OutOfDistribution("the endpoint's gate did not pass the image")
 
 
@@ -40,8 +36,8 @@ def decide(
 ) -> tuple[str, float]:
     """(label, confidence) of the most probable class.
 
-    Raises OutOfDistribution when the gate failed (its reason: input_quality or
-    out_of_distribution), else LowConfidence below the threshold."""
+    Raises OutOfDistribution when the gate failed (its detail names the failed checks, input
+    quality before feature distance), else LowConfidence below the threshold."""
     if len(inferences) != len(classes):
         raise InvalidEvent(
             f"filter_inferences: {len(inferences)} inferences for {len(classes)} classes "
@@ -53,8 +49,7 @@ def decide(
     unlike = gate_verdict(gate)
     if unlike is not None:
         raise OutOfDistribution(
-            f"{unlike.detail} (best class {label!r} at confidence {confidence:.4f})",
-            unlike.reason,
+            f"{unlike.detail} (best class {label!r} at confidence {confidence:.4f})"
         )
     if confidence < threshold:
         raise LowConfidence(

@@ -401,6 +401,22 @@ def _scaling_policy(r: Registered, ctx: Context) -> list[Request]:
             "cloudwatch:DeleteAlarms")
 
 
+def _ssm_parameter(r: Registered, ctx: Context) -> list[Request]:
+    # terraform-provider-aws internal/service/ssm/parameter.go: PutParameter (create, update;
+    # tags on create), GetParameter with decryption and DescribeParameters (read),
+    # ListTagsForResource / AddTagsToResource / RemoveTagsFromResource (tags), DeleteParameter.
+    # DescribeParameters has no resource type (Service Authorization Reference, AWS Systems
+    # Manager); a SecureString's value goes through KMS Encrypt / Decrypt on its key (AWS KMS
+    # developer guide, "How AWS Systems Manager Parameter Store uses AWS KMS").
+    arn = ctx.arn("ssm", f"parameter{_name(r, 'name')}")
+    return _on(
+        arn, "ssm:PutParameter", "ssm:GetParameter", "ssm:ListTagsForResource",
+        "ssm:AddTagsToResource", "ssm:RemoveTagsFromResource", "ssm:DeleteParameter",
+    ) + _on("*", "ssm:DescribeParameters") + _kms(
+        ctx, r.inputs.get("keyId"), "kms:Encrypt", "kms:Decrypt"
+    )
+
+
 RULES: dict[str, Rule] = {
     "aws:s3/bucket:Bucket": Rule("bucket", _bucket),
     "aws:s3/bucketOwnershipControls:BucketOwnershipControls": Rule(None, _bucket_setting(
@@ -452,6 +468,7 @@ RULES: dict[str, Rule] = {
     "aws:sns/topicSubscription:TopicSubscription": Rule(None, _subscription),
     "aws:appautoscaling/target:Target": Rule(None, _scaling_target),
     "aws:appautoscaling/policy:Policy": Rule("name", _scaling_policy),
+    "aws:ssm/parameter:Parameter": Rule("name", _ssm_parameter),
 }
 
 # Dynamic resources share one type; they are told apart by their inputs.

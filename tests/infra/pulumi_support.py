@@ -97,6 +97,10 @@ class RecordingMocks(pulumi.runtime.Mocks):
             arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}"
         elif typ == "aws:sfn/stateMachine:StateMachine":
             arn = f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}"
+        elif typ == "aws:ssm/parameter:Parameter":
+            # A name that starts with "/" adds no "/" of its own to the ARN.
+            arn = f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{name}"
+            rid = name
         elif typ == "aws:cloudwatch/logGroup:LogGroup":
             arn = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}"
         elif typ.startswith("aws:sagemaker/"):

@@ -68,6 +68,16 @@ COMPONENT_CHILDREN = {
         "aws:cloudwatch/eventTarget:EventTarget": 1,
         "aws:lambda/permission:Permission": 1,
     },
+    "scones:monitoring:SafeMode": {
+        "aws:ssm/parameter:Parameter": 1,
+        "aws:cloudwatch/logGroup:LogGroup": 1,
+        "aws:iam/role:Role": 1,
+        "aws:iam/rolePolicy:RolePolicy": 1,
+        "aws:lambda/function:Function": 1,
+        "aws:cloudwatch/eventRule:EventRule": 1,
+        "aws:cloudwatch/eventTarget:EventTarget": 1,
+        "aws:lambda/permission:Permission": 1,
+    },
 }
 ENDPOINT_COMMON = {
     "aws:cloudwatch/logGroup:LogGroup": 1,

@@ -35,7 +35,7 @@ def test_a_pinned_layer_replaces_the_lookup(run_stack, pulumi_mocks) -> None:
     finally:
         pulumi_mocks.missing_parameters.clear()
     functions = run.of_type("aws:lambda/function:Function")
-    assert len(functions) == 6 and all(PINNED in f.inputs["layers"] for f in functions)
+    assert len(functions) == 7 and all(PINNED in f.inputs["layers"] for f in functions)
 
 
 def test_layer_arn_setting_is_validated() -> None:

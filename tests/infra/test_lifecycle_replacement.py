@@ -20,6 +20,9 @@ this audit:
 - Lambda functions, log groups, the KMS alias, the dashboard, the model package group and the
   log resource policy: listed with no other forcing input, because this program sets none of the
   provider's ForceNew inputs on them besides the name (re-check when adding inputs).
+- internal/service/ssm/parameter.go: besides the name only "tier" forces a replacement, and
+  only from Advanced to Standard (CustomizeDiff ForceNewIfChange("tier", ...)); "type" and
+  "value" update in place. This program always sets Standard.
 - internal/service/lambda/layer_version.go: every argument is ForceNew, and each replacement is
   a new version of the same layer name (PublishLayerVersion), so a fixed layer name never
   collides.
@@ -40,6 +43,7 @@ REPLACEMENT_FORCING: dict[str, tuple[str, tuple[str, ...]]] = {
     "aws:sagemaker/modelPackageGroup:ModelPackageGroup": ("modelPackageGroupName", ()),
     "aws:cloudwatch/logResourcePolicy:LogResourcePolicy": ("policyName", ()),
     "aws:appautoscaling/policy:Policy": ("name", ("resourceId",)),
+    "aws:ssm/parameter:Parameter": ("name", ()),
 }
 # Fixed names that are safe by construction (the docstring says why).
 NAME_DERIVED_FROM_FORCING_INPUTS = {"aws:sagemaker/trainingJob:TrainingJob"}

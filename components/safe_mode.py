@@ -1,0 +1,242 @@
+"""SafeMode: the drift alarms switch the workflow into safe mode; a person switches it back.
+
+- The flag: an SSM parameter ``/scones-<stack>/safe-mode`` (SecureString, the stack's KMS key,
+  standard tier), deployed off. Its value belongs to the alarm and the operators after that:
+  ``ignore_changes=["value"]``, so a later ``pulumi up`` never clears (or sets) safe mode.
+- The trigger: an EventBridge rule on CloudWatch's "CloudWatch Alarm State Change" events for
+  exactly the drift alarms, state ALARM. CloudWatch sends these events for every alarm state
+  change and guarantees their delivery (Amazon CloudWatch user guide, "Alarm events and
+  EventBridge",
+  https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/cloudwatch-and-eventbridge.html),
+  so the alarms themselves are unchanged: they still notify the alarm topic. (The alternative,
+  an alarm action to an SNS topic with a subscribed function, would need the shared alarm topic
+  to carry every alarm to the function and a filter in code.)
+- The setter: the function ``scones-<stack>-safe-mode`` (``lambdas.safe_mode.handler``, the
+  workflow's zip), invoked by the rule (the invoke permission names the rule as its source)
+  and by ``python -m local safe-mode status|clear --stack <stack>`` with a person's
+  credentials. Its role may read and write only the flag (and use the key only for it, through
+  the ``PARAMETER_ARN`` encryption context), write its own log group (EMF metrics
+  ``SafeModeEntered`` / ``SafeModeCleared``) and X-Ray.
+
+The filter step reads the flag (components/function_policies.py grants it GetParameter on the
+same ARN, ``parameter_arn``); docs/monitoring.md#safe-mode describes the whole loop. The stack
+builds this component after the drift alarms it watches, so the filter function does not wait
+for the parameter: on a stack's first deploy a request that arrived before the parameter
+existed would go to review (the filter fails closed), never be routed unchecked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from components.function_policies import safe_mode_statements
+from components.iam import (
+    XRAY_WRITE_ACTIONS,
+    assume_role_policy,
+    document,
+    log_group_arns,
+    statement,
+)
+from components.inference_functions import (
+    METRICS_NAMESPACE,
+    RUNTIME,
+    powertools_layer_arn,
+    zip_source_hash,
+)
+from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
+from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
+from lambdas.safe_mode.flag import INITIAL, KEY_ENV, PARAMETER_ENV, parameter_name
+
+HANDLER = "lambdas.safe_mode.handler.lambda_handler"
+
+
+def function_name(stack: str) -> str:
+    return f"scones-{stack}-safe-mode"
+
+
+def parameter_arn(
+    stack: str, region: str, account_id: pulumi.Input[str], partition: str = "aws"
+) -> pulumi.Output[str]:
+    """The flag's ARN (a parameter whose name starts with "/" has no extra "/" in its ARN)."""
+    return pulumi.Output.concat(
+        f"arn:{partition}:ssm:{region}:", account_id, f":parameter{parameter_name(stack)}"
+    )
+
+
+def alarm_event_pattern(alarm_names: Sequence[str]) -> str:
+    """EventBridge pattern: these alarms (exact names) changing to ALARM."""
+    if not alarm_names:
+        raise ValueError("safe mode needs at least one alarm to watch")
+    return json.dumps(
+        {
+            "source": [ALARM_SOURCE],
+            "detail-type": [ALARM_DETAIL_TYPE],
+            "detail": {"alarmName": sorted(alarm_names), "state": {"value": ["ALARM"]}},
+        },
+        sort_keys=True,
+    )
+
+
+def review_widget(region: str, service: str) -> dict:
+    """Dashboard graph: cases sent to review per reason, and safe mode entered / cleared."""
+    metrics = [
+        [METRICS_NAMESPACE, REVIEW_METRIC, REASON_DIMENSION, reason.value, "service", service,
+         {"label": f"to review: {reason.value}"}]
+        for reason in ReviewReason
+    ] + [
+        [METRICS_NAMESPACE, name, "service", service, {"label": label}]
+        for name, label in (("SafeModeEntered", "safe mode entered"),
+                            ("SafeModeCleared", "safe mode cleared"))
+    ]
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "Review by reason, and safe mode",
+            "region": region,
+            "stat": "Sum",
+            "period": 300,
+            "metrics": metrics,
+        },
+    }
+
+
+@dataclass
+class SafeModeArgs:
+    stack: str
+    region: str
+    account_id: pulumi.Input[str]
+    lambda_zip: Path
+    kms_key_arn: pulumi.Input[str]
+    alarm_names: Sequence[pulumi.Input[str]]  # the drift alarms that switch safe mode on
+    log_retention_days: int
+    service_name: str  # Powertools service: the workflow's, so its metrics sit beside them
+    partition: str = "aws"
+    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
+
+
+class SafeMode(pulumi.ComponentResource):
+    parameter: aws.ssm.Parameter
+    function: aws.lambda_.Function
+    role: aws.iam.Role
+    log_group: aws.cloudwatch.LogGroup
+    rule: aws.cloudwatch.EventRule
+
+    def __init__(
+        self, name: str, args: SafeModeArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("scones:monitoring:SafeMode", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        fname = function_name(args.stack)
+        self.parameter_name = parameter_name(args.stack)
+        self.parameter = aws.ssm.Parameter(
+            f"{name}-flag",
+            name=self.parameter_name,
+            description=(
+                f"scones {args.stack}: safe mode (every request to human review) while on; "
+                "set by the drift alarms, cleared by a person"
+            ),
+            type="SecureString",
+            key_id=args.kms_key_arn,
+            tier="Standard",
+            value=INITIAL.to_json(),
+            # The alarm and the operators own the value once deployed.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        )
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-logs",
+            name=f"/aws/lambda/{fname}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        self.role = aws.iam.Role(
+            f"{name}-role",
+            description=f"scones {args.stack}: safe-mode switch",
+            assume_role_policy=assume_role_policy(
+                "lambda.amazonaws.com", source_account=args.account_id
+            ),
+            opts=child,
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(
+                [
+                    *safe_mode_statements(
+                        parameter_arn=self.parameter.arn,
+                        kms_key_arn=args.kms_key_arn,
+                        write=True,
+                    ),
+                    statement(
+                        ["logs:CreateLogStream", "logs:PutLogEvents"],
+                        log_group_arns(self.log_group.arn),
+                        sid="WriteOwnLogGroupAndEmfMetrics",
+                    ),
+                    statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                ]
+            ),
+            opts=child,
+        )
+        self.function = aws.lambda_.Function(
+            f"{name}-function",
+            name=fname,
+            description=f"scones {args.stack}: switch safe mode on (drift alarm) or off (a person)",
+            runtime=RUNTIME,
+            architectures=["x86_64"],
+            handler=HANDLER,
+            code=pulumi.FileArchive(str(args.lambda_zip)),
+            source_code_hash=zip_source_hash(args.lambda_zip),
+            role=self.role.arn,
+            layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
+            memory_size=256,
+            timeout=15,
+            environment={
+                "variables": {
+                    PARAMETER_ENV: self.parameter_name,
+                    KEY_ENV: args.kms_key_arn,
+                    "POWERTOOLS_SERVICE_NAME": args.service_name,
+                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                    "POWERTOOLS_LOG_LEVEL": "INFO",
+                }
+            },
+            tracing_config={"mode": "Active"},
+            logging_config={
+                "log_format": "JSON",
+                "log_group": self.log_group.name,
+                "application_log_level": "INFO",
+                "system_log_level": "WARN",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
+        )
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-on-drift-alarm",
+            description=f"scones {args.stack}: a drift alarm fired: switch safe mode on",
+            event_pattern=pulumi.Output.all(*args.alarm_names).apply(alarm_event_pattern),
+            opts=child,
+        )
+        self.target = aws.cloudwatch.EventTarget(
+            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
+        )
+        self.permission = aws.lambda_.Permission(
+            f"{name}-invoke",
+            action="lambda:InvokeFunction",
+            function=self.function.name,
+            principal="events.amazonaws.com",
+            source_arn=self.rule.arn,
+            opts=child,
+        )
+        self.register_outputs(
+            {
+                "parameterName": self.parameter_name,
+                "parameterArn": self.parameter.arn,
+                "functionName": self.function.name,
+                "ruleArn": self.rule.arn,
+            }
+        )
