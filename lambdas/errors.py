@@ -7,6 +7,8 @@ without changing ``lambdas/workflow_definition.py`` and docs/design.md together.
 
 from __future__ import annotations
 
+from lambdas.review_reasons import ReviewReason
+
 
 class WorkflowError(Exception):
     """Base of the terminal, named errors: retrying cannot fix them."""
@@ -32,8 +34,30 @@ class EndpointError(WorkflowError):
     """The model endpoint refused the request or answered something that is not a prediction."""
 
 
-class LowConfidence(WorkflowError):
+class ReviewNeeded(WorkflowError):
+    """Base of the outcomes that hand the case to a person: the message is
+    ``"<reason>: <detail>"`` (a ``ReviewReason`` value, then words for the reviewer), which the
+    review message, the review list and the page show."""
+
+    default_reason: ReviewReason = ReviewReason.LOW_CONFIDENCE
+
+    def __init__(self, detail: str, reason: ReviewReason | None = None) -> None:
+        self.reason = ReviewReason(reason or self.default_reason)
+        self.detail = detail
+        super().__init__(f"{self.reason}: {detail}")
+
+
+class LowConfidence(ReviewNeeded):
     """The best class probability is below the threshold: a person has to look at the image."""
+
+    default_reason = ReviewReason.LOW_CONFIDENCE
+
+
+class OutOfDistribution(ReviewNeeded):
+    """The endpoint's safety gate judged the photo unlike the training photos (too dark,
+    blurred, flat, noise, or content the network does not know): a person has to look."""
+
+    default_reason = ReviewReason.OUT_OF_DISTRIBUTION
 
 
 class SafeMode(WorkflowError):
@@ -64,5 +88,6 @@ NAMED_ERRORS: tuple[str, ...] = (
     "ImageTooLarge",
     "EndpointError",
     "LowConfidence",
+    "OutOfDistribution",
     "SafeMode",
 )

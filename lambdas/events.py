@@ -47,12 +47,34 @@ CLASSIFY_INPUT: dict[str, Any] = {
     "required": ["s3_bucket", "s3_key", "image_data"],
 }
 
+# The endpoint's safety-gate verdict the classify step adds (training/gate.py, docs/design.md).
+GATE: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "in_distribution": {"type": "boolean"},
+        "failed": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "check": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["check", "kind", "detail"],
+            },
+        },
+        "scores": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+    "required": ["in_distribution", "failed"],
+}
 FILTER_INPUT: dict[str, Any] = {
     "$schema": "http://json-schema.org/draft-07/schema#",
     "type": "object",
     "properties": {
         **_BASE_PROPERTIES,
         "inferences": {"type": "array", "minItems": 2, "items": {"type": "number"}},
+        "gate": GATE,
     },
     "required": ["s3_bucket", "s3_key", "inferences"],
 }

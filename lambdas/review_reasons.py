@@ -13,7 +13,9 @@ from enum import StrEnum
 class ReviewReason(StrEnum):
     # The best class probability is below the confidence threshold.
     LOW_CONFIDENCE = "low_confidence"
-    # The per-request gate judged the photo unlike the training distribution.
+    # The endpoint's safety gate judged the photo unlike the training photos: its input
+    # quality (too dark, bright, blurred, flat, noisy) or its content (feature distance);
+    # the detail names which (training/gate.py, docs/safety.md).
     OUT_OF_DISTRIBUTION = "out_of_distribution"
     # A drift alarm switched the workflow into safe mode: every request goes to a person.
     SAFE_MODE = "safe_mode"
@@ -23,6 +25,7 @@ class ReviewReason(StrEnum):
 # the reason each case carries (the state machine writes it to the case's ``reason``).
 REVIEW_ERRORS: Mapping[str, ReviewReason] = {
     "LowConfidence": ReviewReason.LOW_CONFIDENCE,
+    "OutOfDistribution": ReviewReason.OUT_OF_DISTRIBUTION,
     "SafeMode": ReviewReason.SAFE_MODE,
 }
 

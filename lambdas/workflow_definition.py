@@ -7,9 +7,10 @@ and the offline run execute the same graph:
          |           |          |      ^  |            |-> RejectedByReviewer (Succeed)
          |           |          |      |  |            \\-> NoRoute (Fail)
          |           |          |      |  \\-> InvalidEvent / UnexpectedError (Fail)
-         |           |          \\-> LowConfidence / SafeMode -> Review_<error> (Pass: adds
-         |           |              "reason") -> PublishForReview (SNS) -> AwaitReview (SQS,
-         |           |              waitForTaskToken) -> Route with the person's decision
+         |           |          \\-> LowConfidence / OutOfDistribution / SafeMode ->
+         |           |              Review_<error> (Pass: adds "reason") -> PublishForReview
+         |           |              (SNS) -> AwaitReview (SQS, waitForTaskToken) -> Route with
+         |           |              the person's decision
          |           |                 \\-> ReviewNotPublished / ReviewNotQueued /
          |           |                     ReviewExpired (Fail)
          |           \\-> EndpointError / InvalidImage / ImageTooLarge / InvalidEvent (Fail)

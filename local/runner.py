@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lambdas.config import REJECTED_ROUTE
+from lambdas.review_reasons import REVIEW_ERRORS
 
 
 @dataclass
@@ -109,7 +110,7 @@ def make_events(
     return specs
 
 
-_CONFIDENCE = re.compile(r"best class '([^']+)' has confidence ([0-9.]+)")
+_CONFIDENCE = re.compile(r"best class '([^']+)' (?:has|at) confidence ([0-9.]+)")
 
 
 def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
@@ -139,7 +140,7 @@ def _result(spec: EventSpec, desc: dict[str, Any], latency_ms: float) -> Result:
             message = json.loads(desc.get("cause") or "{}").get("errorMessage", "")
         except (json.JSONDecodeError, AttributeError):
             message = str(desc.get("cause") or "")
-        outcome = "needs_review" if error == "LowConfidence" else error
+        outcome = "needs_review" if error in REVIEW_ERRORS else error
         found = _CONFIDENCE.search(message)
         if found:
             predicted, confidence = found.group(1), float(found.group(2))

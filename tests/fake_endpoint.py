@@ -18,8 +18,23 @@ from typing import Any
 Answer = tuple[int, dict[str, str], bytes]
 
 
-def ok(probabilities: list[float]) -> Answer:
-    return 200, {"Content-Type": "application/json"}, json.dumps(probabilities).encode()
+GATE_TYPE = "application/vnd.scones.gate+json"
+PASSED = {"in_distribution": True, "failed": [], "scores": {}}
+
+
+def ok(probabilities: list[float], gate: dict[str, Any] | None = None) -> Answer:
+    """The endpoint's gate answer (what the classify step asks for): probabilities + verdict."""
+    body = {"probabilities": probabilities, "gate": gate or PASSED}
+    return 200, {"Content-Type": GATE_TYPE}, json.dumps(body).encode()
+
+
+def gate_failed(check: str, kind: str, detail: str) -> dict[str, Any]:
+    """A failed gate verdict as training.gate.check writes it."""
+    return {
+        "in_distribution": False,
+        "failed": [{"check": check, "kind": kind, "value": 0.0, "detail": detail}],
+        "scores": {check: 0.0},
+    }
 
 
 def error(code: str, status: int, message: str, original_status: int | None = None) -> Answer:
@@ -52,6 +67,7 @@ class FakeEndpoint:
                     {
                         "path": self.path,
                         "content_type": self.headers.get("Content-Type"),
+                        "accept": self.headers.get("Accept"),
                         "body": body,
                     }
                 )
@@ -67,6 +83,11 @@ class FakeEndpoint:
                     else:
                         answer = fake.default
                 status, headers, payload = answer
+                wants_gate = self.headers.get("Accept") == GATE_TYPE
+                if headers.get("Content-Type") == GATE_TYPE and not wants_gate:
+                    # As the real endpoint: without the opt-in type, the bare probability list.
+                    headers = {**headers, "Content-Type": "application/json"}
+                    payload = json.dumps(json.loads(payload)["probabilities"]).encode()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)

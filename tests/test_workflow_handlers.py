@@ -260,8 +260,14 @@ def test_classify_handler_calls_the_endpoint_and_captures(
             "image_data": base64.b64encode(JPEG_OK).decode(),
         }
         out = lambda_handler(event, Context())
-        assert out == {"s3_bucket": BUCKET, "s3_key": "test/moto.jpg", "inferences": [0.2, 0.8]}
+        assert out == {
+            "s3_bucket": BUCKET,
+            "s3_key": "test/moto.jpg",
+            "inferences": [0.2, 0.8],
+            "gate": {"in_distribution": True, "failed": [], "scores": {}},
+        }
         assert endpoint.requests[-1]["content_type"] == "image/jpeg"
+        assert endpoint.requests[-1]["accept"] == "application/vnd.scones.gate+json"
         assert endpoint.requests[-1]["body"] == JPEG_OK
         keys = [
             o["Key"]
@@ -271,7 +277,9 @@ def test_classify_handler_calls_the_endpoint_and_captures(
         line = aws_env.s3.get_object(Bucket=BUCKET, Key=keys[0])["Body"].read().decode()
         record = json.loads(line)
         assert base64.b64decode(record["captureData"]["endpointInput"]["data"]) == JPEG_OK
-        assert json.loads(record["captureData"]["endpointOutput"]["data"]) == [0.2, 0.8]
+        output = record["captureData"]["endpointOutput"]
+        assert json.loads(output["data"])["probabilities"] == [0.2, 0.8]
+        assert output["observedContentType"] == "application/vnd.scones.gate+json"
 
         endpoint.answers.append(error("ThrottlingException", 400, "slow down"))
         from lambdas.errors import EndpointUnavailable

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from fake_endpoint import FakeEndpoint, error, ok
+from fake_endpoint import FakeEndpoint, error, gate_failed, ok
 from moto import mock_aws
 from workflow_support import (
     BUCKET,
@@ -25,7 +25,6 @@ from workflow_support import (
 )
 
 from lambdas import aws
-from lambdas.review_reasons import REVIEW_ERRORS
 from local import lambda_runtime
 
 PNG_OK = png_bytes(seed=1)
@@ -99,6 +98,7 @@ def test_bicycle_png_is_routed_nearby_and_published(stack: tuple[Workflow, FakeE
         "s3_key": "test/bicycle_s_000001.png",
         "driver_id": "d-42",
         "inferences": [0.97, 0.03],
+        "gate": {"in_distribution": True, "failed": [], "scores": {}},
         "label": "bicycle",
         "confidence": 0.97,
         "route": "nearby",
@@ -186,6 +186,32 @@ def test_low_confidence_waits_on_the_review_queue_and_a_person_routes_the_driver
         "source": case.image,
     }
     assert [c for c in _pending(wf) if c.case_id == case.case_id] == []
+
+
+def test_out_of_distribution_goes_to_review_with_its_reason_even_when_confident(
+    stack: tuple[Workflow, FakeEndpoint],
+) -> None:
+    """The endpoint's gate failed (a night shot, docs/safety.md): the confident prediction is
+    not routed; the case waits for a person with the reason in the review message and list."""
+    wf, endpoint = stack
+    endpoint.answers.append(
+        ok([0.99, 0.01], gate_failed("brightness", "input_quality", "brightness 0.05 (too dark)"))
+    )
+    arn = wf.start(_event("test/bicycle_s_000001.png", driver_id="d-8"))
+    desc = wf.wait(arn)
+    assert desc["status"] == "RUNNING" and wf.final_state(arn) == "AwaitReview"
+    published = wf.messages(wf.review_queue)[-1]
+    assert published["error"]["Error"] == "OutOfDistribution"
+    assert published["gate"]["in_distribution"] is False
+    (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
+    assert case.reason == "out_of_distribution"
+    assert case.detail.startswith("out_of_distribution: input quality: brightness 0.05 (too dark)")
+    assert wf.messages(wf.routing_queue) == []
+    _answer(wf, case.case_id, "none")
+    assert wf.wait(arn, stop_at_review=False)["status"] == "SUCCEEDED"
+    assert wf.final_state(arn) == "RejectedByReviewer"
+    (told,) = wf.messages(wf.routing_queue)  # the driver hears the photo was rejected
+    assert told["route"] == "rejected"
 
 
 def test_a_person_rejecting_the_photo_tells_the_driver(
@@ -444,6 +470,7 @@ def test_concurrent_mix_gives_the_same_outcomes_with_local_speedups(
 
 def test_definition_is_well_formed_asl() -> None:
     from lambdas.errors import NAMED_ERRORS
+    from lambdas.review_reasons import REVIEW_ERRORS
     from lambdas.workflow_definition import build_definition
 
     arns = {

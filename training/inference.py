@@ -8,7 +8,9 @@ functions, so local and cloud serving share one code path.
 Request flow: input_fn checks the content type and size and decodes the image (any size);
 predict_fn resizes/crops it to the model's input size, normalises it exactly as training did
 (training.preprocess.to_tensor) and returns softmax(logits / temperature) in class order;
-output_fn renders that as a JSON list.
+output_fn renders that as a JSON list. A request whose Accept names GATE_CONTENT_TYPE
+(training.gate) gets the probabilities plus the safety gate's verdict on the same forward pass
+(gated_predict_fn); docs/design.md gives both shapes.
 
 Rejected requests raise the named errors of training.errors (UnsupportedContentType -> 415,
 InvalidImage -> 400, PayloadTooLarge -> 413, NotAcceptable -> 406). `respond` runs the three
@@ -41,6 +43,7 @@ from training.errors import (
     ServingError,
     UnsupportedContentType,
 )
+from training.gate import GATE_CONTENT_TYPE, GATE_FILE, Gate, GateError, check, load_gate
 from training.model import build_model
 from training.preprocess import decode_image, resize_to, to_tensor
 from training.serving_module import SERVING_MODULE_KEY, ServingModule
@@ -71,6 +74,9 @@ class LoadedModel:
     mean: list[float]
     std: list[float]
     temperature: float
+    # The artifact's gate.json; None for an artifact from before the gate (then the gate's
+    # Accept type is refused with NotAcceptable).
+    gate: Gate | None = None
 
 
 def configure_threads(threads: int | None = None) -> int:
@@ -197,14 +203,26 @@ def model_fn(model_dir: str) -> LoadedModel:
             f"{directory}: the network outputs {tuple(logits.shape[1:])} values per image but "
             f"{META_FILE} lists {len(classes)} classes"
         )
-    return LoadedModel(
+    try:
+        gate = load_gate(directory, len(classes))
+    except GateError as exc:
+        raise ModelArtifactError(str(exc)) from exc
+    loaded = LoadedModel(
         module=module,
         classes=classes,
         input_size=input_size,
         mean=[float(v) for v in meta["mean"]],
         std=[float(v) for v in meta["std"]],
         temperature=temperature,
+        gate=gate,
     )
+    if gate is not None:
+        blank = np.zeros((1, *input_size, 3), np.uint8)
+        try:  # the gate's feature width must be the network's
+            check(blank[0], _forward(blank, loaded)[1][0], gate)
+        except GateError as exc:
+            raise ModelArtifactError(f"{directory / GATE_FILE}: {exc}") from exc
+    return loaded
 
 
 def media_type(header: str | None) -> str:
@@ -237,6 +255,26 @@ def input_fn(request_body: bytes, request_content_type: str | None) -> np.ndarra
     return decode_image(request_body, min_size=(DECODE_MIN_SIDE, DECODE_MIN_SIDE))
 
 
+def _model_input(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
+    """One decoded image (any size) or a batch at the input size -> uint8 batch (N, h, w, 3)."""
+    array = np.asarray(input_data)
+    if array.ndim == 3:
+        return resize_to(array, model.input_size)[None]
+    if array.ndim == 4 and tuple(array.shape[1:3]) == model.input_size:
+        return array
+    raise InvalidImage(f"cannot classify an array of shape {array.shape}")
+
+
+def _forward(batch: np.ndarray, model: LoadedModel) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, C) float64, penultimate features (N, D)) for a uint8 batch."""
+    tensor = to_tensor(batch, model.mean, model.std).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        logits, features = model.module.forward_with_features(tensor)
+    # Softmax in float64 so the probabilities sum to 1 to within ~1e-16 after JSON round-trip.
+    scaled = logits.double() / model.temperature
+    return torch.softmax(scaled, dim=1).numpy(), features.double().numpy()
+
+
 def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
     """Class probabilities (float64, shape (C,), class order, sum 1) for one decoded image.
 
@@ -244,27 +282,53 @@ def predict_fn(input_data: np.ndarray, model: LoadedModel) -> np.ndarray:
     (N, C); used by benchmarks and evaluation.
     """
     array = np.asarray(input_data)
-    if array.ndim == 3:
-        batch = resize_to(array, model.input_size)[None]
-    elif array.ndim == 4 and tuple(array.shape[1:3]) == model.input_size:
-        batch = array
-    else:
-        raise InvalidImage(f"cannot classify an array of shape {array.shape}")
-    tensor = to_tensor(batch, model.mean, model.std).contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        logits = model.module(tensor)
-    # Softmax in float64 so the probabilities sum to 1 to within ~1e-16 after JSON round-trip.
-    scaled = logits.double() / model.temperature
-    probabilities = torch.softmax(scaled, dim=1).numpy()
+    probabilities, _ = _forward(_model_input(array, model), model)
     return probabilities[0] if array.ndim == 3 else probabilities
 
 
-def output_fn(prediction: np.ndarray, accept: str | None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class GatedPrediction:
+    """Probabilities (C,) plus the safety gate's verdict (training.gate.check) on one image."""
+
+    probabilities: np.ndarray
+    gate: dict[str, Any]
+
+
+def gated_predict_fn(input_data: np.ndarray, model: LoadedModel) -> GatedPrediction:
+    """predict_fn for one decoded image, plus the gate's verdict from the same forward pass.
+
+    Raises NotAcceptable (406) when the artifact has no gate.json."""
+    if model.gate is None:
+        raise NotAcceptable(
+            f"accept {GATE_CONTENT_TYPE!r} needs the artifact's {GATE_FILE}, which this model "
+            "lacks; retrain it"
+        )
+    array = np.asarray(input_data)
+    if array.ndim != 3:
+        raise InvalidImage(f"the gate judges one decoded image, got an array of {array.shape}")
+    batch = _model_input(array, model)
+    probabilities, features = _forward(batch, model)
+    return GatedPrediction(probabilities[0], check(batch[0], features[0], model.gate))
+
+
+def wants_gate(accept: str | None) -> bool:
+    """True when the Accept header names the gate's type (training.gate.GATE_CONTENT_TYPE)."""
+    return GATE_CONTENT_TYPE in {media_type(part) for part in (accept or "").split(",")}
+
+
+def output_fn(prediction: np.ndarray | GatedPrediction, accept: str | None) -> tuple[str, str]:
     """Render probabilities as the JSON list docs/design.md specifies; returns (body, content type).
 
     Accept may be absent, */*, application/* or application/json (SageMaker's default);
-    anything else raises NotAcceptable (406).
+    anything else raises NotAcceptable (406). A GatedPrediction (Accept naming
+    GATE_CONTENT_TYPE) renders as {"probabilities": [...], "gate": {...}} of that type.
     """
+    if isinstance(prediction, GatedPrediction):
+        body = {
+            "probabilities": np.asarray(prediction.probabilities, dtype=np.float64).tolist(),
+            "gate": prediction.gate,
+        }
+        return json.dumps(body), GATE_CONTENT_TYPE
     wanted = {media_type(part) for part in (accept or "").split(",")}
     if not wanted & {"", "*/*", "application/*", JSON_CONTENT_TYPE}:
         raise NotAcceptable(f"accept {accept!r} is not supported; this endpoint answers JSON")
@@ -299,7 +363,10 @@ def respond(
     {"error": "InternalFailure", "message": "TYPE: TEXT"}: the traceback stays in the log.
     """
     try:
-        prediction = predict_fn(input_fn(body, content_type), model)  # type: ignore[arg-type]
+        image = input_fn(body, content_type)  # type: ignore[arg-type]
+        prediction = (
+            gated_predict_fn(image, model) if wants_gate(accept) else predict_fn(image, model)
+        )
         payload, response_type = output_fn(prediction, accept)
     except ServingError as exc:
         return Reply(exc.status, error_body(exc))

@@ -16,7 +16,7 @@ compute time as 150 in float32); the served logits average the image and its mir
 and the drift baseline is built from it. The test split is only measured, and the quality
 gate compares its accuracy with --min-accuracy.
 
-The model dir receives model.pth, model_meta.json, metrics.json, baseline.json and code/
+The model dir receives model.pth, model_meta.json, metrics.json, baseline.json, gate.json and code/
 (inference.py + the training modules it imports), i.e. SageMaker's model.tar.gz deploys as is.
 
 It also receives model.ts, the frozen forward pass the endpoint serves (training.serving_module),
@@ -44,11 +44,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.augment import augment, mixup
+from training.augment import augment, mixup, random_crop, random_flip
 from training.cifar import Split, parse_classes
 from training.errors import DatasetError, QualityGateFailed, StagedDataError
 from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
 from training.model import DEFAULT_ARCH, bfloat16_supported, build_model, count_parameters
+from training.outliers import outlier_pool, uniform_loss
 from training.preprocess import to_tensor
 from training.serving_module import SERVING_MODULE_KEY, ServingModule
 from training.serving_module import freeze as freeze_serving_module
@@ -60,6 +61,7 @@ WEIGHTS_FILE = "model.pth"
 META_FILE = "model_meta.json"
 METRICS_FILE = "metrics.json"
 BASELINE_FILE = "baseline.json"
+GATE_FILE = "gate.json"
 CODE_DIR = "code"
 FAILURE_FILE = "failure"  # in SM_OUTPUT_DIR (/opt/ml/output)
 INPUT_SIZE = (32, 32)
@@ -69,6 +71,9 @@ EXIT_DATA_ERROR = 2
 # How the recipe's network computes (training.model); the serve benchmark builds the same.
 DEFAULT_PRECISION = "auto"
 DEFAULT_TTA_FLIP = 1
+# Outlier exposure (training.outliers): chosen in docs/safety.md.
+DEFAULT_OUTLIER_WEIGHT = 0.5
+OUTLIER_POOL_SIZE = 4000
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -120,6 +125,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="serve (and calibrate) the mean logits of the image and its mirror image",
     )
     p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument(
+        "--outlier-weight",
+        type=float,
+        default=DEFAULT_OUTLIER_WEIGHT,
+        help="outlier exposure: weight of the uniform-prediction loss on synthetic outliers "
+        "(training.outliers), 0 = off",
+    )
+    p.add_argument(
+        "--outlier-batch", type=int, default=32, help="synthetic outliers per training step"
+    )
     p.add_argument("--widths", default=",".join(map(str, DEFAULT_ARCH["widths"])))
     p.add_argument("--blocks", default=",".join(map(str, DEFAULT_ARCH["blocks"])))
     p.add_argument("--seed", type=int, default=0)
@@ -183,6 +198,14 @@ def _logits(
     return torch.cat(out).double().numpy() if out else np.zeros((0, 0))
 
 
+def _features(model: nn.Module, x: torch.Tensor, batch: int = 256) -> np.ndarray:
+    """Penultimate features (N, D) in eval mode: what the serving gate measures distances on."""
+    model.eval()
+    with torch.inference_mode():
+        out = [model.forward_with_features(x[i : i + batch])[1] for i in range(0, len(x), batch)]
+    return torch.cat(out).double().numpy()
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -194,8 +217,16 @@ def fit(
     mean: list[float],
     std: list[float],
     log: Any = print,
+    outliers: torch.Tensor | None = None,
 ) -> list[dict[str, float]]:
-    """Train in place; returns one history row per epoch (printed as progress)."""
+    """Train in place; returns one history row per epoch (printed as progress).
+
+    `outliers` (normalised NCHW, training.outliers' pool): each step adds
+    `args.outlier_batch` of them to the batch, their predictions pulled towards uniform with
+    weight `args.outlier_weight` (outlier exposure)."""
+    use_outliers = (
+        outliers is not None and len(outliers) > 0 and getattr(args, "outlier_weight", 0) > 0
+    )
     steps_per_epoch = max(1, len(x) // args.batch_size)
     total = steps_per_epoch * args.epochs
     optimizer = torch.optim.SGD(
@@ -217,6 +248,8 @@ def fit(
         model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
         x_val = x_val.contiguous(memory_format=torch.channels_last)
+        if use_outliers:
+            outliers = outliers.contiguous(memory_format=torch.channels_last)
     ema = None
     if args.ema > 0:
         # An exponential moving average of the weights (and BatchNorm statistics) is a cheap
@@ -250,8 +283,17 @@ def fit(
             xb, ya, yb2, lam = mixup(xb, yb, rng, args.mixup_alpha)
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            logits = model(xb)
+            if use_outliers:
+                pick = torch.from_numpy(rng.integers(0, len(outliers), size=args.outlier_batch))
+                xo = random_flip(random_crop(outliers[pick], rng, args.padding), rng)
+                # One forward pass: BatchNorm sees photos and outliers together, as at serving.
+                all_logits = model(torch.cat([xb, xo]))
+                logits, outlier_logits = all_logits[: len(xb)], all_logits[len(xb) :]
+            else:
+                logits = model(xb)
             loss = lam * criterion(logits, ya) + (1.0 - lam) * criterion(logits, yb2)
+            if use_outliers:
+                loss = loss + args.outlier_weight * uniform_loss(outlier_logits)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -430,8 +472,15 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     x_fit = to_tensor(fit_images, mean, std)
     y_fit = torch.from_numpy(train_split.labels[fit_idx])
     x_val = to_tensor(val.images, mean, std)
+    x_outliers = None
+    if args.outlier_weight > 0:
+        # Its own stream: the pool does not shift the draws the rest of training makes.
+        pool = outlier_pool(fit_images, OUTLIER_POOL_SIZE, np.random.default_rng([args.seed, 1]))
+        x_outliers = to_tensor(pool, mean, std)
     train_start = time.perf_counter()
-    history = fit(model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log)
+    history = fit(
+        model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log, outliers=x_outliers
+    )
     train_seconds = time.perf_counter() - train_start
 
     # Everything measured from here on (temperature, metrics, gate, baseline) is the frozen
@@ -448,6 +497,17 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     val_metrics = classification_metrics(val_probs, val.labels, classes, args.threshold)
 
     from training.baseline import build_baseline  # numpy-only; imported late to keep CLI fast
+    from training.gate import fit_gate
+
+    # The gate (docs/safety.md): statistic ranges of the whole training split, feature-space
+    # class means of the fit split, the distance limit from the validation split.
+    gate = fit_gate(
+        train_split.images,
+        _features(model, x_fit),
+        train_split.labels[fit_idx],
+        _features(model, x_val),
+        len(classes),
+    )
 
     # Input statistics don't depend on the model, so the whole training split (not just the
     # 120 validation images) is their reference: clean-traffic PSI is much less noisy.
@@ -471,6 +531,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     }
     _write_json(model_dir / META_FILE, meta)
     _write_json(model_dir / BASELINE_FILE, baseline)
+    # Compact: the feature matrices would take a line per number indented.
+    (model_dir / GATE_FILE).write_text(json.dumps(gate.to_json(), sort_keys=True) + "\n")
     code_files = write_code_dir(model_dir / CODE_DIR)
     metrics = {
         "data": data_counts,
@@ -511,6 +573,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     "channels_last",
                     "precision",
                     "tta_flip",
+                    "outlier_weight",
+                    "outlier_batch",
                 )
             },
             "train_seconds": round(train_seconds, 2),

@@ -23,7 +23,12 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
 
 
 def capture_record(
-    request: bytes, content_type: str, response_body: str, when: dt.datetime, event_id: str
+    request: bytes,
+    content_type: str,
+    response_body: str,
+    when: dt.datetime,
+    event_id: str,
+    response_type: str = "application/json",
 ) -> dict[str, Any]:
     return {
         "captureData": {
@@ -34,7 +39,7 @@ def capture_record(
                 "encoding": "BASE64",
             },
             "endpointOutput": {
-                "observedContentType": "application/json",
+                "observedContentType": response_type,
                 "mode": "OUTPUT",
                 "data": response_body,
                 "encoding": "JSON",
@@ -66,11 +71,14 @@ def write_capture(
     content_type: str,
     response_body: str,
     when: dt.datetime | None = None,
+    response_type: str = "application/json",
 ) -> str:
     """Write one capture file holding this request/response to (bucket, prefix); return its key."""
     bucket, prefix = target
     when = when or dt.datetime.now(dt.UTC)
-    record = capture_record(request, content_type, response_body, when, str(uuid.uuid4()))
+    record = capture_record(
+        request, content_type, response_body, when, str(uuid.uuid4()), response_type
+    )
     key = capture_key(prefix, endpoint, variant, when, str(uuid.uuid4()))
     body = (json.dumps(record, separators=(",", ":")) + "\n").encode("utf-8")
     s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonlines")

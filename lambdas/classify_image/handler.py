@@ -10,7 +10,12 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.aws import client
 from lambdas.classify_image.capture import parse_s3_uri, write_capture
-from lambdas.classify_image.logic import classified, decode_image, invoke
+from lambdas.classify_image.logic import (
+    GATE_CONTENT_TYPE,
+    classified,
+    decode_image,
+    invoke,
+)
 from lambdas.config import parse_classes, require
 from lambdas.events import CLASSIFY_INPUT, validate_event
 from lambdas.observability import powertools, with_invocation_keys
@@ -47,6 +52,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
                 data,
                 prediction.content_type,
                 prediction.body,
+                response_type=GATE_CONTENT_TYPE,
             )
             metrics.add_metric(name="CaptureWritten", unit=MetricUnit.Count, value=1)
         except Exception:

@@ -1,4 +1,5 @@
-"""Send the image to the SageMaker endpoint and check the answer is a probability list."""
+"""Send the image to the SageMaker endpoint and check the answer: the class probabilities
+plus the safety gate's verdict (the endpoint's opt-in GATE_CONTENT_TYPE, docs/design.md)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,11 @@ _TRANSIENT_CODES = {
 }
 _TRANSIENT_HTTP = {429, 502, 503, 504}
 _SUM_TOLERANCE = 0.01
+# The endpoint's opt-in answer type: {"probabilities": [...], "gate": {...}}. Its home is
+# training/gate.py (the Lambda zip ships lambdas/ only); a test keeps the two equal. SageMaker
+# passes Accept through to the container as "the desired MIME type of the inference response"
+# (https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_runtime_InvokeEndpoint.html).
+GATE_CONTENT_TYPE = "application/vnd.scones.gate+json"
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Prediction:
     body: str
     content_type: str
     variant: str
+    gate: dict[str, Any] | None = None
 
 
 def decode_image(event: dict[str, Any]) -> bytes:
@@ -68,6 +75,26 @@ def parse_probabilities(body: str, classes: tuple[str, ...]) -> list[float]:
     return probs
 
 
+def parse_gated(body: str, classes: tuple[str, ...]) -> tuple[list[float], dict[str, Any]]:
+    """(probabilities, gate) from the gate answer; EndpointError when it is not that shape."""
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        raise EndpointError(f"endpoint answered non-JSON: {body[:120]!r}") from None
+    gate = value.get("gate") if isinstance(value, dict) else None
+    if (
+        not isinstance(value, dict)
+        or not isinstance(gate, dict)
+        or not isinstance(gate.get("in_distribution"), bool)
+        or not isinstance(gate.get("failed"), list)
+    ):
+        raise EndpointError(
+            f"endpoint answered {body[:120]!r}; expected {GATE_CONTENT_TYPE} "
+            '{"probabilities": [...], "gate": {"in_distribution", "failed", ...}}'
+        )
+    return parse_probabilities(json.dumps(value.get("probabilities")), classes), gate
+
+
 def _client_error(exc: Any, endpoint_name: str) -> Exception:
     response = exc.response
     code = str(response.get("Error", {}).get("Code", ""))
@@ -85,6 +112,8 @@ def _client_error(exc: Any, endpoint_name: str) -> Exception:
             return InvalidImage(f"{where} could not decode the image: {message}")
         if status == 413:
             return ImageTooLarge(f"{where} refused the image as too large: {message}")
+        if status == 406:  # a model artifact without gate.json cannot answer the gate's type
+            return EndpointError(f"{where} cannot answer {GATE_CONTENT_TYPE}: {message}")
     return EndpointError(f"{where}: {code or status}: {message}")
 
 
@@ -97,7 +126,7 @@ def invoke(runtime: Any, endpoint_name: str, data: bytes, classes: tuple[str, ..
         response = runtime.invoke_endpoint(
             EndpointName=endpoint_name,
             ContentType=content_type,
-            Accept="application/json",
+            Accept=GATE_CONTENT_TYPE,
             Body=data,
         )
         body = response["Body"].read().decode("utf-8", errors="replace")
@@ -105,17 +134,21 @@ def invoke(runtime: Any, endpoint_name: str, data: bytes, classes: tuple[str, ..
         raise _client_error(exc, endpoint_name) from None
     except BotoCoreError as exc:  # connection refused, timeouts: the endpoint may come back
         raise EndpointUnavailable(f"endpoint {endpoint_name!r} unreachable: {exc}") from None
-    probs = parse_probabilities(body, classes)
+    probs, gate = parse_gated(body, classes)
     return Prediction(
         probabilities=probs,
         body=body,
         content_type=content_type,
         variant=str(response.get("InvokedProductionVariant") or "AllTraffic"),
+        gate=gate,
     )
 
 
 def classified(event: dict[str, Any], prediction: Prediction) -> dict[str, Any]:
-    """The event with the endpoint's list as ``inferences`` and ``image_data`` dropped."""
+    """The event with the endpoint's probabilities as ``inferences``, its gate verdict as
+    ``gate`` and ``image_data`` dropped."""
     out = {k: v for k, v in event.items() if k != "image_data"}
     out["inferences"] = prediction.probabilities
+    if prediction.gate is not None:
+        out["gate"] = prediction.gate
     return out

@@ -194,11 +194,14 @@ def _decode_data(block: Any, which: str) -> bytes:
 
 
 def parse_probabilities(raw: bytes, n_classes: int) -> tuple[float, ...]:
-    """The endpoint's answer: a JSON list of n_classes probabilities summing to 1."""
+    """The endpoint's answer: a JSON list of n_classes probabilities summing to 1, or the gate
+    answer (``{"probabilities": [...], "gate": {...}}``, docs/design.md) holding one."""
     try:
         value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _Corrupt("bad_output", "endpointOutput is not JSON") from exc
+    if isinstance(value, dict):
+        value = value.get("probabilities")
     if (
         not isinstance(value, list)
         or len(value) != n_classes

@@ -46,6 +46,7 @@ FUNCTION_MODULES = (
     "lambdas/__init__.py",
     "lambdas/aws.py",
     "lambdas/errors.py",
+    "lambdas/review_reasons.py",  # imported by lambdas/errors.py
     "lambdas/detect_drift/__init__.py",
     "lambdas/detect_drift/analysis.py",
     "lambdas/detect_drift/capture.py",

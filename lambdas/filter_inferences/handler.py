@@ -1,7 +1,10 @@
-"""Step 3: accept the prediction when its confidence meets CONFIDENCE_THRESHOLD.
+"""Step 3: accept the prediction when the endpoint's safety gate passed and its confidence
+meets CONFIDENCE_THRESHOLD; otherwise raise the named outcome that sends it to review.
 
 In safe mode (lambdas/safe_mode/flag.py, read before the model's answer is weighed) every
 request raises SafeMode instead: the state machine sends it to review, probabilities and all.
+Otherwise a failed gate raises OutOfDistribution and a low confidence LowConfidence
+(lambdas/filter_inferences/logic.py, docs/safety.md).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from lambdas.config import parse_classes, parse_threshold
-from lambdas.errors import LowConfidence
+from lambdas.errors import ReviewNeeded
 from lambdas.events import FILTER_INPUT, validate_event
-from lambdas.filter_inferences.logic import decide, filtered
+from lambdas.filter_inferences.logic import decide, filtered, gate_verdict
 from lambdas.observability import powertools, with_invocation_keys
 from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode import flag as safe_mode
@@ -41,14 +44,22 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
         _review_metric(ReviewReason.SAFE_MODE)
         logger.info("safe mode: needs human review", extra={"safe_mode": state.reason})
         raise review
+    gate = event.get("gate")
+    metrics.add_metric(
+        name="LowConfidence", unit=MetricUnit.Count, value=int(confidence < threshold)
+    )
+    metrics.add_metric(
+        name="OutOfDistribution", unit=MetricUnit.Count, value=int(gate_verdict(gate) is not None)
+    )
     try:
-        label, confidence = decide(event["inferences"], classes, threshold)
-    except LowConfidence:
-        metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=1)
-        _review_metric(ReviewReason.LOW_CONFIDENCE)
-        logger.info("low confidence: needs human review", extra={"confidence": confidence})
+        label, confidence = decide(event["inferences"], classes, threshold, gate)
+    except ReviewNeeded as exc:
+        _review_metric(exc.reason)
+        logger.info(
+            "needs human review",
+            extra={"reason": exc.reason, "detail": exc.detail, "confidence": confidence},
+        )
         raise
-    metrics.add_metric(name="LowConfidence", unit=MetricUnit.Count, value=0)
     metrics.add_metadata(key="label", value=label)
     # Per-label count as its own EMF document, so the label dimension does not split the others.
     with single_metric(
