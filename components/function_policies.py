@@ -18,8 +18,7 @@ from typing import Any
 
 from components.bucket_layout import CAPTURE_PREFIX, INTAKE_PREFIX
 from components.iam import statement
-
-FUNCTIONS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+from lambdas.defaults import WORKFLOW_FUNCTIONS as FUNCTIONS
 
 
 def _concat(*parts: Any) -> Any:

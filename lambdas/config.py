@@ -1,7 +1,9 @@
 """Settings the functions read from their environment (set by the Pulumi component or local mode).
 
 Pure parsing over a mapping so tests pass a dict; handlers pass ``os.environ`` at call time
-(not import time) so a changed configuration is seen without a cold start.
+(not import time) so a changed configuration is seen without a cold start. The task (CLASSES,
+ROUTES) has no default here: it is deploy config (scones:classes / scones:routes, or local
+mode's --classes / --routes), so a function never routes a task it was not given.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lambdas.defaults import DEFAULT_THRESHOLD
 from lambdas.errors import ConfigurationError
 
-DEFAULT_CLASSES: tuple[str, ...] = ("bicycle", "motorcycle")
-DEFAULT_ROUTES: Mapping[str, str] = {"bicycle": "nearby", "motorcycle": "distant"}
-DEFAULT_THRESHOLD = 0.93
 # A reviewer's answer for "this photo shows no vehicle", and the route the route step returns
 # for it (the driver is told to send another photo). Neither may be a class or a route.
 NOT_A_VEHICLE = "none"
@@ -42,7 +42,7 @@ def _json_setting(env: Mapping[str, str], key: str) -> object | None:
 def parse_classes(env: Mapping[str, str]) -> tuple[str, ...]:
     value = _json_setting(env, "CLASSES")
     if value is None:
-        return DEFAULT_CLASSES
+        raise ConfigurationError("environment variable CLASSES is not set (a JSON list)")
     if (
         not isinstance(value, list)
         or len(value) < 2
@@ -71,7 +71,7 @@ def parse_threshold(env: Mapping[str, str]) -> float:
 def parse_routes(env: Mapping[str, str], classes: tuple[str, ...]) -> dict[str, str]:
     value = _json_setting(env, "ROUTES")
     if value is None:
-        value = dict(DEFAULT_ROUTES)
+        raise ConfigurationError("environment variable ROUTES is not set (JSON {class: route})")
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in value.items()
     ):

@@ -32,17 +32,42 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
 
 
-def _defaults() -> tuple[list[str], float]:
-    """Classes and threshold defaults from the stack settings (one source of defaults)."""
+def task_settings(
+    classes: str | None, routes: str | None, threshold: float | None
+) -> tuple[list[str], dict[str, str], float]:
+    """Classes, routes and threshold through the stack's own validation (components.settings),
+    so local mode accepts exactly what scones:classes / scones:routes accept.
+
+    ``classes`` is "a,b,c" or a JSON list; ``routes`` is "a=x,b=y" or a JSON object.
+    Raises SystemExit naming the option on bad input.
+    """
+    from components.settings import Settings, SettingsError
+
+    raw: dict[str, Any] = {}
+    if classes:
+        raw["classes"] = (
+            classes if classes.lstrip().startswith("[")
+            else [c.strip() for c in classes.split(",") if c.strip()]
+        )
+    if routes:
+        if routes.lstrip().startswith("{"):
+            raw["routes"] = routes
+        else:
+            pairs = [p.strip() for p in routes.split(",") if p.strip()]
+            bad = [p for p in pairs if p.count("=") != 1]
+            if bad:
+                raise SystemExit(f"--routes: expected class=route pairs, got {bad}")
+            raw["routes"] = dict(p.split("=") for p in pairs)
+    if threshold is not None:
+        raw["confidenceThreshold"] = threshold
     try:
-        from components.settings import Settings
-
-        d = Settings.from_mapping(lambda _key: None)
-        return list(d.classes), float(d.confidence_threshold)
-    except Exception:  # settings unavailable: the Lambda defaults are the same values
-        from lambdas.config import DEFAULT_CLASSES, DEFAULT_THRESHOLD
-
-        return list(DEFAULT_CLASSES), DEFAULT_THRESHOLD
+        s = Settings.from_mapping(raw.get)
+    except SettingsError as exc:
+        option = {"scones:classes": "--classes", "scones:routes": "--routes",
+                  "scones:confidenceThreshold": "--threshold"}
+        key = exc.key.split(".")[0]
+        raise SystemExit(f"{option.get(key, key)}: {exc}") from exc
+    return list(s.classes), dict(s.routes), float(s.confidence_threshold)
 
 
 def _state_file(state_dir: Path) -> Path:
@@ -185,14 +210,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     if existing:
         _stop_all(existing)
-    classes_default, threshold_default = _defaults()
-    classes = args.classes.split(",") if args.classes else classes_default
-    threshold = args.threshold if args.threshold is not None else threshold_default
+    classes, routes, threshold = task_settings(args.classes, args.routes, args.threshold)
     train_args = _train_args(args.epochs)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
-    state: dict[str, Any] = {"status": "starting", "processes": {}, "classes": classes}
+    state: dict[str, Any] = {
+        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
+    }
     _write_state(state_dir, state)
     t0 = time.perf_counter()
     try:
@@ -259,6 +284,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             data_dir=data_dir,
             build_dir=state_dir / "build",
             classes=classes,
+            routes=routes,
             threshold=threshold,
             review_timeout_seconds=args.review_timeout,
         )
@@ -450,7 +476,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="training epochs (else $SCONES_EPOCHS, else training.train's default)",
     )
-    up.add_argument("--classes", help="comma-separated classes (default from settings)")
+    up.add_argument(
+        "--classes",
+        help="CIFAR-100 fine label names, comma-separated or a JSON list (default: "
+        "default_task.DEFAULT_CLASSES)",
+    )
+    up.add_argument(
+        "--routes",
+        help="class=route pairs, comma-separated, or a JSON object; every class needs one "
+        "(default: default_task.DEFAULT_ROUTES, for the classes it covers)",
+    )
     up.add_argument("--threshold", type=float, help="confidence threshold (default from settings)")
     up.add_argument(
         "--review-timeout",

@@ -106,7 +106,11 @@ def test_settings_parse_and_name_the_bad_key() -> None:
         }
     )
     assert s.classes == ("a", "b", "c") and s.confidence_threshold == 0.5
-    assert load_settings({}).routes == {"bicycle": "nearby", "motorcycle": "distant"}
+    # The task is deploy config: a function given none refuses to guess one.
+    with pytest.raises(ConfigurationError, match="CLASSES is not set"):
+        load_settings({})
+    with pytest.raises(ConfigurationError, match="ROUTES is not set"):
+        load_settings({"CLASSES": '["a", "b"]'})
     with pytest.raises(ConfigurationError, match="CONFIDENCE_THRESHOLD"):
         parse_threshold({"CONFIDENCE_THRESHOLD": "1.5"})
     with pytest.raises(ConfigurationError, match="ROUTES"):

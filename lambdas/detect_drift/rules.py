@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-METRICS_NAMESPACE = "SconesUnlimited/Inference"
 # Dimension names of every drift metric (and of the alarms on them).
 DIM_STACK = "Stack"
 DIM_ENDPOINT = "Endpoint"

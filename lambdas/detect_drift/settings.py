@@ -35,13 +35,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from lambdas.defaults import DEFAULT_THRESHOLD
 from lambdas.detect_drift.capture import CaptureLocationError, S3Location, parse_s3_uri
 from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
 from lambdas.errors import ConfigurationError
 
 DEFAULT_VARIANT = "AllTraffic"
 DEFAULT_WINDOW_MINUTES = 60
-DEFAULT_CONFIDENCE_THRESHOLD = 0.93
+DEFAULT_CONFIDENCE_THRESHOLD = DEFAULT_THRESHOLD  # scones:confidenceThreshold's default
 DEFAULT_MAX_RECORDS = 20_000
 
 
