@@ -15,7 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import METRICS_NAMESPACE, Alarms, AlarmsArgs
+from components.alarms import Alarms, AlarmsArgs
 from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
@@ -32,6 +32,7 @@ from components.model_training import DescribeJob, ModelTraining, ModelTrainingA
 from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
 from components.settings import Settings, validate_stack_name
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
