@@ -32,18 +32,37 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
 
 
+def stack_file_config(path: Path) -> dict[str, Any]:
+    """The ``scones:`` keys of a Pulumi stack file (Pulumi.<stack>.yaml), without the prefix."""
+    import yaml  # PyYAML, a dependency of the pulumi SDK
+
+    try:
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"--config {path}: {exc}") from exc
+    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("scones:")}
+
+
 def task_settings(
-    classes: str | None, routes: str | None, threshold: float | None
+    classes: str | None,
+    routes: str | None,
+    threshold: float | None,
+    config_file: Path | None = None,
 ) -> tuple[list[str], dict[str, str], float]:
     """Classes, routes and threshold through the stack's own validation (components.settings),
     so local mode accepts exactly what scones:classes / scones:routes accept.
 
-    ``classes`` is "a,b,c" or a JSON list; ``routes`` is "a=x,b=y" or a JSON object.
-    Raises SystemExit naming the option on bad input.
+    ``config_file`` (a Pulumi stack file) gives scones:classes / routes / confidenceThreshold;
+    the options override it. ``classes`` is "a,b,c" or a JSON list; ``routes`` is "a=x,b=y" or
+    a JSON object. Raises SystemExit naming the option on bad input.
     """
     from components.settings import Settings, SettingsError
 
     raw: dict[str, Any] = {}
+    if config_file is not None:
+        stack = stack_file_config(config_file)
+        keys = ("classes", "routes", "confidenceThreshold")
+        raw.update({k: stack[k] for k in keys if k in stack})
     if classes:
         raw["classes"] = (
             classes if classes.lstrip().startswith("[")
@@ -210,7 +229,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     if existing:
         _stop_all(existing)
-    classes, routes, threshold = task_settings(args.classes, args.routes, args.threshold)
+    classes, routes, threshold = task_settings(
+        args.classes, args.routes, args.threshold, args.config
+    )
     train_args = _train_args(args.epochs)
 
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -480,6 +501,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--classes",
         help="CIFAR-100 fine label names, comma-separated or a JSON list (default: "
         "default_task.DEFAULT_CLASSES)",
+    )
+    up.add_argument(
+        "--config",
+        type=Path,
+        help="a Pulumi stack file (e.g. Pulumi.roadway.yaml): its scones:classes, scones:routes "
+        "and scones:confidenceThreshold (the options below override them)",
     )
     up.add_argument(
         "--routes",

@@ -131,7 +131,7 @@ class DriftThresholds:
 class AlarmRule:
     """One alarm: ``value(metrics) > threshold`` fires it."""
 
-    key: str  # stable id, used in alarm names: e.g. "confidence-psi", "class-share-bicycle"
+    key: str  # stable id, used in alarm names: e.g. "confidence-psi", "class-share-<class>"
     metric: str  # CloudWatch metric name
     threshold: float
     description: str
