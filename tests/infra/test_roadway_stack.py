@@ -54,7 +54,7 @@ def test_each_route_is_a_succeed_state(roadway) -> None:
 def test_one_class_share_alarm_per_class(roadway) -> None:
     alarms = roadway.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     share = sorted(a.name for a in alarms if "class-share" in a.name)
-    assert share == sorted(f"drift-class-share-{c}" for c in CLASSES), share
+    assert share == sorted(f"alarms-drift-class-share-{c}" for c in CLASSES), share
     for name in share:
         (alarm,) = [a for a in alarms if a.name == name]
         assert alarm.inputs["alarmActions"], name  # notifies the alarm topic
