@@ -10,6 +10,7 @@ one drift class share per class in ``local monitor``.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import boto3
@@ -59,8 +60,14 @@ def _up_run_down(cli: LocalCli, up_args: list[str], classes: list[str], routes: 
                 assert r["outcome"] == f"routed:{routes[r['predicted']]}", r
 
         # The endpoint answers one probability per class (the smoke run and `run` captured).
+        # The endpoint flushes its capture buffer on a timer: wait for this run's records.
+        deadline = time.monotonic() + 30
         outputs = _captured_outputs(state)
-        assert outputs and all(len(o) == len(classes) for o in outputs)
+        while len(outputs) < len(results) and time.monotonic() < deadline:
+            time.sleep(1)
+            outputs = _captured_outputs(state)
+        assert len(outputs) >= len(results)
+        assert all(len(o) == len(classes) for o in outputs)
 
         monitor = cli.local("monitor", "--json", "--all", "--no-safe-mode")
         print(monitor.stdout[-3000:])
