@@ -69,9 +69,14 @@ def _up_run_down(cli: LocalCli, up_args: list[str], classes: list[str], routes: 
         assert len(outputs) >= len(results)
         assert all(len(o) == len(classes) for o in outputs)
 
-        monitor = cli.local("monitor", "--json", "--all", "--no-safe-mode")
-        print(monitor.stdout[-3000:])
-        assert monitor.returncode in (0, 1), monitor.stdout + monitor.stderr
+        # Drift: one class-share rule (and CloudWatch alarm in the cloud) per class.
+        monitor = cli.local("monitor", "--json", "--all", "--no-report", "--no-safe-mode")
+        assert monitor.returncode == 0, monitor.stdout + monitor.stderr
+        drift, _ = json.JSONDecoder().raw_decode(monitor.stdout[monitor.stdout.index("{"):])
+        assert drift["baseline"]["classes"] == classes
+        assert sorted(r["key"] for r in drift["alarms"] if r["metric"] == "ClassShare") == sorted(
+            f"class-share-{c}" for c in classes
+        )
         return {"state": state, "report": report, "monitor": monitor.stdout}
     finally:
         down = cli.local("down")
