@@ -48,6 +48,7 @@ FUNCTION_MODULES = (
     "lambdas/__init__.py",
     "lambdas/aws.py",
     "lambdas/defaults.py",
+    "lambdas/env.py",
     "lambdas/errors.py",
     "lambdas/detect_drift/__init__.py",
     "lambdas/detect_drift/analysis.py",
