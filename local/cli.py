@@ -77,8 +77,10 @@ def task_settings(
             if bad:
                 raise SystemExit(f"--routes: expected class=route pairs, got {bad}")
             raw["routes"] = dict(p.split("=") for p in pairs)
-    if threshold is not None:
-        raw["confidenceThreshold"] = threshold
+    # --threshold may be 0 or 1 (every image routed / every image to review), as the functions'
+    # CONFIDENCE_THRESHOLD allows; scones:confidenceThreshold keeps a real cut inside (0, 1).
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise SystemExit(f"--threshold: must be within [0, 1], got {threshold}")
     try:
         s = Settings.from_mapping(raw.get)
     except SettingsError as exc:
@@ -86,7 +88,8 @@ def task_settings(
                   "scones:confidenceThreshold": "--threshold"}
         key = exc.key.split(".")[0]
         raise SystemExit(f"{option.get(key, key)}: {exc}") from exc
-    return list(s.classes), dict(s.routes), float(s.confidence_threshold)
+    chosen = s.confidence_threshold if threshold is None else threshold
+    return list(s.classes), dict(s.routes), float(chosen)
 
 
 def _state_file(state_dir: Path) -> Path:

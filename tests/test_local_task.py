@@ -111,3 +111,31 @@ def test_roadway_task_from_its_stack_file(dev_archive: Path, tmp_path: Path, rep
         classes,
         {"man": "pedestrian", "woman": "pedestrian", "bus": "traffic", "pickup_truck": "traffic"},
     )
+
+
+def test_local_task_options_are_checked_as_the_stack_config_is(repo_root: Path) -> None:
+    import pytest
+
+    from local.cli import task_settings
+
+    assert task_settings("a,b,c", "a=x,b=y,c=x", None) == (
+        ["a", "b", "c"], {"a": "x", "b": "y", "c": "x"}, 0.93
+    )
+    assert task_settings('["a", "b"]', '{"a": "x", "b": "y"}', 0.0)[2] == 0.0  # all routed
+    roadway = task_settings(None, None, None, repo_root / "Pulumi.roadway.yaml")
+    assert roadway[0] == ["man", "woman", "bus", "pickup_truck"]
+    assert task_settings(None, "man=p,woman=p,bus=t,pickup_truck=t", 0.5,
+                         repo_root / "Pulumi.roadway.yaml")[1:] == (
+        {"man": "p", "woman": "p", "bus": "t", "pickup_truck": "t"}, 0.5
+    )
+    for args, named in [
+        (("a,b,c", "a=x,b=y", None), "--routes: scones:routes: no route for class(es) ['c']"),
+        (("a,b", "a=x,b", None), "--routes: expected class=route pairs"),
+        (("a,b", "a=x,b=no way", None), "--routes: scones:routes.b"),
+        (("a", None, None), "--classes: scones:classes"),
+        (("bus,man", None, None), "--routes: scones:routes: no route"),
+        ((None, None, 1.5), "--threshold: must be within [0, 1]"),
+    ]:
+        with pytest.raises(SystemExit) as info:
+            task_settings(*args)
+        assert str(info.value).startswith(named), (args, str(info.value))
