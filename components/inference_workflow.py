@@ -9,7 +9,7 @@ on); a rule maps each to DESIGN's event {"s3_bucket", "s3_key"} and starts an ex
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pulumi
@@ -135,6 +135,7 @@ class InferenceWorkflowArgs:
     account_id: pulumi.Input[str] = ""
     bucket_arn: pulumi.Input[str] = ""
     review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS
+    review_image_prefixes: Sequence[str] = (INTAKE_PREFIX,)  # where reviewers read case images
 
 
 class InferenceWorkflow(pulumi.ComponentResource):
@@ -168,8 +169,8 @@ class InferenceWorkflow(pulumi.ComponentResource):
             opts=child,
         )
         sm_name = state_machine_name(args.stack)
-        # The name is fixed, so the ARN is known before the state machine exists: the queue's
-        # reviewer role can be scoped to it without a cycle.
+        # The name is fixed, so the ARN is known before the state machine exists: the role's
+        # trust policy can name it without a cycle.
         sm_arn = pulumi.Output.concat(
             "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:", sm_name
         )
@@ -179,8 +180,9 @@ class InferenceWorkflow(pulumi.ComponentResource):
                 stack=args.stack,
                 kms_key_arn=args.kms_key_arn,
                 account_id=args.account_id,
-                state_machine_arn=sm_arn,
                 bucket_arn=args.bucket_arn,
+                route_function_arn=args.function_arns["route_driver"],
+                image_prefixes=args.review_image_prefixes,
             ),
             opts=child,
         )

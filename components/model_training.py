@@ -28,6 +28,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
 from components.iam import assume_role_policy, document, statement
 from components.images import ecr_repository_arn
@@ -76,6 +77,7 @@ def training_job_name(
     hyperparameters: Mapping,
     resources: Mapping | None = None,
     attempt: int = 1,
+    labelled_snapshot: str | None = None,
 ) -> str:
     """scones-<stack>-<20 hex digits>[-r<attempt>]: at most 63 characters (SageMaker's limit).
 
@@ -89,6 +91,8 @@ def training_job_name(
     parts = {"data": data_hash, "code": code_hash, "image": image_uri, "hp": dict(hyperparameters)}
     if resources:
         parts["resources"] = dict(resources)
+    if labelled_snapshot:  # the reviewers' labelled set is training data too
+        parts["labelled"] = labelled_snapshot
     identity = json.dumps(parts, sort_keys=True)
     digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
     suffix = "" if attempt == 1 else f"-r{attempt}"
@@ -170,6 +174,9 @@ class ModelTrainingArgs:
     # tests that have no AWS).
     describe_job: DescribeJob | None = None
     retain_on_delete: bool = False  # retainData: the source bundle stays in the kept bucket
+    # scones:labelledSnapshot: the job gets a "labelled" channel over that manifest of
+    # labelled/ (local/retrain.py writes it); None trains on the staged data alone.
+    labelled_snapshot: str | None = None
 
 
 class ModelTraining(pulumi.ComponentResource):
@@ -216,6 +223,7 @@ class ModelTraining(pulumi.ComponentResource):
                 "max_runtime_in_seconds": args.max_runtime_seconds,
             },
             attempt=args.attempt,
+            labelled_snapshot=args.labelled_snapshot,
         )
         if args.describe_job is not None:
             check_job_name_free(
@@ -228,6 +236,26 @@ class ModelTraining(pulumi.ComponentResource):
                 "sagemaker.amazonaws.com", source_account=args.account_id
             ),
             opts=child,
+        )
+        manifest = (
+            f"{LABELLED_MANIFESTS_PREFIX}/{args.labelled_snapshot}.json"
+            if args.labelled_snapshot
+            else None
+        )
+        # The labelled channel's manifest and the images it lists (labelled/<class>/*).
+        labelled_read = (
+            [
+                statement(
+                    ["s3:GetObject"],
+                    [
+                        pulumi.Output.concat(args.bucket_arn, f"/{manifest}"),
+                        pulumi.Output.concat(args.bucket_arn, f"/{LABELLED_PREFIX}/*"),
+                    ],
+                    sid="ReadLabelledChannel",
+                )
+            ]
+            if manifest
+            else []
         )
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
@@ -242,6 +270,7 @@ class ModelTraining(pulumi.ComponentResource):
                         ],
                         sid="ReadStagedDataAndSourceBundle",
                     ),
+                    *labelled_read,
                     statement(
                         ["s3:ListBucket"],
                         [args.bucket_arn],
@@ -319,6 +348,30 @@ class ModelTraining(pulumi.ComponentResource):
             }
             for channel in ("train", "test")
         ]
+        if manifest:
+            # SageMaker downloads exactly the manifest's keys (S3DataSource ManifestFile,
+            # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html)
+            # into /opt/ml/input/data/labelled, which training.train reads as
+            # SM_CHANNEL_LABELLED (--labelled): staged data + labelled images, the test channel
+            # unchanged. That each file lands under its path relative to the manifest's prefix
+            # (<class>/<file>, the layout training.labelled reads) is not stated on that page
+            # and was not checked against AWS here: the job's metrics.json `data` counts (which
+            # `local retrain --stack` prints) show whether the labelled images were used.
+            channels.append(
+                {
+                    "channel_name": "labelled",
+                    "data_source": {
+                        "s3_data_source": {
+                            "s3_data_type": "ManifestFile",
+                            "s3_uri": pulumi.Output.concat(
+                                "s3://", args.bucket_name, f"/{manifest}"
+                            ),
+                            "s3_data_distribution_type": "FullyReplicated",
+                        }
+                    },
+                    "input_mode": "File",
+                }
+            )
         self.job = aws.sagemaker.TrainingJob(
             f"{name}-job",
             training_job_name=self.job_name,

@@ -4,41 +4,32 @@
   case for SQS's maximum retention (14 days, longer than any review timeout the workflow
   allows) and moves one received ``MAX_RECEIVE_COUNT`` times without an answer to the DLQ
   (review.cases holds these settings for local mode too).
-- The reviewer role is the only principal the stack grants states:SendTaskSuccess /
-  SendTaskFailure, scoped to the routing state machine's ARN: answering resumes a waiting
-  execution, which routes a driver. The scope follows the Service Authorization Reference for
-  AWS Step Functions (https://docs.aws.amazon.com/service-authorization/latest/reference/
-  list_awsstepfunctions.html), which I could not re-read offline for these two actions; if AWS
-  authorises them on "*" only, a wildcard is needed here and the policy pack must allow it.
-  The role also reads and deletes cases on both queues, reads the images and writes
-  ``labelled/``. Its trust policy names this account; a person still needs sts:AssumeRole on
-  it granted to them (IAM user guide, "Creating a role to give permissions to an IAM user").
+- The reviewer role is the only principal the stack grants states:SendTaskSuccess (on "*":
+  the action has no resource type; components/function_policies.py
+  ``reviewer_statements`` cites the reference) and invoke on the route function: answering
+  routes a driver. It also reads and deletes cases on both queues, reads the case images and
+  writes ``labelled/``. Its trust policy names this account; a person still needs
+  sts:AssumeRole on it granted to them (IAM user guide, "Creating a role to give permissions to
+  an IAM user").
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pulumi
 import pulumi_aws as aws
 
-from components.data_staging import INTAKE_PREFIX
-from components.iam import document, statement
+from components.bucket_layout import INTAKE_PREFIX
+from components.function_policies import reviewer_statements
+from components.iam import document
 from review.cases import (
-    LABELLED_PREFIX,
     MAX_RECEIVE_COUNT,
     QUEUE_RETENTION_SECONDS,
     QUEUE_VISIBILITY_SECONDS,
 )
-
-REVIEWER_QUEUE_ACTIONS = [
-    "sqs:ReceiveMessage",
-    "sqs:DeleteMessage",
-    "sqs:ChangeMessageVisibility",
-    "sqs:GetQueueAttributes",
-]
-REVIEWER_ANSWER_ACTIONS = ["states:SendTaskSuccess", "states:SendTaskFailure"]
 
 
 @dataclass
@@ -46,8 +37,10 @@ class ReviewQueueArgs:
     stack: str
     kms_key_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
-    state_machine_arn: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
+    route_function_arn: pulumi.Input[str]
+    # Where case images live (no trailing "/"): intake/, and the batch workflow's inputs.
+    image_prefixes: Sequence[str] = (INTAKE_PREFIX,)
 
 
 class ReviewQueue(pulumi.ComponentResource):
@@ -100,33 +93,13 @@ class ReviewQueue(pulumi.ComponentResource):
             f"{name}-reviewer-policy",
             role=self.reviewer_role.id,
             policy=document(
-                [
-                    statement(
-                        REVIEWER_ANSWER_ACTIONS,
-                        [args.state_machine_arn],
-                        sid="AnswerWaitingCases",
-                    ),
-                    statement(
-                        REVIEWER_QUEUE_ACTIONS,
-                        [self.queue.arn, self.dead_letter_queue.arn],
-                        sid="ReadAndDeleteCases",
-                    ),
-                    statement(
-                        ["s3:GetObject"],
-                        [pulumi.Output.concat(args.bucket_arn, f"/{INTAKE_PREFIX}/*")],
-                        sid="ReadCaseImages",
-                    ),
-                    statement(
-                        ["s3:PutObject"],
-                        [pulumi.Output.concat(args.bucket_arn, f"/{LABELLED_PREFIX}/*")],
-                        sid="StoreLabelledImages",
-                    ),
-                    statement(
-                        ["kms:Decrypt", "kms:GenerateDataKey"],
-                        [args.kms_key_arn],
-                        sid="EncryptedQueueAndBucket",
-                    ),
-                ]
+                reviewer_statements(
+                    bucket_arn=args.bucket_arn,
+                    kms_key_arn=args.kms_key_arn,
+                    queue_arns=[self.queue.arn, self.dead_letter_queue.arn],
+                    route_function_arn=args.route_function_arn,
+                    image_prefixes=args.image_prefixes,
+                )
             ),
             opts=child,
         )

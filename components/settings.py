@@ -60,6 +60,17 @@ driftMinSamples           100                                    smaller windows
                                                                  metric (too noisy to alarm on)
 expectedClassShare        (uniform)                              {class: share} the ClassShare
                                                                  alarms compare with
+reviewTimeoutSeconds      86400                                  how long a case waits for a person
+                                                                 (STANDARD) before ReviewExpired; at
+                                                                 most 7 days, half the queue's
+                                                                 14-day retention: an expired case
+                                                                 stays answerable
+retrainAfterLabels        200                                    `local retrain --stack` trains only
+                                                                 once this many labels are new
+                                                                 (docs/review.md: when to retrain)
+labelledSnapshot          (none)                                 digest of the labelled/ manifest
+                                                                 the training job adds (set by
+                                                                 `local retrain --stack`)
 ========================  =====================================  ==================================
 
 The drift thresholds are ``lambdas.detect_drift.rules.DriftThresholds``'s defaults (one source
@@ -201,6 +212,9 @@ class Settings:
     drift_class_share_tolerance: float = DriftThresholds.class_share_tolerance
     drift_min_samples: int = DriftThresholds.min_samples
     expected_class_share: Mapping[str, float] | None = None
+    review_timeout_seconds: int = 86400
+    retrain_after_labels: int = 200
+    labelled_snapshot: str | None = None
 
     def drift_thresholds(self) -> DriftThresholds:
         """The thresholds the drift Lambda, its CloudWatch alarms and local monitor share."""
@@ -254,6 +268,14 @@ class Settings:
                 "lowConfidenceRateMax", get("lowConfidenceRateMax"), d.low_confidence_rate_max
             ),
             cifar_archive=_optional_str(get("cifarArchive")),
+            review_timeout_seconds=_int(
+                "reviewTimeoutSeconds", get("reviewTimeoutSeconds"), d.review_timeout_seconds,
+                60, 7 * 86400,
+            ),
+            retrain_after_labels=_int(
+                "retrainAfterLabels", get("retrainAfterLabels"), d.retrain_after_labels, 1, 100_000
+            ),
+            labelled_snapshot=_snapshot(get("labelledSnapshot")),
             **_drift(get, d),
         )
 
@@ -339,6 +361,16 @@ def _instance_type(key: str, raw: Any, default: str) -> str:
 
 def _optional_str(raw: Any) -> str | None:
     return None if _unset(raw) else str(raw)
+
+
+def _snapshot(raw: Any) -> str | None:
+    if _unset(raw):
+        return None
+    if not isinstance(raw, str) or not re.fullmatch(r"[0-9a-f]{16}", raw):
+        raise SettingsError(
+            "labelledSnapshot", f"must be the 16 hex digits `local retrain` printed, got {raw!r}"
+        )
+    return raw
 
 
 def _email(raw: Any) -> str | None:

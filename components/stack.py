@@ -202,6 +202,7 @@ def deploy(
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
             retain_on_delete=settings.retain_data,
+            labelled_snapshot=settings.labelled_snapshot,
         ),
     )
     endpoint = ModelEndpoint(
@@ -224,6 +225,10 @@ def deploy(
             partition=partition,
         ),
     )
+    # Where images to classify live: intake/, and the batch workflow's inputs.
+    image_prefixes = list(
+        dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
+    )
     functions = InferenceFunctions(
         "functions",
         InferenceFunctionsArgs(
@@ -243,9 +248,7 @@ def deploy(
             capture_s3_uri=endpoint.lambda_capture_s3_uri,
             partition=partition,
             powertools_layer_arn=powertools,
-            read_prefixes=list(
-                dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
-            ),
+            read_prefixes=image_prefixes,
             # SafeMode (below, after the drift alarms it watches) creates this parameter.
             safe_mode_parameter=safe_mode_parameter_name(stack),
             safe_mode_parameter_arn=parameter_arn(stack, region, account_id, partition),
@@ -264,6 +267,8 @@ def deploy(
             log_retention_days=settings.log_retention_days,
             region=region,
             account_id=account_id,
+            review_image_prefixes=image_prefixes,
+            review_timeout_seconds=settings.review_timeout_seconds,
         ),
     )
     # The batch workflow: the per-image states over every object under a prefix.
@@ -318,10 +323,12 @@ def deploy(
             statistic="Maximum",
             period=300,
             evaluation_periods=1,
-            threshold=REVIEW_AGE_ALARM_SECONDS,
+            # Before the case expires, even with a short scones:reviewTimeoutSeconds.
+            threshold=min(REVIEW_AGE_ALARM_SECONDS, settings.review_timeout_seconds // 2),
             comparison_operator="GreaterThanThreshold",
             treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: a review case has waited over 4 hours",
+            alarm_description=f"scones {stack}: a review case has waited long (it expires "
+            f"after {settings.review_timeout_seconds} s)",
         ),
     )
     alarms.add_alarm(
@@ -338,6 +345,26 @@ def deploy(
             treat_missing_data="notBreaching",
             alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
         ),
+    )
+    # What is waiting for a person: cases on the review queue and in its dead-letter queue.
+    alarms.add_widget(
+        {
+            "type": "metric",
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": "Review cases waiting",
+                "region": region,
+                "stat": "Maximum",
+                "period": 300,
+                "metrics": [
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.queue.name, {"label": "review queue"}],
+                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
+                     review_queues.dead_letter_queue.name, {"label": "dead-letter queue"}],
+                ],
+            },
+        }
     )
     # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
     low_confidence_dims = {"service": functions.service_name}
@@ -423,6 +450,11 @@ def deploy(
         "reviewQueueUrl": workflow.review.queue.url,
         "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
         "reviewerRoleArn": workflow.review.reviewer_role.arn,
+        # For `python -m local review|retrain --stack` (local/review_cli.py, local/retrain.py).
+        "routeFunctionArn": functions.function_arns["route_driver"],
+        "classes": list(settings.classes),
+        "retrainAfterLabels": settings.retrain_after_labels,
+        "labelledSnapshot": settings.labelled_snapshot or "",
         "dashboardUrl": alarms.dashboard_url,
         "trainingJobName": training.job_name,
         "modelDataUrl": training.model_data_url,

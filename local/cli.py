@@ -13,7 +13,8 @@ batch    classify every object under s3://bucket/prefix/ with the batch workflow
 review   list | answer CASE_ID LABEL | serve: the human review loop (local.review_cli).
 safe-mode  status | clear | enter --reason TEXT [--stack NAME]: safe mode, where a drift alarm
          sends every request to review until a person clears it (local.safe_mode_cli).
-retrain  train on staged data + labelled images; keep it only if the quality gate passes.
+retrain  train on staged data + labelled images; keep it only if the quality gate passes
+         (--stack NAME: a new SageMaker training job with the labelled channel, via pulumi up).
 """
 
 from __future__ import annotations
@@ -207,6 +208,21 @@ def _train_args(epochs_arg: int | None) -> list[str]:
 def cmd_retrain(args: argparse.Namespace) -> int:
     from local.retrain import retrain
 
+    if args.stack:
+        import boto3
+
+        from local.retrain import retrain_cloud
+        from local.review_cli import ReviewError, read_outputs, region_of
+
+        try:
+            outputs = read_outputs(args.stack, args.outputs)
+        except ReviewError as exc:
+            print(f"retrain: {exc}", file=sys.stderr)
+            return 1
+        s3 = boto3.session.Session(region_name=region_of(outputs)).client("s3")
+        return retrain_cloud(args.stack, outputs, s3, force=args.force)
+    if args.outputs or args.force:
+        raise SystemExit("retrain: --outputs and --force go with --stack NAME")
     state = _require_up(args.state_dir)
     if args.min_accuracy is None:
         from components.settings import Settings
@@ -533,6 +549,13 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument(
         "--min-accuracy", type=float, help="quality gate (default scones:minAccuracy's default)"
     )
+    retrain.add_argument(
+        "--stack", help="retrain the deployed stack: labelled snapshot, then pulumi up (gated)"
+    )
+    retrain.add_argument("--outputs", type=Path, help="with --stack: its outputs as JSON")
+    retrain.add_argument(
+        "--force", action="store_true", help="with --stack: even below retrainAfterLabels"
+    )
     down = sub.add_parser("down", help="stop everything and remove local state")
     down.add_argument("--purge-cache", action="store_true", help="also drop cached models")
     sub.add_parser(
@@ -565,13 +588,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if i < len(argv) and argv[i] == "review":
         from local.review_cli import main as review_main
 
-        rest = argv[i + 1 :]
-        if not rest or rest[0] in ("-h", "--help"):
-            return review_main(rest or ["--help"], {})
         state_dir = DEFAULT_STATE_DIR
         if "--state-dir" in argv[:i]:
             state_dir = Path(argv[argv.index("--state-dir") + 1])
-        return review_main(rest, _require_up(state_dir))
+        # Local mode's state is read only for the local target (not with --stack/--outputs).
+        return review_main(argv[i + 1 :] or ["--help"], lambda: _require_up(state_dir))
     if i < len(argv) and argv[i] == "safe-mode":
         from local.safe_mode_cli import build_parser as safe_mode_parser
         from local.safe_mode_cli import main as safe_mode_main

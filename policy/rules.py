@@ -14,6 +14,9 @@ Wildcard exceptions (each is an Allow with Resource "*" that AWS itself requires
   - ecr:GetAuthorizationToken: the registry login is account-wide, no resource ARN exists.
   - cloudwatch:PutMetricData: no resource-level permissions; narrowed by a
     cloudwatch:namespace condition, which the rule requires.
+  - states:SendTaskSuccess: no resource type in the Service
+    Authorization Reference (list_awsstepfunctions.html); the task token, read only from the
+    encrypted review queue, is what scopes an answer (components/function_policies.py).
   - KMS key policies: "Resource": "*" there means "this key", and the account-root statement
     with "kms:*" is AWS's default key policy (without it the key can become unmanageable).
 Deny statements may use wildcards: they only narrow access (e.g. the bucket's TLS-only Deny).
@@ -49,6 +52,7 @@ RESOURCE_STAR_ACTIONS = frozenset(
         "logs:DescribeLogGroups",
         "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
+        "states:SendTaskSuccess",
     }
 )
 # Needs a condition to be acceptable with Resource "*".

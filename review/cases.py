@@ -8,11 +8,20 @@ driver_id?, inferences, error}}``. Answering a case, in this order:
 2. for a class, copies the image to ``labelled/<class>/<case id>-<sha256 prefix>.<ext>`` in the
    data bucket with its provenance as object metadata (case id, reviewer, time, model version):
    the answer teaches the next model even if the execution can no longer be resumed;
-3. sends the decision ``{"label", "reviewer", "decided_at"}`` with SendTaskSuccess, which
-   resumes the execution at the route step (the driver is routed or told the photo was
-   rejected);
+3. sends the decision ``{"label", "reviewer", "decided_at"}``: with SendTaskSuccess when the
+   execution waits for it (a task token), which resumes the execution at the route step; for a
+   case queued without a callback (an EXPRESS workflow, or a batch child, which cannot wait for
+   a token) by invoking the route step's function itself with the case plus ``decision``, the
+   input the waiting workflow would give it. Either way the driver is routed (or told the photo
+   was rejected) by the same function and the same routing event, marked ``decided_by``
+   "person";
 4. deletes the message. A case whose execution already expired (TaskTimedOut / unknown token)
    is deleted too and reported as ``expired``: its label is kept, nothing else can be done.
+   A refused route call (RouteRefused) leaves the case on the queue.
+
+A case's ``reason`` is whatever the case names: its own ``reason`` field when it carries one,
+else the name of the error that sent it to review (``LowConfidence``, or any other gate's);
+``detail`` is that error's message. Nothing here knows the list of reasons.
 
 SQS has no "peek": every read counts as a receive. Reads hide messages only for
 ``LIST_VISIBILITY_SECONDS`` and then make them visible again, and the queue's redrive policy
@@ -30,9 +39,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from components.bucket_layout import LABELLED_PREFIX
 from lambdas.config import NOT_A_VEHICLE
 
-LABELLED_PREFIX = "labelled"
 # Review queue settings (the cloud component and local mode create the queue with these).
 QUEUE_VISIBILITY_SECONDS = 300
 QUEUE_RETENTION_SECONDS = 14 * 24 * 3600  # the SQS maximum: a case outlives its timeout
@@ -52,6 +61,10 @@ class UnknownCase(ReviewError):
     pass
 
 
+class RouteRefused(ReviewError):
+    """The route step refused the person's decision; the case stays on the queue."""
+
+
 @dataclass
 class Case:
     case_id: str
@@ -61,17 +74,19 @@ class Case:
     queued_at: str
     driver_id: str | None
     waiting: bool  # True when the execution waits for the answer (has a task token)
+    detail: str = ""  # the message of the error that sent the case to review
     in_dead_letter_queue: bool = False
     age_seconds: float | None = None
     execution_arn: str = ""
     receipt_handle: str = field(default="", repr=False)
     queue_url: str = field(default="", repr=False)
     task_token: str = field(default="", repr=False)
+    event: dict[str, Any] = field(default_factory=dict, repr=False)  # the case as queued
 
     def public(self) -> dict[str, Any]:
         """What `review list --json` and the page show (no token, no receipt handle)."""
         data = asdict(self)
-        for secret in ("receipt_handle", "queue_url", "task_token"):
+        for secret in ("receipt_handle", "queue_url", "task_token", "event"):
             data.pop(secret)
         return data
 
@@ -80,10 +95,11 @@ class Case:
 class Answer:
     case_id: str
     label: str
-    outcome: str  # "routed", "rejected", "expired" or "labelled" (no callback to resume)
+    outcome: str  # "routed", "rejected", "expired" or "labelled" (nothing to route with)
     labelled_key: str | None
     reviewer: str
     decided_at: str
+    route: str | None = None  # the route the route step chose (None when not routed)
 
 
 def _parse_time(value: str) -> datetime | None:
@@ -93,12 +109,20 @@ def _parse_time(value: str) -> datetime | None:
         return None
 
 
-def _reason(case: dict[str, Any]) -> str:
-    error = case.get("error") or {}
+def _reason(case: dict[str, Any]) -> tuple[str, str]:
+    """(reason, detail): the case's own ``reason`` if it names one, else its error's name; the
+    error's message (the function's errorMessage inside Cause, else Cause itself)."""
+    error = case.get("error") if isinstance(case.get("error"), dict) else {}
+    cause = error.get("Cause", "")
     try:
-        return str(json.loads(error.get("Cause", ""))["errorMessage"])
-    except (TypeError, ValueError, KeyError):
-        return str(error.get("Error") or "sent to review")
+        parsed = json.loads(cause) if isinstance(cause, str) else {}
+    except ValueError:
+        parsed = {}
+    parsed = parsed if isinstance(parsed, dict) else {}
+    detail = str(parsed.get("errorMessage") or (cause if isinstance(cause, str) else ""))
+    own = case.get("reason")
+    reason = own if isinstance(own, str) and own else error.get("Error") or parsed.get("errorType")
+    return str(reason or "sent to review"), detail
 
 
 def parse_message(
@@ -114,10 +138,12 @@ def parse_message(
         raise ReviewError(f"not a review case message: {exc}") from None
     inferences = case.get("inferences") or []
     queued = _parse_time(body.get("queued_at", ""))
+    reason, detail = _reason(case)
     return Case(
         case_id=case_id,
         image=image,
-        reason=_reason(case),
+        reason=reason,
+        detail=detail,
         probabilities={c: float(p) for c, p in zip(classes, inferences, strict=False)},
         queued_at=str(body.get("queued_at", "")),
         driver_id=case.get("driver_id"),
@@ -128,6 +154,7 @@ def parse_message(
         receipt_handle=message["ReceiptHandle"],
         queue_url=queue_url,
         task_token=str(body.get("task_token", "")),
+        event=dict(case),
     )
 
 
@@ -235,8 +262,13 @@ def answer_case(
     reviewer: str,
     model_version: str = "",
     now: datetime | None = None,
+    lambda_client: Any = None,
+    route_function_arn: str | None = None,
 ) -> Answer:
-    """Answer one pending case (see the module docstring for the order of effects)."""
+    """Answer one pending case (see the module docstring for the order of effects).
+
+    ``lambda_client`` and ``route_function_arn`` route a case queued without a callback;
+    without them such a case is only labelled (outcome ``labelled``)."""
     from botocore.exceptions import ClientError
 
     label = check_label(label, classes)
@@ -254,9 +286,9 @@ def answer_case(
     key = None
     if label != NOT_A_VEHICLE:
         key = store_labelled(s3, data_bucket, case, label, reviewer, decided_at, model_version)
-    outcome = "labelled"
+    decision = {"label": label, "reviewer": reviewer, "decided_at": decided_at}
+    outcome, route = "labelled", None
     if case.task_token:
-        decision = {"label": label, "reviewer": reviewer, "decided_at": decided_at}
         try:
             sfn.send_task_success(taskToken=case.task_token, output=json.dumps(decision))
             outcome = "rejected" if label == NOT_A_VEHICLE else "routed"
@@ -264,8 +296,31 @@ def answer_case(
             if _error_code(exc) not in ("TaskTimedOut", "TaskDoesNotExist", "InvalidToken"):
                 raise  # the message stays: the answer can be given again
             outcome = "expired"
+    elif lambda_client is not None and route_function_arn:
+        route = route_without_callback(lambda_client, route_function_arn, case, decision)
+        outcome = "rejected" if label == NOT_A_VEHICLE else "routed"
     sqs.delete_message(QueueUrl=case.queue_url, ReceiptHandle=case.receipt_handle)
-    return Answer(case_id, label, outcome, key, reviewer, decided_at)
+    return Answer(case_id, label, outcome, key, reviewer, decided_at, route)
+
+
+def route_without_callback(
+    lambda_client: Any, function_arn: str, case: Case, decision: dict[str, str]
+) -> str:
+    """Route a case nobody waits for: the route step's function, given what the waiting
+    workflow gives it after AwaitReview (the case plus ``decision``). Returns the route;
+    RouteRefused when the function fails (it names why), so the message stays queued."""
+    reply = lambda_client.invoke(
+        FunctionName=function_arn,
+        InvocationType="RequestResponse",
+        Payload=json.dumps({**case.event, "decision": decision}).encode(),
+    )
+    payload = json.loads(reply["Payload"].read() or b"null")
+    if reply.get("FunctionError") or not isinstance(payload, dict) or "route" not in payload:
+        what = payload if not isinstance(payload, dict) else (
+            f"{payload.get('errorType')}: {payload.get('errorMessage')}"
+        )
+        raise RouteRefused(f"the route step refused case {case.case_id}: {what}")
+    return str(payload["route"])
 
 
 def caller_identity(sts: Any) -> str:

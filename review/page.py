@@ -1,11 +1,14 @@
 """The review page: pending cases with their images, one button per class and "not a vehicle".
 
 A standard-library HTTP server on 127.0.0.1 over a *target* (``local.review_cli.ReviewTarget``:
-``classes``, ``cases()``, ``image(s3_uri)``, ``answer(case_id, label, reviewer)``); all review
-logic stays in review.cases. Routes:
+``classes``, ``cases()``, ``image(s3_uri)``, ``answer(case_id, label, reviewer)``,
+``labels_status()``), local mode's
+or a deployed stack's (``review --stack NAME serve``); all review logic stays in review.cases.
+Routes:
 
     GET  /                      the page (cases are fetched by its script)
     GET  /api/cases             pending cases as JSON (``Case.public()``)
+    GET  /api/labels            new labels since the last retrain, of N (``labels_status()``)
     GET  /image/<case id>       the case's image bytes
     POST /api/answer            {"case_id", "label"} -> the Answer as JSON (400 with
                                 {"error", "message"} for a refused answer)
@@ -48,6 +51,7 @@ _PAGE = """<!doctype html>
 <body data-token="{token}">
 <h1>Review cases</h1>
 <p class="meta">Keys for the highlighted (oldest) case: {keys}.</p>
+<p id="labels" class="meta"></p>
 <p id="status" role="status"></p>
 <div id="cases"></div>
 <script>
@@ -56,6 +60,12 @@ const NONE = {none};
 const token = document.body.dataset.token;
 async function load() {{
   const cases = await (await fetch('/api/cases')).json();
+  // A hint only: the cases show even if it cannot be read.
+  const labels = await fetch('/api/labels').then((r) => r.json()).catch(() => ({{}}));
+  document.getElementById('labels').textContent = labels.known
+    ? 'Labels since the last retrain: ' + labels.new + ' of ' + labels.retrain_after +
+      (labels.due ? ' (time to retrain)' : '')
+    : '';
   const root = document.getElementById('cases');
   root.replaceChildren();
   if (!cases.length) {{ root.textContent = 'No pending cases.'; return; }}
@@ -70,7 +80,8 @@ async function load() {{
     info.querySelector('b').textContent = c.case_id;
     info.querySelectorAll('.meta')[0].textContent = probs.join(', ') + ' | driver ' +
       (c.driver_id || '-') + (c.in_dead_letter_queue ? ' | dead-letter queue' : '');
-    info.querySelectorAll('.meta')[1].textContent = c.reason;
+    // Whatever reason the case names (LowConfidence, another gate's, safe mode...).
+    info.querySelectorAll('.meta')[1].textContent = c.reason + (c.detail ? ': ' + c.detail : '');
     const buttons = document.createElement('div');
     CLASSES.forEach((name, i) => buttons.append(button(c.case_id, name, (i + 1) + ' ' + name)));
     buttons.append(button(c.case_id, NONE, '0 not a vehicle'));
@@ -162,6 +173,8 @@ def make_server(target: Any, port: int = 0, reviewer: str | None = None) -> Thre
                 )
             if self.path == "/api/cases":
                 return self._json(200, [c.public() for c in current_cases()])
+            if self.path == "/api/labels":
+                return self._json(200, target.labels_status())
             if self.path.startswith("/image/"):
                 from urllib.parse import unquote
 

@@ -105,7 +105,9 @@ def test_review_list_and_answer_route_the_driver_and_store_the_label(stack: Loca
     first = cases[stack.run_arns[0]]
     assert first["image"].startswith(f"s3://{stack.state['bucket']}/test/")
     assert set(first["probabilities"]) == {"bicycle", "motorcycle"}
-    assert "below the threshold" in first["reason"] and first["age_seconds"] >= 0
+    # The reason the workflow gave the case (ReviewReason), the filter's message as detail.
+    assert first["reason"] == "low_confidence" and "below the threshold" in first["detail"]
+    assert first["age_seconds"] >= 0
 
     refused = stack.local("review", "answer", first["case_id"], "tricycle")
     assert refused.returncode == 1 and "UnknownLabel" in refused.stderr
@@ -125,6 +127,12 @@ def test_review_list_and_answer_route_the_driver_and_store_the_label(stack: Loca
     assert meta["model-version"] == Path(stack.state["model_dir"]).name
     assert meta["source"] == first["image"]
     assert first["case_id"] not in {c["case_id"] for c in stack.cases().values()}
+    # One label so far, of scones:retrainAfterLabels' default (the same default as the cloud).
+    from components.settings import Settings
+
+    n = Settings.from_mapping(lambda _key: None).retrain_after_labels
+    listed = stack.local("review", "list")
+    assert f"labels since the last retrain: 1 of {n}" in listed.stdout, listed.stdout
 
 
 @pytest.mark.slow
@@ -155,6 +163,8 @@ def test_the_review_page_answers_a_case_in_headless_chromium(
             assert set(shown) == set(by_id)
             # The image came from the data bucket through the page (a 32x32 CIFAR picture).
             assert browser.wait_for("document.querySelector('.case img').naturalWidth") == 32
+            labels = browser.wait_for("document.getElementById('labels').textContent")
+            assert labels.startswith("Labels since the last retrain: "), labels
             shot = os.environ.get("SCONES_REVIEW_SCREENSHOT")
             if shot:  # docs/review-page.png
                 browser.screenshot(Path(shot))
@@ -214,6 +224,8 @@ def test_retrain_uses_the_labelled_images_and_keeps_the_model_only_past_the_gate
     assert data["labelled_used"]["bicycle"] == 1
     assert data["labelled_dropped"]["in_test_split"] >= 2  # the answered cases' test images
     assert "quality gate passed" in kept.stdout
+    listed = stack.local("review", "list")
+    assert "labels since the last retrain: 0 of" in listed.stdout, listed.stdout
 
     refused = stack.local("retrain", "--epochs", "2", "--min-accuracy", "0.999")
     assert refused.returncode == 3, refused.stdout + refused.stderr

