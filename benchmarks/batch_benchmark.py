@@ -64,7 +64,6 @@ def _stage_prefix(s3: Any, bucket: str, data_dir: Path, n: int) -> int:
 
 
 def _deploy(state: dict[str, Any], sfn: Any, concurrency: int) -> str:
-    from lambdas.config import DEFAULT_ROUTES
     from local.batch import local_definition
 
     definition = local_definition(
@@ -72,7 +71,7 @@ def _deploy(state: dict[str, Any], sfn: Any, concurrency: int) -> str:
         summarize_function_arn=state["summarize_function_arn"],
         review_topic_arn=state["topics"]["scones-review"],
         review_queue_url=state["review_queue_url"],
-        routes={c: DEFAULT_ROUTES[c] for c in state["classes"]},
+        routes=state["routes"],  # what `local up` deployed
         bucket=state["bucket"],
         max_concurrency=concurrency,
     )

@@ -31,8 +31,6 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-METRICS_NAMESPACE = "SconesUnlimited/Inference"
-
 
 @dataclass
 class AlarmsArgs:

@@ -41,6 +41,7 @@ from components.iam import (
     statement,
 )
 from components.inference_functions import powertools_layer_arn
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.package import HANDLER, RUNTIME
 from lambdas.detect_drift.rules import (
     DIM_CLASS,
@@ -48,7 +49,6 @@ from lambdas.detect_drift.rules import (
     DIM_STACK,
     DIM_STATISTIC,
     M_CLASS_SHARE,
-    METRICS_NAMESPACE,
     DriftThresholds,
     alarm_rules,
 )

@@ -23,8 +23,7 @@ from components.bucket_layout import (
     LABELLED_PREFIX,
 )
 from components.iam import statement
-
-FUNCTIONS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+from lambdas.defaults import WORKFLOW_FUNCTIONS as FUNCTIONS
 
 
 def _concat(*parts: Any) -> Any:

@@ -30,12 +30,11 @@ from components.iam import (
     log_group_arns,
     statement,
 )
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 from lambdas.safe_mode.flag import PARAMETER_ENV
 
-RUNTIME = "python3.12"
 # Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
 POWERTOOLS_VERSION = "3.37.0"
-METRICS_NAMESPACE = "SconesUnlimited/Inference"
 _MEMORY = {"classify_image": 512}
 _TIMEOUT = {"classify_image": 60}  # a serverless endpoint's cold start takes tens of seconds
 

@@ -10,8 +10,11 @@ Keys, defaults and why (docs/design.md is the contract; docs/deploying.md explai
 ========================  =====================================  ==================================
 key                       default                                rationale
 ========================  =====================================  ==================================
-classes                   ["bicycle", "motorcycle"]              probability order of the model
-confidenceThreshold       0.93                                   below it the filter step fails
+classes                   default_task.DEFAULT_CLASSES           probability order of the model
+routes                    default_task.DEFAULT_ROUTES            {class: route}, every class one;
+                          (for the classes it covers)            a route names its Succeed state
+                                                                 and its routing event
+confidenceThreshold       lambdas.defaults.DEFAULT_THRESHOLD     below it the filter step fails
                                                                  with LowConfidence (human review)
 minAccuracy               0.85                                   quality gate: the training job
                                                                  exits non-zero below it
@@ -83,6 +86,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
+from lambdas.config import NOT_A_VEHICLE, REJECTED_ROUTE
+from lambdas.defaults import DEFAULT_THRESHOLD
 from lambdas.detect_drift.rules import DriftThresholds
 
 NAMESPACE = "scones"
@@ -98,6 +104,9 @@ WORKFLOW_TYPES = ("STANDARD", "EXPRESS")
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CLASS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# A route becomes a Succeed state "Routed_<route>" (Step Functions state names: at most 80
+# characters) and the "route" of the routing event, so plain characters only.
+_ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
 # S3 bucket naming rules (S3 user guide, "General purpose bucket naming rules").
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # A KMS key ID (a UUID, or mrk-<32 hex> for a multi-Region key) or that key's ARN.
@@ -177,8 +186,9 @@ class Adopt:
 
 @dataclass(frozen=True)
 class Settings:
-    classes: tuple[str, ...] = ("bicycle", "motorcycle")
-    confidence_threshold: float = 0.93
+    classes: tuple[str, ...] = DEFAULT_CLASSES
+    routes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    confidence_threshold: float = DEFAULT_THRESHOLD
     min_accuracy: float = 0.85
     data_capture_percent: int = 100
     alarm_email: str | None = None
@@ -226,8 +236,10 @@ class Settings:
         """Read and validate every key through `get(key) -> raw value or None`."""
         d = cls()
         retain_data = _bool("retainData", get("retainData"), d.retain_data)
+        classes = _classes(get("classes"), d.classes)
         return cls(
-            classes=_classes(get("classes"), d.classes),
+            classes=classes,
+            routes=_routes(get("routes"), classes),
             confidence_threshold=_fraction(
                 "confidenceThreshold", get("confidenceThreshold"), d.confidence_threshold
             ),
@@ -424,7 +436,46 @@ def _classes(raw: Any, default: tuple[str, ...]) -> tuple[str, ...]:
         raise SettingsError(
             "classes", f"must be a list of at least two distinct class names, got {raw!r}"
         )
+    if NOT_A_VEHICLE in value:
+        raise SettingsError(
+            "classes", f"{NOT_A_VEHICLE!r} is reserved (a reviewer's answer: no such object)"
+        )
     return tuple(value)
+
+
+def _routes(raw: Any, classes: tuple[str, ...]) -> dict[str, str]:
+    """{class: route} for exactly `classes`; unset: the default task's routes, if they cover
+    every class (another class set must say where each class goes)."""
+    if _unset(raw):
+        missing = [c for c in classes if c not in DEFAULT_ROUTES]
+        if missing:
+            raise SettingsError(
+                "routes",
+                f"no route for class(es) {missing} of scones:classes; set scones:routes to "
+                "an object {class: route} naming every class",
+            )
+        return {c: DEFAULT_ROUTES[c] for c in classes}
+    value = _json("routes", raw)
+    if not isinstance(value, Mapping):
+        raise SettingsError("routes", f"must be an object {{class: route}}, got {raw!r}")
+    missing = [c for c in classes if c not in value]
+    if missing:
+        raise SettingsError("routes", f"no route for class(es) {missing} of scones:classes")
+    unknown = sorted(set(value) - set(classes))
+    if unknown:
+        raise SettingsError("routes", f"names {unknown}, which are not in scones:classes")
+    for c in classes:
+        route = value[c]
+        if not isinstance(route, str) or not _ROUTE_NAME.match(route):
+            raise SettingsError(
+                f"routes.{c}",
+                f"must be a route name of 1-60 letters, digits, '_' or '-', got {route!r}",
+            )
+        if route == REJECTED_ROUTE:
+            raise SettingsError(
+                f"routes.{c}", f"{REJECTED_ROUTE!r} is reserved for a reviewer's rejection"
+            )
+    return {c: value[c] for c in classes}
 
 
 _INSTANCE_KEYS = {

@@ -15,7 +15,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import METRICS_NAMESPACE, Alarms, AlarmsArgs
+from components.alarms import Alarms, AlarmsArgs
 from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
@@ -31,11 +31,8 @@ from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpoint
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
 from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
 from components.settings import Settings, validate_stack_name
-
-# Routing is a business rule, not deploy config: the handlers' own default (bicycles get nearby
-# orders, motorcycles distant), so cloud and local mode route alike.
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
-from lambdas.config import DEFAULT_ROUTES
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,13 +114,6 @@ def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: 
     }
 
 
-def routes_for(classes: tuple[str, ...]) -> dict[str, str]:
-    missing = [c for c in classes if c not in DEFAULT_ROUTES]
-    if missing:
-        raise ValueError(f"scones:classes: no route defined for {missing}")
-    return {c: DEFAULT_ROUTES[c] for c in classes}
-
-
 def deploy(
     settings: Settings,
     *,
@@ -142,7 +132,7 @@ def deploy(
     account_id = identity.account_id
     partition = "aws"
     endpoint_name = f"scones-{stack}"
-    routes = routes_for(settings.classes)
+    routes = dict(settings.routes)
     powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
 
     adopt = settings.adopt

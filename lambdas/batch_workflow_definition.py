@@ -62,7 +62,7 @@ def build_batch_definition(
     review_topic_arn: str,
     review_queue_url: str,
     bucket: str,
-    routes: Mapping[str, str] | None = None,
+    routes: Mapping[str, str],
     input_prefixes: Sequence[str] = DEFAULT_INPUT_PREFIXES,
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
     tolerated_failure_percentage: float = DEFAULT_TOLERATED_FAILURE_PERCENTAGE,

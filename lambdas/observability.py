@@ -17,7 +17,7 @@ from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import (
     AmazonCloudWatchEMFProvider,
 )
 
-METRICS_NAMESPACE = "SconesUnlimited/Inference"
+from lambdas.defaults import METRICS_NAMESPACE
 
 
 def powertools(step: str) -> tuple[Logger, Metrics, Tracer]:

@@ -12,17 +12,14 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from lambdas.defaults import WORKFLOW_FUNCTIONS
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 # Build-time modules that no handler imports.
 _EXCLUDE = {"package.py"}
 
-HANDLERS: dict[str, str] = {
-    "serialize_image": "lambdas.serialize_image.handler.lambda_handler",
-    "classify_image": "lambdas.classify_image.handler.lambda_handler",
-    "filter_inferences": "lambdas.filter_inferences.handler.lambda_handler",
-    "route_driver": "lambdas.route_driver.handler.lambda_handler",
-}
+HANDLERS: dict[str, str] = {f: f"lambdas.{f}.handler.lambda_handler" for f in WORKFLOW_FUNCTIONS}
 
 
 def package_files(root: Path = PACKAGE_DIR) -> list[Path]:

@@ -42,10 +42,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from lambdas.config import DEFAULT_ROUTES, NOT_A_VEHICLE, REJECTED_ROUTE
+from lambdas.config import NOT_A_VEHICLE, REJECTED_ROUTE
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from lambdas.review_reasons import REVIEW_ERRORS
 
-FUNCTION_KEYS = ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+FUNCTION_KEYS = WORKFLOW_FUNCTIONS
 REVIEW_STATE = "SentToHumanReview"  # end of the review path without a callback (EXPRESS)
 AWAIT_REVIEW_STATE = "AwaitReview"
 REVIEW_EXPIRED_STATE = "ReviewExpired"
@@ -181,7 +182,7 @@ def build_definition(
     review_queue_url: str,
     wait_for_review: bool = True,
     review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS,
-    routes: Mapping[str, str] | None = None,
+    routes: Mapping[str, str],
     retry_attempts: int = 3,
     retry_interval_seconds: int = 1,
     retry_max_delay_seconds: int = 8,
@@ -189,7 +190,7 @@ def build_definition(
     """Return the state machine definition as a dict (``json.dumps`` it for the API).
 
     ``function_arns`` maps the four keys in FUNCTION_KEYS to Lambda ARNs; ``routes`` maps each
-    class to its route (default bicycle -> nearby, motorcycle -> distant) and yields one Succeed
+    class to its route (the task's config, scones:routes) and yields one Succeed
     state per distinct route after the final Choice. ``review_queue_url`` is the SQS queue a
     low-confidence case waits in (``review_message`` is its body); ``review_timeout_seconds``
     is how long it may wait for a person before ``REVIEW_EXPIRED_STATE``.
@@ -205,7 +206,9 @@ def build_definition(
         raise ValueError("build_definition: review_timeout_seconds must be 1 s .. 1 year")
     if retry_interval_seconds < 1 or retry_attempts < 0:
         raise ValueError("build_definition: IntervalSeconds must be >= 1 and attempts >= 0")
-    routes = dict(routes or DEFAULT_ROUTES)
+    routes = dict(routes)
+    if not routes:
+        raise ValueError("build_definition: routes {class: route} are required")
     if REJECTED_ROUTE in routes.values() or NOT_A_VEHICLE in routes:
         raise ValueError(
             f"build_definition: route {REJECTED_ROUTE!r} and class 'none' are reserved for a "

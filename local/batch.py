@@ -28,6 +28,7 @@ from lambdas.batch_workflow_definition import (
     build_batch_definition,
     to_inline_map,
 )
+from lambdas.defaults import RUNTIME
 from lambdas.summarize_batch.logic import COMPLETE_REASON, SUMMARY_NAME
 
 BATCH_STATE_MACHINE = "scones-batch"
@@ -100,7 +101,7 @@ def deploy_batch(
     batch state machine; returns their ARNs."""
     summarize_arn = lam.create_function(
         FunctionName=SUMMARIZE_FUNCTION,
-        Runtime="python3.12",
+        Runtime=RUNTIME,
         Role=role_arn,
         Handler=SUMMARIZE_HANDLER,
         Code={"ZipFile": zip_bytes},

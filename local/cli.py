@@ -33,17 +33,64 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
 
 
-def _defaults() -> tuple[list[str], float]:
-    """Classes and threshold defaults from the stack settings (one source of defaults)."""
+def stack_file_config(path: Path) -> dict[str, Any]:
+    """The ``scones:`` keys of a Pulumi stack file (Pulumi.<stack>.yaml), without the prefix."""
+    import yaml  # PyYAML, a dependency of the pulumi SDK
+
     try:
-        from components.settings import Settings
+        config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"--config {path}: {exc}") from exc
+    return {k.split(":", 1)[1]: v for k, v in config.items() if k.startswith("scones:")}
 
-        d = Settings.from_mapping(lambda _key: None)
-        return list(d.classes), float(d.confidence_threshold)
-    except Exception:  # settings unavailable: the Lambda defaults are the same values
-        from lambdas.config import DEFAULT_CLASSES, DEFAULT_THRESHOLD
 
-        return list(DEFAULT_CLASSES), DEFAULT_THRESHOLD
+def task_settings(
+    classes: str | None,
+    routes: str | None,
+    threshold: float | None,
+    config_file: Path | None = None,
+) -> tuple[list[str], dict[str, str], float]:
+    """Classes, routes and threshold through the stack's own validation (components.settings),
+    so local mode accepts exactly what scones:classes / scones:routes accept.
+
+    ``config_file`` (a Pulumi stack file) gives scones:classes / routes / confidenceThreshold;
+    the options override it. ``classes`` is "a,b,c" or a JSON list; ``routes`` is "a=x,b=y" or
+    a JSON object. Raises SystemExit naming the option on bad input.
+    """
+    from components.settings import Settings, SettingsError
+
+    raw: dict[str, Any] = {}
+    if config_file is not None:
+        stack = stack_file_config(config_file)
+        keys = ("classes", "routes", "confidenceThreshold")
+        raw.update({k: stack[k] for k in keys if k in stack})
+    if classes:
+        raw["classes"] = (
+            classes if classes.lstrip().startswith("[")
+            else [c.strip() for c in classes.split(",") if c.strip()]
+        )
+    if routes:
+        if routes.lstrip().startswith("{"):
+            raw["routes"] = routes
+        else:
+            pairs = [p.strip() for p in routes.split(",") if p.strip()]
+            bad = [p for p in pairs if p.count("=") != 1]
+            if bad:
+                raise SystemExit(f"--routes: expected class=route pairs, got {bad}")
+            raw["routes"] = dict(p.split("=") for p in pairs)
+    # --threshold may be 0 or 1 (every image routed / every image to review), as the functions'
+    # CONFIDENCE_THRESHOLD allows; scones:confidenceThreshold keeps a real cut inside (0, 1).
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise SystemExit(f"--threshold: must be within [0, 1], got {threshold}")
+    try:
+        s = Settings.from_mapping(raw.get)
+    except SettingsError as exc:
+        option = {"scones:classes": "--classes", "scones:routes": "--routes",
+                  "scones:confidenceThreshold": "--threshold"}
+        key = exc.key.split(".")[0]
+        raise SystemExit(f"{option.get(key, key)}: {exc}") from exc
+    chosen = s.confidence_threshold if threshold is None else threshold
+    return list(s.classes), dict(s.routes), float(chosen)
 
 
 def _state_file(state_dir: Path) -> Path:
@@ -201,14 +248,16 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 0
     if existing:
         _stop_all(existing)
-    classes_default, threshold_default = _defaults()
-    classes = args.classes.split(",") if args.classes else classes_default
-    threshold = args.threshold if args.threshold is not None else threshold_default
+    classes, routes, threshold = task_settings(
+        args.classes, args.routes, args.threshold, args.config
+    )
     train_args = _train_args(args.epochs)
 
     state_dir.mkdir(parents=True, exist_ok=True)
     logs = state_dir / "logs"
-    state: dict[str, Any] = {"status": "starting", "processes": {}, "classes": classes}
+    state: dict[str, Any] = {
+        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
+    }
     _write_state(state_dir, state)
     t0 = time.perf_counter()
     try:
@@ -275,6 +324,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             data_dir=data_dir,
             build_dir=state_dir / "build",
             classes=classes,
+            routes=routes,
             threshold=threshold,
             review_timeout_seconds=args.review_timeout,
         )
@@ -466,7 +516,22 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="training epochs (else $SCONES_EPOCHS, else training.train's default)",
     )
-    up.add_argument("--classes", help="comma-separated classes (default from settings)")
+    up.add_argument(
+        "--classes",
+        help="CIFAR-100 fine label names, comma-separated or a JSON list (default: "
+        "default_task.DEFAULT_CLASSES)",
+    )
+    up.add_argument(
+        "--config",
+        type=Path,
+        help="a Pulumi stack file (e.g. Pulumi.roadway.yaml): its scones:classes, scones:routes "
+        "and scones:confidenceThreshold (the options below override them)",
+    )
+    up.add_argument(
+        "--routes",
+        help="class=route pairs, comma-separated, or a JSON object; every class needs one "
+        "(default: default_task.DEFAULT_ROUTES, for the classes it covers)",
+    )
     up.add_argument("--threshold", type=float, help="confidence threshold (default from settings)")
     up.add_argument(
         "--review-timeout",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from components.function_policies import function_statements, safe_mode_statements
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.safe_mode.flag import INITIAL, PARAMETER_ENV, parameter_name, write_state
 from lambdas.workflow_definition import build_definition
@@ -133,7 +134,7 @@ def function_environment(
         "ROUTING_TOPIC_ARN": routing_topic_arn,
         PARAMETER_ENV: SAFE_MODE_PARAMETER,
         "POWERTOOLS_SERVICE_NAME": "scones-local",
-        "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_TRACE_DISABLED": "true",
         # The standard per-service variables: the handlers have no local code path.
         "AWS_ENDPOINT_URL_S3": moto_url,
@@ -200,12 +201,11 @@ def deploy_workflow(
     build_dir: Path,
     classes: Sequence[str],
     threshold: float,
-    routes: dict[str, str] | None = None,
+    routes: dict[str, str],
     review_timeout_seconds: int | None = None,
 ) -> dict[str, Any]:
     """Create bucket + data, topics (with SQS queues to observe them), the review queue,
     functions, state machine."""
-    routes = routes or {"bicycle": "nearby", "motorcycle": "distant"}
     s3 = aws_client("s3", moto_url)
     s3.create_bucket(Bucket=BUCKET)
     n_files = upload_dir(s3, data_dir, BUCKET)
@@ -248,7 +248,7 @@ def deploy_workflow(
     for key, handler in HANDLERS.items():
         function_arns[key] = lam.create_function(
             FunctionName=f"scones-{key.replace('_', '-')}",
-            Runtime="python3.12",
+            Runtime=RUNTIME,
             Role=function_roles[key],
             Handler=handler,
             Code={"ZipFile": zip_path.read_bytes()},
@@ -272,7 +272,7 @@ def deploy_workflow(
     )
     safe_mode_function_arn = lam.create_function(
         FunctionName=SAFE_MODE_FUNCTION,
-        Runtime="python3.12",
+        Runtime=RUNTIME,
         Role=safe_mode_role,
         Handler=SAFE_MODE_HANDLER,
         Code={"ZipFile": zip_path.read_bytes()},

@@ -13,6 +13,7 @@ from fake_endpoint import FakeEndpoint, error, ok
 from moto import mock_aws
 from workflow_support import BUCKET, ENDPOINT, Workflow, deploy, jpeg_bytes, png_bytes
 
+from default_task import DEFAULT_ROUTES
 from lambdas import aws
 from lambdas.package import build_lambda_zip
 from local import lambda_runtime
@@ -197,7 +198,7 @@ def test_moto_distributed_map_drops_results_so_local_mode_inlines_it(
         "States"]["AwaitReview"]["Parameters"]["QueueUrl"]
     cloud = build_batch_definition(
         arns, summarize_function_arn=summarize, review_topic_arn=review, review_queue_url=queue,
-        bucket=BUCKET, max_concurrency=2,
+        bucket=BUCKET, max_concurrency=2, routes=DEFAULT_ROUTES,
     )
     # moto's ASL grammar accepts only STANDARD child executions (its parser refuses EXPRESS).
     cloud["States"]["ClassifyPrefix"]["ItemProcessor"]["ProcessorConfig"]["ExecutionType"] = (

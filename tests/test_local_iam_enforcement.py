@@ -20,6 +20,7 @@ from moto import mock_aws
 from moto.core import set_initial_no_auth_action_count
 from workflow_support import png_bytes
 
+from default_task import DEFAULT_ROUTES
 from lambdas.errors import ImageNotFound, RoutingError
 from lambdas.route_driver.logic import make_publisher, publish_route
 from lambdas.serialize_image.logic import fetch_object
@@ -111,6 +112,7 @@ def test_removing_the_read_statement_fails_the_step_by_name(aws) -> None:
          ("serialize_image", "classify_image", "filter_inferences", "route_driver")},
         review_topic_arn=f"arn:aws:sns:{REGION}:123456789012:review",
         review_queue_url=f"https://sqs.{REGION}.amazonaws.com/123456789012/review-cases",
+        routes=DEFAULT_ROUTES,
     )
     catch = next(c for c in definition["States"]["Serialize"]["Catch"]
                  if c["ErrorEquals"] == ["ImageNotFound"])

@@ -24,6 +24,7 @@ from moto.core import set_initial_no_auth_action_count
 from workflow_support import ACCOUNT, BUCKET, ENDPOINT, REGION, Workflow, deploy, png_bytes
 
 from components.function_policies import function_statements, reviewer_statements
+from default_task import DEFAULT_ROUTES
 from lambdas import aws
 from lambdas.review_reasons import ReviewReason
 from lambdas.workflow_definition import REVIEW_STATE, build_definition
@@ -98,7 +99,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
             name="scones-test-express", type="EXPRESS", roleArn=sm["roleArn"],
             definition=json.dumps(build_definition(
                 arns, review_topic_arn=review_topic, review_queue_url=wf.cases_queue,
-                wait_for_review=False)),
+                wait_for_review=False, routes=DEFAULT_ROUTES)),
         )["stateMachineArn"]
         outputs = tmp / "outputs.json"
         # What `pulumi stack output --json` prints for these keys (components/stack.py).

@@ -20,6 +20,7 @@ from fake_endpoint import FakeEndpoint, ok
 from moto import mock_aws
 from workflow_support import BUCKET, Workflow, deploy, png_bytes
 
+from default_task import DEFAULT_CLASSES
 from lambdas import aws
 from lambdas.errors import InvalidEvent, SafeMode
 from lambdas.safe_mode import flag
@@ -78,6 +79,7 @@ def ssm(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("SAFE_MODE_PARAMETER", NAME)
+    monkeypatch.setenv("CLASSES", json.dumps(list(DEFAULT_CLASSES)))  # as deployed
     aws.reset_clients()
     with mock_aws():
         client = boto3.client("ssm", region_name="us-east-1")

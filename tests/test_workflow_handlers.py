@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from workflow_support import jpeg_bytes, png_bytes
 
+from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
 from lambdas import aws
 from lambdas.classify_image.capture import capture_key, capture_record, parse_s3_uri
 from lambdas.classify_image.logic import parse_probabilities
@@ -106,7 +107,11 @@ def test_settings_parse_and_name_the_bad_key() -> None:
         }
     )
     assert s.classes == ("a", "b", "c") and s.confidence_threshold == 0.5
-    assert load_settings({}).routes == {"bicycle": "nearby", "motorcycle": "distant"}
+    # The task is deploy config: a function given none refuses to guess one.
+    with pytest.raises(ConfigurationError, match="CLASSES is not set"):
+        load_settings({})
+    with pytest.raises(ConfigurationError, match="ROUTES is not set"):
+        load_settings({"CLASSES": '["a", "b"]'})
     with pytest.raises(ConfigurationError, match="CONFIDENCE_THRESHOLD"):
         parse_threshold({"CONFIDENCE_THRESHOLD": "1.5"})
     with pytest.raises(ConfigurationError, match="ROUTES"):
@@ -205,6 +210,9 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[SimpleNamespace]:
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    # The task, as every deployment sets it (the functions have no default task).
+    monkeypatch.setenv("CLASSES", json.dumps(list(DEFAULT_CLASSES)))
+    monkeypatch.setenv("ROUTES", json.dumps(dict(DEFAULT_ROUTES)))
     aws.reset_clients()
     with mock_aws():
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -307,6 +315,7 @@ def test_filter_handler(monkeypatch: pytest.MonkeyPatch) -> None:
     from lambdas.filter_inferences.handler import lambda_handler
 
     monkeypatch.setenv("CONFIDENCE_THRESHOLD", "0.9")
+    monkeypatch.setenv("CLASSES", json.dumps(list(DEFAULT_CLASSES)))
     base = {"s3_bucket": BUCKET, "s3_key": "k.png"}
     out = lambda_handler({**base, "inferences": [0.95, 0.05]}, Context())
     assert (out["label"], out["confidence"]) == ("bicycle", 0.95)

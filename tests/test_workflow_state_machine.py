@@ -24,6 +24,7 @@ from workflow_support import (
     png_chunk,
 )
 
+from default_task import DEFAULT_ROUTES
 from lambdas import aws
 from local import lambda_runtime
 
@@ -269,7 +270,8 @@ def test_an_unanswered_case_expires_into_its_named_state_and_stays_answerable(
         t["TopicArn"] for t in wf.sns.list_topics()["Topics"] if t["TopicArn"].endswith("review")
     )
     definition = build_definition(
-        arns, review_topic_arn=topic, review_queue_url=wf.cases_queue, review_timeout_seconds=1
+        arns, review_topic_arn=topic, review_queue_url=wf.cases_queue, review_timeout_seconds=1,
+        routes=DEFAULT_ROUTES,
     )
     sm = wf.sfn.create_state_machine(
         name="scones-test-short-review",
@@ -529,14 +531,18 @@ def test_definition_is_well_formed_asl() -> None:
             {k: v for k, v in arns.items() if k != "route_driver"},
             review_topic_arn="t",
             review_queue_url="q",
+            routes=DEFAULT_ROUTES,
         )
+    with pytest.raises(ValueError, match="routes"):
+        build_definition(arns, review_topic_arn="t", review_queue_url="q", routes={})
     with pytest.raises(ValueError, match="reserved"):
         build_definition(
             arns, review_topic_arn="t", review_queue_url="q", routes={"bicycle": "rejected"}
         )
     # EXPRESS workflows cannot wait for a task token: the case is queued, the execution ends.
     express = build_definition(
-        arns, review_topic_arn="t", review_queue_url="q", wait_for_review=False
+        arns, review_topic_arn="t", review_queue_url="q", wait_for_review=False,
+        routes=DEFAULT_ROUTES,
     )["States"]
     assert express["AwaitReview"]["Resource"] == "arn:aws:states:::sqs:sendMessage"
     assert express["AwaitReview"]["Next"] == "SentToHumanReview"

@@ -15,6 +15,7 @@ import boto3
 import numpy as np
 from PIL import Image
 
+from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
 from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.workflow_definition import build_definition
 from local.deploy import create_observed_topic, create_review_queue
@@ -162,8 +163,8 @@ def deploy(
     env = {
         "ENDPOINT_NAME": ENDPOINT,
         "CONFIDENCE_THRESHOLD": str(threshold),
-        "CLASSES": json.dumps(["bicycle", "motorcycle"]),
-        "ROUTES": json.dumps({"bicycle": "nearby", "motorcycle": "distant"}),
+        "CLASSES": json.dumps(list(DEFAULT_CLASSES)),
+        "ROUTES": json.dumps(dict(DEFAULT_ROUTES)),
         "ROUTING_TOPIC_ARN": topics["routing"],
         "POWERTOOLS_SERVICE_NAME": "scones-test",
         "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
@@ -192,6 +193,7 @@ def deploy(
         review_topic_arn=topics["review"],
         review_queue_url=cases,
         review_timeout_seconds=review_timeout_seconds,
+        routes=DEFAULT_ROUTES,
     )
     sm_arn = sfn.create_state_machine(
         name="scones-test", definition=json.dumps(definition), roleArn=role

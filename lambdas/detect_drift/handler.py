@@ -14,9 +14,9 @@ from typing import Any
 from aws_lambda_powertools import Logger, Tracer
 
 from lambdas.aws import client
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.detector import detect, window_bounds, write_report
 from lambdas.detect_drift.publish import emit, metric_points
-from lambdas.detect_drift.rules import METRICS_NAMESPACE
 from lambdas.detect_drift.settings import load_settings
 
 _SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "scones-drift"

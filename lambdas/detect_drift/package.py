@@ -34,8 +34,10 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lambdas.defaults import RUNTIME
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-RUNTIME = "python3.12"
+
 PYTHON_VERSION = "3.12"
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 # Amazon Linux 2023 (the python3.12 runtime) has glibc 2.34.
@@ -45,6 +47,8 @@ HANDLER = "lambdas.detect_drift.handler.lambda_handler"
 FUNCTION_MODULES = (
     "lambdas/__init__.py",
     "lambdas/aws.py",
+    "lambdas/defaults.py",
+    "lambdas/env.py",
     "lambdas/errors.py",
     "lambdas/review_reasons.py",  # imported by lambdas/errors.py
     "lambdas/detect_drift/__init__.py",

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.analysis import STATUS_DRIFT, STATUS_OK
 from lambdas.detect_drift.rules import (
     DIM_CLASS,
@@ -30,7 +31,6 @@ from lambdas.detect_drift.rules import (
     M_LOW_CONFIDENCE_RATE,
     M_MEAN_CONFIDENCE,
     M_WINDOW_REQUESTS,
-    METRICS_NAMESPACE,
 )
 
 

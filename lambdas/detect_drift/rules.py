@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-METRICS_NAMESPACE = "SconesUnlimited/Inference"
 # Dimension names of every drift metric (and of the alarms on them).
 DIM_STACK = "Stack"
 DIM_ENDPOINT = "Endpoint"
@@ -132,7 +131,7 @@ class DriftThresholds:
 class AlarmRule:
     """One alarm: ``value(metrics) > threshold`` fires it."""
 
-    key: str  # stable id, used in alarm names: e.g. "confidence-psi", "class-share-bicycle"
+    key: str  # stable id, used in alarm names: e.g. "confidence-psi", "class-share-<class>"
     metric: str  # CloudWatch metric name
     threshold: float
     description: str

@@ -30,19 +30,26 @@ CloudWatch alarms use, so the report's verdict and the alarms agree.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import Field, TypeAdapter
+
+from lambdas.defaults import DEFAULT_THRESHOLD
 from lambdas.detect_drift.capture import CaptureLocationError, S3Location, parse_s3_uri
 from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
+from lambdas.env import read
 from lambdas.errors import ConfigurationError
 
 DEFAULT_VARIANT = "AllTraffic"
 DEFAULT_WINDOW_MINUTES = 60
-DEFAULT_CONFIDENCE_THRESHOLD = 0.93
+DEFAULT_CONFIDENCE_THRESHOLD = DEFAULT_THRESHOLD  # scones:confidenceThreshold's default
 DEFAULT_MAX_RECORDS = 20_000
+
+_FINITE = TypeAdapter(Annotated[float, Field(allow_inf_nan=False)])
+_SHARES = TypeAdapter(dict[str, float])
+_CLASS_LIST = TypeAdapter(list[str])
 
 
 @dataclass(frozen=True)
@@ -76,46 +83,23 @@ def _uri(env: Mapping[str, str], key: str) -> S3Location:
 
 
 def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key} is not a number: {raw!r}") from exc
-    if not math.isfinite(value):
-        raise ConfigurationError(f"{key} must be finite, got {raw!r}")
-    return value
+    return read(env, key, _FINITE, default, what="a finite number")
 
 
 def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ConfigurationError(f"{key} is not a whole number: {raw!r}") from exc
-    if not low <= value <= high:
-        raise ConfigurationError(f"{key} must be from {low} to {high}, got {value}")
-    return value
+    adapter = TypeAdapter(Annotated[int, Field(ge=low, le=high, strict=False)])
+    return read(env, key, adapter, default, what=f"a whole number from {low} to {high}")
 
 
-def _json(env: Mapping[str, str], key: str) -> object | None:
-    raw = (env.get(key) or "").strip()
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigurationError(f"{key} is not valid JSON: {exc.msg}") from exc
+def _json(env: Mapping[str, str], key: str, adapter: TypeAdapter, what: str) -> object | None:
+    return read(env, key, adapter, None, is_json=True, what=what)
 
 
 def thresholds_from_env(env: Mapping[str, str]) -> DriftThresholds:
     d = DriftThresholds()
-    expected = _json(env, "EXPECTED_CLASS_SHARE")
-    if expected is not None and not isinstance(expected, dict):
-        raise ConfigurationError("EXPECTED_CLASS_SHARE must be a JSON object {class: share}")
+    expected = _json(
+        env, "EXPECTED_CLASS_SHARE", _SHARES, "a JSON object {class: share}"
+    )
     try:
         return DriftThresholds(
             confidence_psi=_float(env, "DRIFT_CONFIDENCE_PSI", d.confidence_psi),
@@ -142,11 +126,7 @@ def load_settings(env: Mapping[str, str]) -> DetectorSettings:
         raise ConfigurationError(
             f"CONFIDENCE_THRESHOLD must be within [0, 1], got {confidence_threshold}"
         )
-    classes = _json(env, "CLASSES")
-    if classes is not None and (
-        not isinstance(classes, list) or not all(isinstance(c, str) for c in classes)
-    ):
-        raise ConfigurationError("CLASSES must be a JSON list of class names")
+    classes = _json(env, "CLASSES", _CLASS_LIST, "a JSON list of class names")
     return DetectorSettings(
         capture=_uri(env, "CAPTURE_S3_URI"),
         report=_uri(env, "REPORT_S3_URI"),

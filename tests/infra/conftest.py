@@ -43,6 +43,34 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory, dev_archive: Path):
         return build_artifacts(settings, tmp_path_factory.mktemp("pulumi-build"))
 
 
+@pytest.fixture(scope="session")
+def roadway_artifacts(tmp_path_factory: pytest.TempPathFactory, dev_archive: Path):
+    """The build step for Pulumi.roadway.yaml's classes, staged from a small archive in the
+    official format (the dev archive holds bicycles and motorcycles only)."""
+    from pulumi_support import stack_config
+    from task_archives import official_names, write_task_archive
+
+    from components.settings import Settings
+    from components.stack import build_artifacts
+
+    config = stack_config("roadway")
+    settings = Settings.from_mapping(lambda key: config.get(f"scones:{key}"))
+    archive = write_task_archive(
+        tmp_path_factory.mktemp("roadway-archive") / "cifar-100-python.tar.gz",
+        official_names(dev_archive),
+        settings.classes,
+        train_per_class=8,
+        test_per_class=4,
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        if not os.environ.get("SCONES_WHEELHOUSE"):
+            patch.setenv("SCONES_WHEELHOUSE", str(_stand_in_wheels(tmp_path_factory.mktemp("w"))))
+        return build_artifacts(
+            Settings(classes=settings.classes, routes=settings.routes, cifar_archive=str(archive)),
+            tmp_path_factory.mktemp("roadway-build"),
+        )
+
+
 def _stand_in_wheels(directory: Path) -> Path:
     import zipfile
 
@@ -56,7 +84,7 @@ def _stand_in_wheels(directory: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def run_stack(pulumi_mocks: RecordingMocks, artifacts):
+def run_stack(pulumi_mocks: RecordingMocks, artifacts, request: pytest.FixtureRequest):
     from components.settings import NAMESPACE, Settings
     from components.stack import deploy, region_from_config
 
@@ -64,6 +92,8 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
         stack: str, overrides: Mapping[str, str] | None = None, describe_training_job=None
     ) -> StackRun:
         config = {**stack_config(stack), **(overrides or {})}
+        # A stack with its own class set stages its own data (the deploy checks they agree).
+        built = request.getfixturevalue("roadway_artifacts") if stack == "roadway" else artifacts
         set_all_config(config)
         pulumi_mocks.records.clear()
         MONITOR.resources.clear()
@@ -78,7 +108,7 @@ def run_stack(pulumi_mocks: RecordingMocks, artifacts):
                 "describe_training_job": describe_training_job
             }
             outputs = deploy(
-                settings, stack=stack, region=region_from_config(), artifacts=artifacts, **checks
+                settings, stack=stack, region=region_from_config(), artifacts=built, **checks
             )
             holder["components"] = outputs.pop("_")
             return pulumi.Output.all(**outputs).apply(lambda v: holder.__setitem__("outputs", v))
@@ -108,6 +138,12 @@ def dev(run_stack) -> StackRun:
 @pytest.fixture(scope="session")
 def prod(run_stack) -> StackRun:
     return run_stack("prod", {"scones:alarmEmail": "routing-ops@example.com"})
+
+
+@pytest.fixture(scope="session")
+def roadway(run_stack) -> StackRun:
+    """Pulumi.roadway.yaml: the second image task, by config only."""
+    return run_stack("roadway")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -93,7 +93,7 @@ def children(run, component: str) -> Counter:
     return Counter(r.type for r in run.resources if r.parent_types[-1:] == [component])
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "roadway"])
 def test_components_own_their_resources(stack: str, request: pytest.FixtureRequest) -> None:
     run = request.getfixturevalue(stack)
     top = {r.type for r in run.resources if r.parent_types == ["pulumi:pulumi:Stack"]}
@@ -132,7 +132,7 @@ def test_alarms_component(dev, prod) -> None:
     )
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "roadway"])
 def test_stack_outputs(stack: str, request: pytest.FixtureRequest) -> None:
     run = request.getfixturevalue(stack)
     out = run.outputs

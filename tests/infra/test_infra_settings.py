@@ -17,6 +17,7 @@ def settings_for(config: dict[str, str]) -> Settings:
 def test_defaults_follow_design() -> None:
     s = Settings.from_mapping(lambda key: None)
     assert s.classes == ("bicycle", "motorcycle")
+    assert s.routes == {"bicycle": "nearby", "motorcycle": "distant"}
     assert s.confidence_threshold == 0.93
     assert s.workflow_type == "STANDARD"
     assert s.retain_data is False
@@ -58,6 +59,16 @@ def test_prod_stack_scales_and_retains() -> None:
         ("classes", '["bicycle"]', "scones:classes"),
         ("classes", '["bicycle", "bicycle"]', "scones:classes"),
         ("classes", "[bicycle", "scones:classes"),
+        ("classes", '["bicycle", "none"]', "scones:classes"),
+        # A class set the default routes do not cover must say where each class goes.
+        ("classes", '["bicycle", "bus"]', "scones:routes"),
+        ("routes", '{"bicycle": "nearby"}', "scones:routes"),
+        ("routes", '{"bicycle": "a", "motorcycle": "b", "bus": "c"}', "scones:routes"),
+        ("routes", '["nearby", "distant"]', "scones:routes"),
+        ("routes", '{"bicycle": "near by", "motorcycle": "distant"}', "scones:routes.bicycle"),
+        ("routes", '{"bicycle": "", "motorcycle": "distant"}', "scones:routes.bicycle"),
+        ("routes", '{"bicycle": "rejected", "motorcycle": "x"}', "scones:routes.bicycle"),
+        ("routes", "{bicycle: nearby", "scones:routes"),
         ("endpoint", '{"instanceType": "big"}', "scones:endpoint.instanceType"),
         ("endpoint", '{"minInstances": 3, "maxInstances": 2}', "scones:endpoint.minInstances"),
         ("endpoint", '{"instanceCount": 2}', "scones:endpoint"),
@@ -76,6 +87,32 @@ def test_bad_value_names_its_key(key: str, value: str, named: str) -> None:
     assert str(info.value).startswith(named + ":")
 
 
+def test_routes_cover_any_class_set_in_class_order() -> None:
+    s = settings_for({
+        "scones:classes": '["bus", "man", "woman"]',
+        "scones:routes": '{"woman": "pedestrian", "bus": "traffic", "man": "pedestrian"}',
+    })
+    assert s.classes == ("bus", "man", "woman")
+    assert list(s.routes.items()) == [
+        ("bus", "traffic"), ("man", "pedestrian"), ("woman", "pedestrian")
+    ]
+    # The default routes serve any subset of the default classes they cover.
+    assert settings_for({"scones:classes": '["motorcycle", "bicycle"]'}).routes == {
+        "motorcycle": "distant", "bicycle": "nearby"
+    }
+
+
+def test_roadway_stack_is_a_second_task_by_config_only() -> None:
+    s = settings_for(stack_config("roadway"))
+    assert s.classes == ("man", "woman", "bus", "pickup_truck")
+    assert set(s.routes.values()) == {"pedestrian", "traffic"}
+    assert s.routes["man"] == s.routes["woman"] == "pedestrian"
+
+
 def test_bad_config_fails_the_program_naming_the_key(run_stack) -> None:
     with pytest.raises(SettingsError, match=r"^scones:workflowType: must be one of"):
         run_stack("dev", {"scones:workflowType": "FAST"})
+    # Routes are checked at preview too, before any resource (the message names the key).
+    missing = r"^scones:routes: no route for class\(es\) \['motorcycle'\]"
+    with pytest.raises(SettingsError, match=missing):
+        run_stack("dev", {"scones:routes": '{"bicycle": "nearby"}'})
