@@ -33,7 +33,7 @@ from components.iam import (
 from lambdas.safe_mode.flag import PARAMETER_ENV
 
 RUNTIME = "python3.12"
-# Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
+# Same version as the lock (requirements-dev.txt), so the cloud runs the Powertools the tests ran.
 POWERTOOLS_VERSION = "3.37.0"
 METRICS_NAMESPACE = "SconesUnlimited/Inference"
 _MEMORY = {"classify_image": 512}

@@ -14,9 +14,9 @@ Wheels are taken from a wheelhouse (``--wheelhouse``, ``$SCONES_WHEELHOUSE`` or
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d WHEELHOUSE
         numpy==<pin> pillow==<pin>
 
-(versions pinned in requirements.txt, so the cloud runs what the tests ran). Building the zip
-from wheels needs no network, and both zips are deterministic (sorted entries, fixed
-timestamps), so an unchanged build does not redeploy.
+(versions pinned in the lock, requirements-dev.txt, so the cloud runs what the tests ran).
+Building the zip from wheels needs no network, and both zips are deterministic (sorted
+entries, fixed timestamps), so an unchanged build does not redeploy.
 
 The function zip holds the ``lambdas`` modules the detector imports and the four numpy-only
 ``training`` modules it shares with training (image statistics, baseline/PSI, image decoding).
@@ -99,10 +99,10 @@ def build_function_zip(out_path: Path, root: Path = REPO_ROOT) -> Path:
 
 
 def pinned_versions(
-    requirements: Path = REPO_ROOT / "requirements.txt",
+    requirements: Path = REPO_ROOT / "requirements-dev.txt",
     packages: Sequence[str] = LAYER_PACKAGES,
 ) -> dict[str, str]:
-    """``{package: version}`` from the ``name==version`` pins of requirements.txt."""
+    """``{package: version}`` from the ``name==version`` pins of the lock (requirements-dev.txt)."""
     pins: dict[str, str] = {}
     for line in requirements.read_text().splitlines():
         match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)
