@@ -28,6 +28,7 @@ from lambdas.batch_workflow_definition import (
     build_batch_definition,
     to_inline_map,
 )
+from lambdas.s3_uri import S3UriError, parse_s3_uri
 from lambdas.summarize_batch.logic import COMPLETE_REASON, SUMMARY_NAME
 
 BATCH_STATE_MACHINE = "scones-batch"
@@ -44,17 +45,18 @@ class BatchRequestError(ValueError):
     """The batch request cannot be started (bad URI, wrong bucket, missing stack output)."""
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
+def parse_batch_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/prefix/`` -> (bucket, prefix); the prefix must end in '/'."""
-    if not uri.startswith("s3://"):
-        raise BatchRequestError(f"expected s3://bucket/prefix/, got {uri!r}")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket or not prefix or not prefix.endswith("/"):
+    try:
+        location = parse_s3_uri(uri)
+    except S3UriError as exc:
+        raise BatchRequestError(f"expected s3://bucket/prefix/, got {uri!r}") from exc
+    if not location.prefix or not uri.endswith("/"):
         raise BatchRequestError(
             f"{uri!r}: give a bucket and a prefix ending in '/' (a prefix without it would also "
             "match its siblings: batch/day1 matches batch/day10/)"
         )
-    return bucket, prefix
+    return location.bucket, location.prefix + "/"
 
 
 def local_definition(
@@ -281,7 +283,7 @@ def cmd_batch(args: argparse.Namespace, state: Mapping[str, Any] | None) -> int:
     from local.deploy import aws_client
 
     try:
-        bucket, prefix = parse_s3_uri(args.uri)
+        bucket, prefix = parse_batch_uri(args.uri)
         if args.stack:
             outputs = stack_outputs(args.stack)
             expected, arn = outputs["bucket"], outputs["batchStateMachineArn"]

@@ -21,7 +21,8 @@ from moto import mock_aws
 from workflow_support import jpeg_bytes, png_bytes
 
 from lambdas import aws
-from lambdas.classify_image.capture import capture_key, capture_record, parse_s3_uri
+from lambdas.capture_format import capture_key, capture_record
+from lambdas.classify_image.handler import capture_location
 from lambdas.classify_image.logic import parse_probabilities
 from lambdas.config import load_settings, parse_routes, parse_threshold
 from lambdas.errors import (
@@ -161,9 +162,10 @@ def test_capture_record_and_key_match_the_design_format() -> None:
     }
     key = capture_key("capture", "ep", "AllTraffic", when, "u-1")
     assert key == "capture/ep/AllTraffic/2025/10/04/08/44-11-123-u-1.jsonl"
-    assert parse_s3_uri("s3://b/some/prefix/") == ("b", "some/prefix")
+    location = capture_location("s3://b/some/prefix/")
+    assert (location.bucket, location.prefix) == ("b", "some/prefix")
     with pytest.raises(ConfigurationError):
-        parse_s3_uri("b/prefix")
+        capture_location("b/prefix")
 
 
 def test_lambda_zip_is_deterministic_and_holds_the_handlers(tmp_path) -> None:

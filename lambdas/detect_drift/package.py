@@ -45,7 +45,9 @@ HANDLER = "lambdas.detect_drift.handler.lambda_handler"
 FUNCTION_MODULES = (
     "lambdas/__init__.py",
     "lambdas/aws.py",
+    "lambdas/capture_format.py",
     "lambdas/errors.py",
+    "lambdas/s3_uri.py",
     "lambdas/detect_drift/__init__.py",
     "lambdas/detect_drift/analysis.py",
     "lambdas/detect_drift/capture.py",

@@ -35,9 +35,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from lambdas.detect_drift.capture import CaptureLocationError, S3Location, parse_s3_uri
 from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
 from lambdas.errors import ConfigurationError
+from lambdas.s3_uri import S3Location, S3UriError, parse_s3_uri
 
 DEFAULT_VARIANT = "AllTraffic"
 DEFAULT_WINDOW_MINUTES = 60
@@ -71,7 +71,7 @@ def _required(env: Mapping[str, str], key: str) -> str:
 def _uri(env: Mapping[str, str], key: str) -> S3Location:
     try:
         return parse_s3_uri(_required(env, key))
-    except CaptureLocationError as exc:
+    except S3UriError as exc:
         raise ConfigurationError(f"{key}: {exc}") from exc
 
 
