@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,7 @@ from components.iam import (
     log_group_arns,
     statement,
 )
-from lambdas.safe_mode.flag import PARAMETER_ENV
+from lambdas.environment import workflow_environments
 
 RUNTIME = "python3.12"
 # Same version as the lock (requirements-dev.txt), so the cloud runs the Powertools the tests ran.
@@ -120,25 +119,16 @@ class InferenceFunctions(pulumi.ComponentResource):
             f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
         )
         layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        common_env = {
-            "CLASSES": json.dumps(list(args.classes)),
-            "POWERTOOLS_SERVICE_NAME": self.service_name,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        env: dict[str, dict[str, pulumi.Input[str]]] = {
-            "serialize_image": {},
-            "classify_image": {"ENDPOINT_NAME": args.endpoint_name},
-            "filter_inferences": {"CONFIDENCE_THRESHOLD": repr(args.confidence_threshold)},
-            "route_driver": {
-                "ROUTES": json.dumps(dict(args.routes), sort_keys=True),
-                "ROUTING_TOPIC_ARN": self.routing_topic.arn,
-            },
-        }
-        if args.capture_s3_uri is not None:
-            env["classify_image"]["CAPTURE_S3_URI"] = args.capture_s3_uri
-        if args.safe_mode_parameter is not None:
-            env["filter_inferences"][PARAMETER_ENV] = args.safe_mode_parameter
+        env = workflow_environments(
+            service_name=self.service_name,
+            classes=args.classes,
+            endpoint_name=args.endpoint_name,
+            confidence_threshold=args.confidence_threshold,
+            routes=args.routes,
+            routing_topic_arn=self.routing_topic.arn,
+            capture_s3_uri=args.capture_s3_uri,
+            safe_mode_parameter=args.safe_mode_parameter,
+        )
         own = {
             f: function_statements(
                 f,
@@ -202,7 +192,7 @@ class InferenceFunctions(pulumi.ComponentResource):
                 layers=[layer],
                 memory_size=_MEMORY.get(function, 256),
                 timeout=_TIMEOUT.get(function, 15),
-                environment={"variables": {**common_env, **env[function]}},
+                environment={"variables": env[function]},
                 tracing_config={"mode": "Active"},
                 logging_config={
                     "log_format": "JSON",

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from components.function_policies import function_statements, safe_mode_statements
+from lambdas.environment import merged_environment, workflow_environments
 from lambdas.package import HANDLERS, build_lambda_zip
-from lambdas.safe_mode.flag import INITIAL, PARAMETER_ENV, parameter_name, write_state
+from lambdas.safe_mode.flag import INITIAL, parameter_name, write_state
 from lambdas.workflow_definition import build_definition
 
 REGION = "us-east-1"
@@ -123,17 +124,20 @@ def function_environment(
     routes: dict[str, str],
     threshold: float,
 ) -> dict[str, str]:
-    """One configuration shared by all four functions (the in-process adapter applies the union
-    of the functions' variables to one process, so they must agree on shared keys)."""
+    """The cloud's variables (lambdas/environment.py), merged into one configuration shared by
+    all four functions (the in-process adapter applies the union of the functions' variables to
+    one process), plus local mode's endpoints."""
+    cloud = workflow_environments(
+        service_name="scones-local",
+        classes=classes,
+        endpoint_name=ENDPOINT_NAME,
+        confidence_threshold=threshold,
+        routes=routes,
+        routing_topic_arn=routing_topic_arn,
+        safe_mode_parameter=SAFE_MODE_PARAMETER,
+    )
     return {
-        "ENDPOINT_NAME": ENDPOINT_NAME,
-        "CONFIDENCE_THRESHOLD": str(threshold),
-        "CLASSES": json.dumps(list(classes)),
-        "ROUTES": json.dumps(routes),
-        "ROUTING_TOPIC_ARN": routing_topic_arn,
-        PARAMETER_ENV: SAFE_MODE_PARAMETER,
-        "POWERTOOLS_SERVICE_NAME": "scones-local",
-        "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
+        **merged_environment(cloud),
         "POWERTOOLS_TRACE_DISABLED": "true",
         # The standard per-service variables: the handlers have no local code path.
         "AWS_ENDPOINT_URL_S3": moto_url,
