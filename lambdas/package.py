@@ -8,12 +8,11 @@ bundled: in the cloud it comes from AWS's published layer.
 from __future__ import annotations
 
 import os
-import tempfile
-import zipfile
 from pathlib import Path
 
+from training.archive import write_zip
+
 PACKAGE_DIR = Path(__file__).resolve().parent
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 # Build-time modules that no handler imports.
 _EXCLUDE = {"package.py"}
 
@@ -39,23 +38,11 @@ def package_files(root: Path = PACKAGE_DIR) -> list[Path]:
 
 def build_lambda_zip(out_path: str | os.PathLike[str]) -> Path:
     """Write the zip to ``out_path`` (atomically) and return its path."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".lambda-", suffix=".zip")
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-            for path in package_files():
-                arcname = "lambdas/" + path.relative_to(PACKAGE_DIR).as_posix()
-                info = zipfile.ZipInfo(arcname, date_time=_FIXED_TIME)
-                info.external_attr = 0o644 << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                zf.writestr(info, path.read_bytes())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    entries = [
+        ("lambdas/" + path.relative_to(PACKAGE_DIR).as_posix(), path.read_bytes(), 0o644)
+        for path in package_files()
+    ]
+    return write_zip(out_path, entries)
 
 
 if __name__ == "__main__":

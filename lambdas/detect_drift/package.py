@@ -34,6 +34,8 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from training.archive import write_zip
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNTIME = "python3.12"
 PYTHON_VERSION = "3.12"
@@ -62,7 +64,6 @@ FUNCTION_MODULES = (
     "training/image_stats.py",
     "training/preprocess.py",
 )
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 # Not needed at run time, and numpy's test suite alone is megabytes.
 _LAYER_SKIP = re.compile(r"(^|/)(__pycache__|tests?)(/|$)|\.pyc$")
 
@@ -72,18 +73,10 @@ class LayerBuildError(RuntimeError):
 
 
 def _write_zip(out_path: Path, entries: Iterable[tuple[str, bytes, int]]) -> Path:
-    """Deterministic zip: given (name, data, mode) in sorted order, fixed timestamps."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name, data, mode in sorted(entries, key=lambda e: e[0]):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = (mode & 0o777 | 0o100000) << 16
-            zf.writestr(info, data)
-    tmp.replace(out_path)
-    return out_path
+    """Deterministic zip (training/archive.py) of (name, data, permission bits), marked as
+    regular files."""
+    regular = [(name, data, mode & 0o777 | 0o100000) for name, data, mode in entries]
+    return write_zip(out_path, regular)
 
 
 def build_function_zip(out_path: Path, root: Path = REPO_ROOT) -> Path:
