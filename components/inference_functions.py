@@ -1,12 +1,12 @@
 """InferenceFunctions: the workflow's four Lambda functions, each with a role of its own.
 
-One deterministic zip of the `lambdas/` package (lambdas.package.build_lambda_zip) serves all
-four, as in local mode; Powertools comes from AWS's published layer, resolved for the region
-from its public SSM parameter at the pinned version. Each role grants exactly what its handler
-touches (components/function_policies.py builds it, for local mode too): serialize reads
-intake/ objects, classify invokes the endpoint (and writes capture/ records when the endpoint
-is serverless), route publishes to the routing topic; all write only to their own log group,
-plus X-Ray segments.
+Each function deploys its own deterministic zip, its handler's import closure
+(lambdas.package.build_function_zips), as in local mode; Powertools comes from AWS's published
+layer, resolved for the region from its public SSM parameter at the pinned version. Each role
+grants exactly what its handler touches (components/function_policies.py builds it, for local
+mode too): serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
+records when the endpoint is serverless), route publishes to the routing topic; all write only
+to their own log group, plus X-Ray segments.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ class InferenceFunctionsArgs:
     stack: str
     region: str
     account_id: pulumi.Input[str]
-    lambda_zip: Path
+    # {function: zip}, one per FUNCTIONS key (lambdas.package.build_function_zips).
+    lambda_zips: Mapping[str, Path]
     bucket_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
@@ -143,8 +144,6 @@ class InferenceFunctions(pulumi.ComponentResource):
             for f in FUNCTIONS
         }
 
-        code = pulumi.FileArchive(str(args.lambda_zip))
-        code_hash = zip_source_hash(args.lambda_zip)
         self.functions, self.roles, self.log_groups, self.policies = {}, {}, {}, {}
         for function in FUNCTIONS:
             fname = function_name(args.stack, function)
@@ -186,8 +185,8 @@ class InferenceFunctions(pulumi.ComponentResource):
                 runtime=RUNTIME,
                 architectures=["x86_64"],
                 handler=f"lambdas.{function}.handler.lambda_handler",
-                code=code,
-                source_code_hash=code_hash,
+                code=pulumi.FileArchive(str(args.lambda_zips[function])),
+                source_code_hash=zip_source_hash(args.lambda_zips[function]),
                 role=role.arn,
                 layers=[layer],
                 memory_size=_MEMORY.get(function, 256),

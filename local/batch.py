@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lambdas.batch_workflow_definition import (
@@ -89,7 +90,7 @@ def deploy_batch(
     lam: Any,
     sfn: Any,
     role_arn: str,
-    zip_bytes: bytes,
+    build_dir: Path,
     environment: Mapping[str, str],
     function_arns: Mapping[str, str],
     review_topic_arn: str,
@@ -98,14 +99,17 @@ def deploy_batch(
     bucket: str,
     max_concurrency: int = LOCAL_MAX_CONCURRENCY,
 ) -> dict[str, str]:
-    """Create the summarize function (same zip, same environment as the others) and the local
-    batch state machine; returns their ARNs."""
+    """Create the summarize function (its own zip, in ``build_dir``; the same environment as
+    the others) and the local batch state machine; returns their ARNs."""
+    from lambdas.package import build_function_zip
+
+    zip_path = build_function_zip(build_dir / "summarize_batch.zip", SUMMARIZE_HANDLER)
     summarize_arn = lam.create_function(
         FunctionName=SUMMARIZE_FUNCTION,
         Runtime="python3.12",
         Role=role_arn,
         Handler=SUMMARIZE_HANDLER,
-        Code={"ZipFile": zip_bytes},
+        Code={"ZipFile": zip_path.read_bytes()},
         Timeout=300,
         MemorySize=512,
         Environment={"Variables": dict(environment)},

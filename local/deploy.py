@@ -13,7 +13,7 @@ from typing import Any
 
 from components.function_policies import function_statements, safe_mode_statements
 from lambdas.environment import merged_environment, workflow_environments
-from lambdas.package import HANDLERS, build_lambda_zip
+from lambdas.package import HANDLERS, build_function_zip, build_function_zips
 from lambdas.safe_mode.flag import INITIAL, parameter_name, write_state
 from lambdas.workflow_definition import build_definition
 
@@ -238,7 +238,7 @@ def deploy_workflow(
         for key in HANDLERS
     }
     workflow_role = create_role(iam, "scones-local-workflow", "states.amazonaws.com", None)
-    zip_path = build_lambda_zip(build_dir / "lambdas.zip")
+    zips = build_function_zips(build_dir / "lambdas", HANDLERS)
     env = function_environment(
         moto_url=moto_url,
         endpoint_url=endpoint_url,
@@ -255,7 +255,7 @@ def deploy_workflow(
             Runtime="python3.12",
             Role=function_roles[key],
             Handler=handler,
-            Code={"ZipFile": zip_path.read_bytes()},
+            Code={"ZipFile": zips[key].read_bytes()},
             Timeout=30,
             MemorySize=512,
             Environment={"Variables": env},
@@ -279,7 +279,11 @@ def deploy_workflow(
         Runtime="python3.12",
         Role=safe_mode_role,
         Handler=SAFE_MODE_HANDLER,
-        Code={"ZipFile": zip_path.read_bytes()},
+        Code={
+            "ZipFile": build_function_zip(
+                build_dir / "lambdas" / "safe_mode.zip", SAFE_MODE_HANDLER
+            ).read_bytes()
+        },
         Timeout=15,
         MemorySize=256,
         Environment={"Variables": env},
@@ -302,7 +306,7 @@ def deploy_workflow(
         lam=lam,
         sfn=sfn,
         role_arn=workflow_role,
-        zip_bytes=zip_path.read_bytes(),
+        build_dir=build_dir / "lambdas",
         environment=env,
         function_arns=function_arns,
         review_topic_arn=topics[REVIEW_TOPIC],

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from lambdas.environment import merged_environment, workflow_environments
-from lambdas.package import HANDLERS, build_lambda_zip
+from lambdas.package import HANDLERS, build_function_zips
 from lambdas.workflow_definition import build_definition
 from local.deploy import create_observed_topic, create_review_queue
 
@@ -159,7 +159,7 @@ def deploy(
             sns, sqs, f"scones-{name}", f"scones-{name}"
         )
     cases, cases_dlq = create_review_queue(sqs, "scones-test-cases")
-    zip_bytes = build_lambda_zip(tmp_path / "lambdas.zip").read_bytes()
+    zips = build_function_zips(tmp_path / "lambdas", HANDLERS)
     env = merged_environment(
         workflow_environments(
             service_name="scones-test",
@@ -183,7 +183,7 @@ def deploy(
             Runtime="python3.12",
             Role=role,
             Handler=handler,
-            Code={"ZipFile": zip_bytes},
+            Code={"ZipFile": zips[key].read_bytes()},
             Timeout=30,
             Environment={"Variables": env},
         )["FunctionArn"]

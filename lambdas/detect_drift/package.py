@@ -18,8 +18,9 @@ Wheels are taken from a wheelhouse (``--wheelhouse``, ``$SCONES_WHEELHOUSE`` or
 Building the zip from wheels needs no network, and both zips are deterministic (sorted
 entries, fixed timestamps), so an unchanged build does not redeploy.
 
-The function zip holds the ``lambdas`` modules the detector imports and the four numpy-only
-``training`` modules it shares with training (image statistics, baseline/PSI, image decoding).
+The function zip holds the modules the detector's handler imports (lambdas/package.py's import
+closure), which include four numpy-only ``training`` modules it shares with training (image
+statistics, baseline/PSI, image decoding).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lambdas import package
 from training.archive import write_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,26 +46,6 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 MAX_GLIBC = (2, 34)
 LAYER_PACKAGES = ("numpy", "pillow")
 HANDLER = "lambdas.detect_drift.handler.lambda_handler"
-FUNCTION_MODULES = (
-    "lambdas/__init__.py",
-    "lambdas/aws.py",
-    "lambdas/capture_format.py",
-    "lambdas/errors.py",
-    "lambdas/s3_uri.py",
-    "lambdas/detect_drift/__init__.py",
-    "lambdas/detect_drift/analysis.py",
-    "lambdas/detect_drift/capture.py",
-    "lambdas/detect_drift/detector.py",
-    "lambdas/detect_drift/handler.py",
-    "lambdas/detect_drift/publish.py",
-    "lambdas/detect_drift/rules.py",
-    "lambdas/detect_drift/settings.py",
-    "training/__init__.py",
-    "training/baseline.py",
-    "training/errors.py",
-    "training/image_stats.py",
-    "training/preprocess.py",
-)
 # Not needed at run time, and numpy's test suite alone is megabytes.
 _LAYER_SKIP = re.compile(r"(^|/)(__pycache__|tests?)(/|$)|\.pyc$")
 
@@ -80,14 +62,9 @@ def _write_zip(out_path: Path, entries: Iterable[tuple[str, bytes, int]]) -> Pat
 
 
 def build_function_zip(out_path: Path, root: Path = REPO_ROOT) -> Path:
-    """The detector's code zip (handler ``lambdas.detect_drift.handler.lambda_handler``)."""
-    entries = []
-    for rel in FUNCTION_MODULES:
-        path = root / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the drift function zip needs it")
-        entries.append((rel, path.read_bytes(), 0o644))
-    return _write_zip(out_path, entries)
+    """The detector's code zip (handler ``lambdas.detect_drift.handler.lambda_handler``): the
+    handler's import closure (lambdas/package.py), training's numpy-only modules included."""
+    return package.build_function_zip(out_path, HANDLER, root)
 
 
 # --- the layer -----------------------------------------------------------------------------------
