@@ -54,10 +54,6 @@ class GitHubRepository:
         return [immutable, f"repo:{self.owner}/{self.name}:{claim}"]
 
 
-def oidc_provider_arn(account_id: str, partition: str = "aws") -> str:
-    return f"arn:{partition}:iam::{account_id}:oidc-provider/{GITHUB_OIDC_HOST}"
-
-
 def github_trust_policy(provider_arn: str, subjects: Sequence[str]) -> dict[str, Any]:
     """Trust for GitHub's OIDC tokens whose `sub` is exactly one of `subjects`.
 

@@ -26,7 +26,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pulumi
 import pulumi_aws as aws
@@ -52,6 +51,7 @@ from lambdas.detect_drift.rules import (
     DriftThresholds,
     alarm_rules,
 )
+from lambdas.s3_uri import parse_s3_uri
 from training.image_stats import STATISTICS
 
 REPORTS_PREFIX = "drift-reports"
@@ -66,10 +66,10 @@ def schedule_expression(minutes: int) -> str:
 
 def s3_object_arn(uri: str, partition: str = "aws") -> str:
     """``s3://bucket/key`` -> the object's ARN."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc or not parsed.path.strip("/"):
+    location = parse_s3_uri(uri)  # S3UriError is a ValueError
+    if not location.prefix:
         raise ValueError(f"expected s3://bucket/key, got {uri!r}")
-    return f"arn:{partition}:s3:::{parsed.netloc}/{parsed.path.lstrip('/')}"
+    return f"arn:{partition}:s3:::{location.bucket}/{location.prefix}"
 
 
 def _hash(path: Path) -> str:

@@ -1,19 +1,18 @@
 """InferenceFunctions: the workflow's four Lambda functions, each with a role of its own.
 
-One deterministic zip of the `lambdas/` package (lambdas.package.build_lambda_zip) serves all
-four, as in local mode; Powertools comes from AWS's published layer, resolved for the region
-from its public SSM parameter at the pinned version. Each role grants exactly what its handler
-touches (components/function_policies.py builds it, for local mode too): serialize reads
-intake/ objects, classify invokes the endpoint (and writes capture/ records when the endpoint
-is serverless), route publishes to the routing topic; all write only to their own log group,
-plus X-Ray segments.
+Each function deploys its own deterministic zip, its handler's import closure
+(lambdas.package.build_function_zips), as in local mode; Powertools comes from AWS's published
+layer, resolved for the region from its public SSM parameter at the pinned version. Each role
+grants exactly what its handler touches (components/function_policies.py builds it, for local
+mode too): serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
+records when the endpoint is serverless), route publishes to the routing topic; all write only
+to their own log group, plus X-Ray segments.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,10 +29,10 @@ from components.iam import (
     log_group_arns,
     statement,
 )
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
-from lambdas.safe_mode.flag import PARAMETER_ENV
+from lambdas.defaults import RUNTIME
+from lambdas.environment import workflow_environments
 
-# Same version as requirements.txt, so the cloud runs the Powertools the tests ran.
+# Same version as the lock (requirements-dev.txt), so the cloud runs the Powertools the tests ran.
 POWERTOOLS_VERSION = "3.37.0"
 _MEMORY = {"classify_image": 512}
 _TIMEOUT = {"classify_image": 60}  # a serverless endpoint's cold start takes tens of seconds
@@ -82,7 +81,8 @@ class InferenceFunctionsArgs:
     stack: str
     region: str
     account_id: pulumi.Input[str]
-    lambda_zip: Path
+    # {function: zip}, one per FUNCTIONS key (lambdas.package.build_function_zips).
+    lambda_zips: Mapping[str, Path]
     bucket_name: pulumi.Input[str]
     bucket_arn: pulumi.Input[str]
     kms_key_arn: pulumi.Input[str]
@@ -119,25 +119,16 @@ class InferenceFunctions(pulumi.ComponentResource):
             f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
         )
         layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        common_env = {
-            "CLASSES": json.dumps(list(args.classes)),
-            "POWERTOOLS_SERVICE_NAME": self.service_name,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        env: dict[str, dict[str, pulumi.Input[str]]] = {
-            "serialize_image": {},
-            "classify_image": {"ENDPOINT_NAME": args.endpoint_name},
-            "filter_inferences": {"CONFIDENCE_THRESHOLD": repr(args.confidence_threshold)},
-            "route_driver": {
-                "ROUTES": json.dumps(dict(args.routes), sort_keys=True),
-                "ROUTING_TOPIC_ARN": self.routing_topic.arn,
-            },
-        }
-        if args.capture_s3_uri is not None:
-            env["classify_image"]["CAPTURE_S3_URI"] = args.capture_s3_uri
-        if args.safe_mode_parameter is not None:
-            env["filter_inferences"][PARAMETER_ENV] = args.safe_mode_parameter
+        env = workflow_environments(
+            service_name=self.service_name,
+            classes=args.classes,
+            endpoint_name=args.endpoint_name,
+            confidence_threshold=args.confidence_threshold,
+            routes=args.routes,
+            routing_topic_arn=self.routing_topic.arn,
+            capture_s3_uri=args.capture_s3_uri,
+            safe_mode_parameter=args.safe_mode_parameter,
+        )
         own = {
             f: function_statements(
                 f,
@@ -152,8 +143,6 @@ class InferenceFunctions(pulumi.ComponentResource):
             for f in FUNCTIONS
         }
 
-        code = pulumi.FileArchive(str(args.lambda_zip))
-        code_hash = zip_source_hash(args.lambda_zip)
         self.functions, self.roles, self.log_groups, self.policies = {}, {}, {}, {}
         for function in FUNCTIONS:
             fname = function_name(args.stack, function)
@@ -195,13 +184,13 @@ class InferenceFunctions(pulumi.ComponentResource):
                 runtime=RUNTIME,
                 architectures=["x86_64"],
                 handler=f"lambdas.{function}.handler.lambda_handler",
-                code=code,
-                source_code_hash=code_hash,
+                code=pulumi.FileArchive(str(args.lambda_zips[function])),
+                source_code_hash=zip_source_hash(args.lambda_zips[function]),
                 role=role.arn,
                 layers=[layer],
                 memory_size=_MEMORY.get(function, 256),
                 timeout=_TIMEOUT.get(function, 15),
-                environment={"variables": {**common_env, **env[function]}},
+                environment={"variables": env[function]},
                 tracing_config={"mode": "Active"},
                 logging_config={
                     "log_format": "JSON",

@@ -57,6 +57,125 @@ class ModelEndpointArgs:
     partition: str = "aws"
 
 
+def execution_role_statements(
+    args: ModelEndpointArgs, log_group_arn: pulumi.Input[str]
+) -> list[dict]:
+    """What the model's execution role may do: read the artifact, pull the image, write its
+    logs and metrics, write Data Capture (instances), read the rollback alarms."""
+    statements = [
+        statement(
+            ["s3:GetObject"],
+            [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
+            sid="ReadModelArtifacts",
+        ),
+        statement(
+            ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
+        ),
+        statement(
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+             "ecr:GetDownloadUrlForLayer"],
+            [ecr_repository_arn(args.image_uri, args.partition)],
+            sid="PullTheInferenceImage",
+        ),
+        statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+        statement(
+            ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            [pulumi.Output.concat(log_group_arn, ":log-stream:*")],
+            sid="EndpointLogStreams",
+        ),
+        statement(
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            sid="EndpointMetricsHaveNoResourceLevel",
+            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
+        ),
+    ]
+    if not isinstance(args.endpoint, ServerlessEndpoint):
+        statements.append(
+            statement(
+                ["s3:PutObject"],
+                [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                sid="WriteDataCapture",
+            )
+        )
+    if args.rollback_alarm_arns:
+        # "Ensure that your IAM execution role has permission to perform the
+        # cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
+        # (SageMaker developer guide, "Auto-Rollback Configuration and Monitoring").
+        statements.append(
+            statement(
+                ["cloudwatch:DescribeAlarms"],
+                list(args.rollback_alarm_arns),
+                sid="ReadTheRollbackAlarms",
+            )
+        )
+    return statements
+
+
+def production_variant(args: ModelEndpointArgs, model_name: pulumi.Input[str]) -> dict:
+    """The one production variant: serverless capacity, or instances at full weight."""
+    variant: dict = {"variant_name": args.variant_name, "model_name": model_name}
+    if isinstance(args.endpoint, ServerlessEndpoint):
+        variant["serverless_config"] = {
+            "memory_size_in_mb": args.endpoint.memory_size_mb,
+            "max_concurrency": args.endpoint.max_concurrency,
+        }
+    else:
+        variant["instance_type"] = args.endpoint.instance_type
+        variant["initial_instance_count"] = args.endpoint.initial_instance_count
+        variant["initial_variant_weight"] = 1.0
+    return variant
+
+
+def data_capture_config(
+    args: ModelEndpointArgs, capture_s3_uri: pulumi.Input[str]
+) -> dict | None:
+    """SageMaker Data Capture of instance endpoints (serverless endpoints have none)."""
+    if isinstance(args.endpoint, ServerlessEndpoint):
+        return None
+    return {
+        "enable_capture": True,
+        "initial_sampling_percentage": args.data_capture_percent,
+        "destination_s3_uri": capture_s3_uri,
+        "kms_key_id": args.kms_key_arn,
+        "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+        # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
+        # the record format docs/design.md fixes and the drift monitor reads.
+        "capture_content_type_header": {"json_content_types": ["application/json"]},
+    }
+
+
+def deployment_config(rollback_alarm_names: Sequence[pulumi.Input[str]]) -> dict:
+    """Blue/green with a 5-minute baking period watched by the endpoint alarms. (Serverless
+    endpoints are excluded from rolling deployments only, not from blue/green.)"""
+    return {
+        "blue_green_update_policy": {
+            "traffic_routing_configuration": {
+                "type": "ALL_AT_ONCE",
+                "wait_interval_in_seconds": 300,
+            },
+            "termination_wait_in_seconds": 300,
+            "maximum_execution_timeout_in_seconds": 3600,
+        },
+        "auto_rollback_configuration": {
+            "alarms": [{"alarm_name": n} for n in rollback_alarm_names]
+        },
+    }
+
+
+def scaling_spec(args: ModelEndpointArgs) -> ScalingSpec | None:
+    """Autoscaling of instance endpoints (the target, the policy and the update hooks)."""
+    if not isinstance(args.endpoint, InstanceEndpoint):
+        return None
+    return ScalingSpec(
+        endpoint_name=args.endpoint_name,
+        variant_name=args.variant_name,
+        min_capacity=args.endpoint.min_instances,
+        max_capacity=args.endpoint.max_instances,
+        target_invocations_per_instance=args.endpoint.target_invocations_per_instance,
+    )
+
+
 class ModelEndpoint(pulumi.ComponentResource):
     model: aws.sagemaker.Model
     config: aws.sagemaker.EndpointConfiguration
@@ -70,10 +189,40 @@ class ModelEndpoint(pulumi.ComponentResource):
         self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:serving:ModelEndpoint", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        p = args.partition
         serverless = isinstance(args.endpoint, ServerlessEndpoint)
         self.capture_s3_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{CAPTURE_PREFIX}")
+        self._model(name, args)
+        self.config = aws.sagemaker.EndpointConfiguration(
+            f"{name}-config",
+            production_variants=[production_variant(args, self.model.name)],
+            data_capture_config=data_capture_config(args, self.capture_s3_uri),
+            kms_key_arn=None
+            if serverless or has_instance_storage(args.endpoint.instance_type)
+            else args.kms_key_arn,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        scaling = scaling_spec(args)
+        scaling_policy_name = f"{args.endpoint_name}-invocations-per-instance"
+        self._endpoint(name, args, scaling, scaling_policy_name)
+        # Serverless endpoints have no Data Capture: the classify Lambda writes the records.
+        self.lambda_capture_s3_uri = self.capture_s3_uri if serverless else None
+        self.scaling_target = None
+        self.scaling_policy = None
+        if scaling is not None:
+            self._autoscaling(name, args, scaling, scaling_policy_name)
+        self.register_outputs(
+            {
+                "endpointName": self.endpoint_name,
+                "endpointArn": self.endpoint_arn,
+                "modelName": self.model.name,
+                "endpointConfigName": self.config.name,
+                "captureS3Uri": self.capture_s3_uri,
+            }
+        )
+
+    def _model(self, name: str, args: ModelEndpointArgs) -> None:
+        """The endpoint's log group, the model's execution role and the SageMaker Model."""
+        child = pulumi.ResourceOptions(parent=self)
         # Created here so it has a retention period; SageMaker would create it without one.
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
@@ -81,54 +230,6 @@ class ModelEndpoint(pulumi.ComponentResource):
             retention_in_days=args.log_retention_days,
             opts=child,
         )
-        log_group = self.log_group.arn
-        statements = [
-            statement(
-                ["s3:GetObject"],
-                [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
-                sid="ReadModelArtifacts",
-            ),
-            statement(
-                ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
-            ),
-            statement(
-                ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                 "ecr:GetDownloadUrlForLayer"],
-                [ecr_repository_arn(args.image_uri, p)],
-                sid="PullTheInferenceImage",
-            ),
-            statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
-            statement(
-                ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                [pulumi.Output.concat(log_group, ":log-stream:*")],
-                sid="EndpointLogStreams",
-            ),
-            statement(
-                ["cloudwatch:PutMetricData"],
-                ["*"],
-                sid="EndpointMetricsHaveNoResourceLevel",
-                condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/Endpoints"}},
-            ),
-        ]
-        if not serverless:
-            statements.append(
-                statement(
-                    ["s3:PutObject"],
-                    [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
-                    sid="WriteDataCapture",
-                )
-            )
-        if args.rollback_alarm_arns:
-            # "Ensure that your IAM execution role has permission to perform the
-            # cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
-            # (SageMaker developer guide, "Auto-Rollback Configuration and Monitoring").
-            statements.append(
-                statement(
-                    ["cloudwatch:DescribeAlarms"],
-                    list(args.rollback_alarm_arns),
-                    sid="ReadTheRollbackAlarms",
-                )
-            )
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"scones {args.stack}: SageMaker model execution role",
@@ -138,7 +239,10 @@ class ModelEndpoint(pulumi.ComponentResource):
             opts=child,
         )
         self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy", role=self.role.id, policy=document(statements), opts=child
+            f"{name}-policy",
+            role=self.role.id,
+            policy=document(execution_role_statements(args, self.log_group.arn)),
+            opts=child,
         )
         self.model = aws.sagemaker.Model(
             f"{name}-model",
@@ -151,73 +255,24 @@ class ModelEndpoint(pulumi.ComponentResource):
             },
             # The container needs no network (artifacts and capture are SageMaker's job);
             # Serverless Inference does not support network isolation, so only instances get it.
-            enable_network_isolation=not serverless,
+            enable_network_isolation=not isinstance(args.endpoint, ServerlessEndpoint),
             opts=pulumi.ResourceOptions(
                 parent=self, depends_on=[self.role_policy, self.log_group]
             ),
         )
-        variant: dict = {"variant_name": args.variant_name, "model_name": self.model.name}
-        if isinstance(args.endpoint, ServerlessEndpoint):
-            variant["serverless_config"] = {
-                "memory_size_in_mb": args.endpoint.memory_size_mb,
-                "max_concurrency": args.endpoint.max_concurrency,
-            }
-            data_capture = None
-        else:
-            variant["instance_type"] = args.endpoint.instance_type
-            variant["initial_instance_count"] = args.endpoint.initial_instance_count
-            variant["initial_variant_weight"] = 1.0
-            data_capture = {
-                "enable_capture": True,
-                "initial_sampling_percentage": args.data_capture_percent,
-                "destination_s3_uri": self.capture_s3_uri,
-                "kms_key_id": args.kms_key_arn,
-                "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
-                # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
-                # the record format docs/design.md fixes and the drift monitor reads.
-                "capture_content_type_header": {"json_content_types": ["application/json"]},
-            }
-        self.config = aws.sagemaker.EndpointConfiguration(
-            f"{name}-config",
-            production_variants=[variant],
-            data_capture_config=data_capture,
-            kms_key_arn=None
-            if serverless or has_instance_storage(args.endpoint.instance_type)
-            else args.kms_key_arn,
-            opts=child,
-        )
-        # Blue/green with a 5-minute baking period watched by the endpoint alarms. (Serverless
-        # endpoints are excluded from rolling deployments only, not from blue/green.)
-        deployment = {
-            "blue_green_update_policy": {
-                "traffic_routing_configuration": {
-                    "type": "ALL_AT_ONCE",
-                    "wait_interval_in_seconds": 300,
-                },
-                "termination_wait_in_seconds": 300,
-                "maximum_execution_timeout_in_seconds": 3600,
-            },
-            "auto_rollback_configuration": {
-                "alarms": [{"alarm_name": n} for n in args.rollback_alarm_names]
-            },
-        }
-        scaling = (
-            ScalingSpec(
-                endpoint_name=args.endpoint_name,
-                variant_name=args.variant_name,
-                min_capacity=args.endpoint.min_instances,
-                max_capacity=args.endpoint.max_instances,
-                target_invocations_per_instance=args.endpoint.target_invocations_per_instance,
-            )
-            if isinstance(args.endpoint, InstanceEndpoint)
-            else None
-        )
-        scaling_policy_name = f"{args.endpoint_name}-invocations-per-instance"
+
+    def _endpoint(
+        self,
+        name: str,
+        args: ModelEndpointArgs,
+        scaling: ScalingSpec | None,
+        scaling_policy_name: str,
+    ) -> None:
         self.endpoint = aws.sagemaker.Endpoint(
             f"{name}-endpoint",
             name=args.endpoint_name,
             endpoint_config_name=self.config.name,
-            deployment_config=deployment,
+            deployment_config=deployment_config(args.rollback_alarm_names),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The name is fixed (Lambdas, alarms and Data Capture use it) and
@@ -233,43 +288,33 @@ class ModelEndpoint(pulumi.ComponentResource):
         )
         self.endpoint_name = self.endpoint.name
         self.endpoint_arn = self.endpoint.arn
-        # Serverless endpoints have no Data Capture: the classify Lambda writes the records.
-        self.lambda_capture_s3_uri = self.capture_s3_uri if serverless else None
-        self.scaling_target = None
-        self.scaling_policy = None
-        if scaling is not None:
-            # The endpoint's update hooks suspend and restore exactly this target and policy
-            # (components/endpoint_update_hooks.py): one ScalingSpec for both.
-            resource_id = pulumi.Output.concat(
-                "endpoint/", self.endpoint.name, f"/variant/{args.variant_name}"
-            )
-            self.scaling_target = aws.appautoscaling.Target(
-                f"{name}-scaling-target",
-                service_namespace="sagemaker",
-                resource_id=resource_id,
-                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-                min_capacity=scaling.min_capacity,
-                max_capacity=scaling.max_capacity,
-                opts=child,
-            )
-            self.scaling_policy = aws.appautoscaling.Policy(
-                f"{name}-scaling-policy",
-                name=scaling_policy_name,
-                policy_type="TargetTrackingScaling",
-                service_namespace=self.scaling_target.service_namespace,
-                resource_id=self.scaling_target.resource_id,
-                scalable_dimension=self.scaling_target.scalable_dimension,
-                target_tracking_scaling_policy_configuration=scaling.policy_configuration(),
-                # A fixed name (the update hooks put the same policy) on a fixed resource_id,
-                # both ForceNew: a replacement must delete the old policy first.
-                opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
-            )
-        self.register_outputs(
-            {
-                "endpointName": self.endpoint_name,
-                "endpointArn": self.endpoint_arn,
-                "modelName": self.model.name,
-                "endpointConfigName": self.config.name,
-                "captureS3Uri": self.capture_s3_uri,
-            }
+
+    def _autoscaling(
+        self, name: str, args: ModelEndpointArgs, scaling: ScalingSpec, policy_name: str
+    ) -> None:
+        # The endpoint's update hooks suspend and restore exactly this target and policy
+        # (components/endpoint_update_hooks.py): one ScalingSpec for both.
+        resource_id = pulumi.Output.concat(
+            "endpoint/", self.endpoint.name, f"/variant/{args.variant_name}"
+        )
+        self.scaling_target = aws.appautoscaling.Target(
+            f"{name}-scaling-target",
+            service_namespace="sagemaker",
+            resource_id=resource_id,
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            min_capacity=scaling.min_capacity,
+            max_capacity=scaling.max_capacity,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.scaling_policy = aws.appautoscaling.Policy(
+            f"{name}-scaling-policy",
+            name=policy_name,
+            policy_type="TargetTrackingScaling",
+            service_namespace=self.scaling_target.service_namespace,
+            resource_id=self.scaling_target.resource_id,
+            scalable_dimension=self.scaling_target.scalable_dimension,
+            target_tracking_scaling_policy_configuration=scaling.policy_configuration(),
+            # A fixed name (the update hooks put the same policy) on a fixed resource_id,
+            # both ForceNew: a replacement must delete the old policy first.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True),
         )

@@ -46,15 +46,18 @@ REVIEW_AGE_ALARM_SECONDS = 4 * 3600
 class Artifacts:
     staged_dir: Path
     source_bundle: Path
-    lambda_zip: Path
+    # One zip per function (its handler's imports): the four steps, summarize_batch, safe_mode.
+    lambda_zips: dict[str, Path]
     drift_zip: Path
     drift_layer_zip: Path
 
 
 def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> Artifacts:
     """Stage the data (reused while archive and classes are unchanged) and build the bundles."""
+    from components.batch_workflow import SUMMARIZE_HANDLER
+    from components.safe_mode import HANDLER as SAFE_MODE_HANDLER
     from lambdas.detect_drift.package import build_function_zip, ensure_layer
-    from lambdas.package import build_lambda_zip
+    from lambdas.package import HANDLERS, build_function_zips
     from training.bundle import build_source_bundle
     from training.cifar import resolve_archive
 
@@ -79,7 +82,10 @@ def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> 
     return Artifacts(
         staged_dir=staged,
         source_bundle=build_source_bundle(build_dir / "sourcedir.tar.gz"),
-        lambda_zip=build_lambda_zip(build_dir / "lambdas.zip"),
+        lambda_zips=build_function_zips(
+            build_dir / "lambdas",
+            {**HANDLERS, "summarize_batch": SUMMARIZE_HANDLER, "safe_mode": SAFE_MODE_HANDLER},
+        ),
         drift_zip=build_function_zip(build_dir / "drift.zip"),
         # numpy + Pillow wheels from $SCONES_WHEELHOUSE / the wheel cache, else PyPI (once).
         drift_layer_zip=ensure_layer(build_dir / "drift-layer.zip"),
@@ -235,7 +241,7 @@ def deploy(
             stack=stack,
             region=region,
             account_id=account_id,
-            lambda_zip=artifacts.lambda_zip,
+            lambda_zips=artifacts.lambda_zips,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
             kms_key_arn=key.arn,
@@ -278,7 +284,7 @@ def deploy(
             stack=stack,
             region=region,
             account_id=account_id,
-            lambda_zip=artifacts.lambda_zip,
+            lambda_zip=artifacts.lambda_zips["summarize_batch"],
             function_arns=functions.function_arns,
             review_topic_arn=workflow.review_topic.arn,
             review_queue_url=workflow.review.queue.url,
@@ -428,7 +434,7 @@ def deploy(
             stack=stack,
             region=region,
             account_id=account_id,
-            lambda_zip=artifacts.lambda_zip,
+            lambda_zip=artifacts.lambda_zips["safe_mode"],
             kms_key_arn=key.arn,
             alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
             log_retention_days=settings.log_retention_days,

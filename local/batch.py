@@ -20,6 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lambdas.batch_workflow_definition import (
@@ -29,6 +30,7 @@ from lambdas.batch_workflow_definition import (
     to_inline_map,
 )
 from lambdas.defaults import RUNTIME
+from lambdas.s3_uri import S3UriError, parse_s3_uri
 from lambdas.summarize_batch.logic import COMPLETE_REASON, SUMMARY_NAME
 
 BATCH_STATE_MACHINE = "scones-batch"
@@ -45,17 +47,18 @@ class BatchRequestError(ValueError):
     """The batch request cannot be started (bad URI, wrong bucket, missing stack output)."""
 
 
-def parse_s3_uri(uri: str) -> tuple[str, str]:
+def parse_batch_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/prefix/`` -> (bucket, prefix); the prefix must end in '/'."""
-    if not uri.startswith("s3://"):
-        raise BatchRequestError(f"expected s3://bucket/prefix/, got {uri!r}")
-    bucket, _, prefix = uri[len("s3://") :].partition("/")
-    if not bucket or not prefix or not prefix.endswith("/"):
+    try:
+        location = parse_s3_uri(uri)
+    except S3UriError as exc:
+        raise BatchRequestError(f"expected s3://bucket/prefix/, got {uri!r}") from exc
+    if not location.prefix or not uri.endswith("/"):
         raise BatchRequestError(
             f"{uri!r}: give a bucket and a prefix ending in '/' (a prefix without it would also "
             "match its siblings: batch/day1 matches batch/day10/)"
         )
-    return bucket, prefix
+    return location.bucket, location.prefix + "/"
 
 
 def local_definition(
@@ -88,7 +91,7 @@ def deploy_batch(
     lam: Any,
     sfn: Any,
     role_arn: str,
-    zip_bytes: bytes,
+    build_dir: Path,
     environment: Mapping[str, str],
     function_arns: Mapping[str, str],
     review_topic_arn: str,
@@ -97,14 +100,17 @@ def deploy_batch(
     bucket: str,
     max_concurrency: int = LOCAL_MAX_CONCURRENCY,
 ) -> dict[str, str]:
-    """Create the summarize function (same zip, same environment as the others) and the local
-    batch state machine; returns their ARNs."""
+    """Create the summarize function (its own zip, in ``build_dir``; the same environment as
+    the others) and the local batch state machine; returns their ARNs."""
+    from lambdas.package import build_function_zip
+
+    zip_path = build_function_zip(build_dir / "summarize_batch.zip", SUMMARIZE_HANDLER)
     summarize_arn = lam.create_function(
         FunctionName=SUMMARIZE_FUNCTION,
         Runtime=RUNTIME,
         Role=role_arn,
         Handler=SUMMARIZE_HANDLER,
-        Code={"ZipFile": zip_bytes},
+        Code={"ZipFile": zip_path.read_bytes()},
         Timeout=300,
         MemorySize=512,
         Environment={"Variables": dict(environment)},
@@ -282,7 +288,7 @@ def cmd_batch(args: argparse.Namespace, state: Mapping[str, Any] | None) -> int:
     from local.deploy import aws_client
 
     try:
-        bucket, prefix = parse_s3_uri(args.uri)
+        bucket, prefix = parse_batch_uri(args.uri)
         if args.stack:
             outputs = stack_outputs(args.stack)
             expected, arn = outputs["bucket"], outputs["batchStateMachineArn"]

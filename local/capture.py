@@ -1,7 +1,8 @@
 """Data capture for the local endpoint, in SageMaker Data Capture's format and layout.
 
 One JSON object a line, in files under
-`{prefix}/{endpoint}/{variant}/{yyyy}/{mm}/{dd}/{hh}/{mm-ss-mmm}-{uuid}.jsonl` (docs/design.md),
+`{prefix}/{endpoint}/{variant}/{yyyy}/{mm}/{dd}/{hh}/{mm-ss-mmm}-{uuid}.jsonl` (docs/design.md;
+record, key and file body from lambdas/capture_format.py, the format's one home),
 written to a local directory or to an S3 URL (boto3; it honours AWS_ENDPOINT_URL_S3 itself).
 
 `CaptureWriter.record()` only enqueues the raw request/response: base64, JSON and I/O happen on a
@@ -13,10 +14,8 @@ the next flush; `close()` raises CaptureError if records still could not be writ
 
 from __future__ import annotations
 
-import base64
 import collections
 import datetime as dt
-import json
 import logging
 import os
 import queue
@@ -29,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lambdas.capture_format import CONTENT_TYPE, capture_file_body, capture_key, capture_record
+from lambdas.s3_uri import S3UriError, parse_s3_uri
 from training.errors import SconesError
 
 LOG = logging.getLogger(__name__)
@@ -54,50 +55,14 @@ class CaptureEvent:
     event_id: str
 
 
-def capture_record(event: CaptureEvent) -> dict[str, Any]:
-    """The SageMaker Data Capture JSON object for one event (docs/design.md's exact shape)."""
-    return {
-        "captureData": {
-            "endpointInput": {
-                "observedContentType": event.request_content_type,
-                "mode": "INPUT",
-                "data": base64.b64encode(event.request_body).decode("ascii"),
-                "encoding": "BASE64",
-            },
-            "endpointOutput": {
-                "observedContentType": event.response_content_type,
-                "mode": "OUTPUT",
-                "data": event.response_body,
-                "encoding": "JSON",
-            },
-        },
-        "eventMetadata": {
-            "eventId": event.event_id,
-            "inferenceTime": event.when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        },
-        "eventVersion": "0",
-    }
-
-
-def capture_path(endpoint: str, variant: str, when: dt.datetime, file_id: str) -> str:
-    """Relative capture file path: {endpoint}/{variant}/yyyy/mm/dd/hh/mm-ss-mmm-{uuid}.jsonl."""
-    t = when.astimezone(dt.UTC)
-    name = f"{t:%M-%S}-{t.microsecond // 1000:03d}-{file_id}.jsonl"
-    return "/".join([endpoint, variant, f"{t:%Y}", f"{t:%m}", f"{t:%d}", f"{t:%H}", name])
-
-
-def parse_capture_lines(text: str) -> list[dict[str, Any]]:
-    """Parse a capture file's text (JSON lines) back into records; blank lines are skipped."""
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
 def parse_target(target: str) -> tuple[str, str]:
     """('s3', 'bucket/prefix') for s3:// URLs, ('dir', path) otherwise. Raises CaptureError."""
     if target.startswith("s3://"):
-        bucket, _, prefix = target[len("s3://") :].partition("/")
-        if not bucket:
-            raise CaptureError(f"capture target {target!r} names no bucket (s3://bucket/prefix)")
-        return "s3", f"{bucket}/{prefix.strip('/')}".rstrip("/")
+        try:
+            location = parse_s3_uri(target)
+        except S3UriError as exc:
+            raise CaptureError(f"capture target {target!r} names no bucket ({exc})") from exc
+        return "s3", f"{location.bucket}/{location.prefix}".rstrip("/")
     if not target:
         raise CaptureError("capture target is empty")
     return "dir", target
@@ -146,7 +111,7 @@ class _S3Sink:
                 self._client = boto3.client("s3")
         key = f"{self.prefix}/{relative}" if self.prefix else relative
         self._client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType="application/jsonlines"
+            Bucket=self.bucket, Key=key, Body=data, ContentType=CONTENT_TYPE
         )
         return f"s3://{self.bucket}/{key}"
 
@@ -317,9 +282,15 @@ class CaptureWriter:
         self._pending_bytes = sum(_approx_size(e) for e in remaining)
 
     def _write_group(self, group: list[CaptureEvent]) -> None:
-        lines = [json.dumps(capture_record(e), separators=(",", ":")) for e in group]
-        data = ("\n".join(lines) + "\n").encode("utf-8")
-        relative = capture_path(self.endpoint_name, self.variant, group[0].when, str(uuid.uuid4()))
+        data = capture_file_body(
+            capture_record(
+                e.request_body, e.request_content_type, e.response_body, e.when, e.event_id,
+                e.response_content_type,
+            )
+            for e in group
+        )
+        file_id = str(uuid.uuid4())
+        relative = capture_key("", self.endpoint_name, self.variant, group[0].when, file_id)
         location = self._sink.write(relative, data)
         with self._lock:
             self._written.append(location)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from components.function_policies import function_statements, safe_mode_statements
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
-from lambdas.package import HANDLERS, build_lambda_zip
-from lambdas.safe_mode.flag import INITIAL, PARAMETER_ENV, parameter_name, write_state
+from lambdas.defaults import RUNTIME
+from lambdas.environment import merged_environment, workflow_environments
+from lambdas.package import HANDLERS, build_function_zip, build_function_zips
+from lambdas.safe_mode.flag import INITIAL, parameter_name, write_state
 from lambdas.workflow_definition import build_definition
 
 REGION = "us-east-1"
@@ -124,17 +125,20 @@ def function_environment(
     routes: dict[str, str],
     threshold: float,
 ) -> dict[str, str]:
-    """One configuration shared by all four functions (the in-process adapter applies the union
-    of the functions' variables to one process, so they must agree on shared keys)."""
+    """The cloud's variables (lambdas/environment.py), merged into one configuration shared by
+    all four functions (the in-process adapter applies the union of the functions' variables to
+    one process), plus local mode's endpoints."""
+    cloud = workflow_environments(
+        service_name="scones-local",
+        classes=classes,
+        endpoint_name=ENDPOINT_NAME,
+        confidence_threshold=threshold,
+        routes=routes,
+        routing_topic_arn=routing_topic_arn,
+        safe_mode_parameter=SAFE_MODE_PARAMETER,
+    )
     return {
-        "ENDPOINT_NAME": ENDPOINT_NAME,
-        "CONFIDENCE_THRESHOLD": str(threshold),
-        "CLASSES": json.dumps(list(classes)),
-        "ROUTES": json.dumps(routes),
-        "ROUTING_TOPIC_ARN": routing_topic_arn,
-        PARAMETER_ENV: SAFE_MODE_PARAMETER,
-        "POWERTOOLS_SERVICE_NAME": "scones-local",
-        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        **merged_environment(cloud),
         "POWERTOOLS_TRACE_DISABLED": "true",
         # The standard per-service variables: the handlers have no local code path.
         "AWS_ENDPOINT_URL_S3": moto_url,
@@ -193,6 +197,77 @@ def create_review_queue(sqs: Any, name: str) -> tuple[str, str]:
     return url, dlq_url
 
 
+def upload_data(s3: Any, data_dir: Path) -> int:
+    """The bucket with the staged data set and the bad objects the smoke checks use."""
+    s3.create_bucket(Bucket=BUCKET)
+    n_files = upload_dir(s3, data_dir, BUCKET)
+    sample = next(p for p in sorted((data_dir / "test").glob("*.png")))
+    for key, body in bad_objects(sample.read_bytes()).items():
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    return n_files
+
+
+def create_step_functions(
+    lam: Any, iam: Any, build_dir: Path, env: dict[str, str], routing_topic_arn: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The four workflow functions, each from its own zip and with a role holding exactly its
+    cloud statements (moto enforces them only with its IAM authorization on:
+    tests/test_local_iam_enforcement.py); returns (function ARNs, role ARNs)."""
+    roles = {
+        key: create_role(
+            iam,
+            f"scones-local-{key.replace('_', '-')}",
+            "lambda.amazonaws.com",
+            function_role_policy(key, routing_topic_arn=routing_topic_arn),
+        )
+        for key in HANDLERS
+    }
+    zips = build_function_zips(build_dir, HANDLERS)
+    arns = {
+        key: lam.create_function(
+            FunctionName=f"scones-{key.replace('_', '-')}",
+            Runtime=RUNTIME,
+            Role=roles[key],
+            Handler=handler,
+            Code={"ZipFile": zips[key].read_bytes()},
+            Timeout=30,
+            MemorySize=512,
+            Environment={"Variables": env},
+        )["FunctionArn"]
+        for key, handler in HANDLERS.items()
+    }
+    return arns, roles
+
+
+def create_safe_mode(lam: Any, iam: Any, ssm: Any, build_dir: Path, env: dict[str, str]) -> str:
+    """The safe-mode flag (deployed off, as in the cloud; moto has no KMS key of the stack's,
+    so the default key) and the function that switches it (local monitor, local safe-mode);
+    returns the function's ARN."""
+    write_state(ssm, SAFE_MODE_PARAMETER, INITIAL, key_id=None)
+    role = create_role(
+        iam,
+        SAFE_MODE_FUNCTION,
+        "lambda.amazonaws.com",
+        {
+            "Version": "2012-10-17",
+            "Statement": safe_mode_statements(
+                parameter_arn=SAFE_MODE_PARAMETER_ARN, kms_key_arn=LOCAL_KEY_ARN, write=True
+            ),
+        },
+    )
+    code = build_function_zip(build_dir / "safe_mode.zip", SAFE_MODE_HANDLER).read_bytes()
+    return lam.create_function(
+        FunctionName=SAFE_MODE_FUNCTION,
+        Runtime=RUNTIME,
+        Role=role,
+        Handler=SAFE_MODE_HANDLER,
+        Code={"ZipFile": code},
+        Timeout=15,
+        MemorySize=256,
+        Environment={"Variables": env},
+    )["FunctionArn"]
+
+
 def deploy_workflow(
     *,
     moto_url: str,
@@ -206,13 +281,7 @@ def deploy_workflow(
 ) -> dict[str, Any]:
     """Create bucket + data, topics (with SQS queues to observe them), the review queue,
     functions, state machine."""
-    s3 = aws_client("s3", moto_url)
-    s3.create_bucket(Bucket=BUCKET)
-    n_files = upload_dir(s3, data_dir, BUCKET)
-    sample = next(p for p in sorted((data_dir / "test").glob("*.png")))
-    for key, body in bad_objects(sample.read_bytes()).items():
-        s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-
+    n_files = upload_data(aws_client("s3", moto_url), data_dir)
     sns = aws_client("sns", moto_url)
     sqs = aws_client("sqs", moto_url)
     topics: dict[str, str] = {}
@@ -220,21 +289,8 @@ def deploy_workflow(
     for name in (ROUTING_TOPIC, REVIEW_TOPIC):
         topics[name], queues[name] = create_observed_topic(sns, sqs, name, f"{name}-observer")
     review_queue, review_dlq = create_review_queue(sqs, REVIEW_QUEUE)
-
-    # One role per function with exactly its cloud statements (moto enforces them only with
-    # its IAM authorization on: tests/test_local_iam_enforcement.py), and one for the workflow.
     iam = aws_client("iam", moto_url)
-    function_roles = {
-        key: create_role(
-            iam,
-            f"scones-local-{key.replace('_', '-')}",
-            "lambda.amazonaws.com",
-            function_role_policy(key, routing_topic_arn=topics[ROUTING_TOPIC]),
-        )
-        for key in HANDLERS
-    }
     workflow_role = create_role(iam, "scones-local-workflow", "states.amazonaws.com", None)
-    zip_path = build_lambda_zip(build_dir / "lambdas.zip")
     env = function_environment(
         moto_url=moto_url,
         endpoint_url=endpoint_url,
@@ -244,42 +300,12 @@ def deploy_workflow(
         threshold=threshold,
     )
     lam = aws_client("lambda", moto_url)
-    function_arns = {}
-    for key, handler in HANDLERS.items():
-        function_arns[key] = lam.create_function(
-            FunctionName=f"scones-{key.replace('_', '-')}",
-            Runtime=RUNTIME,
-            Role=function_roles[key],
-            Handler=handler,
-            Code={"ZipFile": zip_path.read_bytes()},
-            Timeout=30,
-            MemorySize=512,
-            Environment={"Variables": env},
-        )["FunctionArn"]
-    # The safe-mode flag (deployed off, as in the cloud; moto has no KMS key of the stack's, so
-    # the default key) and the function that switches it (local monitor, local safe-mode).
-    write_state(aws_client("ssm", moto_url), SAFE_MODE_PARAMETER, INITIAL, key_id=None)
-    safe_mode_role = create_role(
-        iam,
-        SAFE_MODE_FUNCTION,
-        "lambda.amazonaws.com",
-        {
-            "Version": "2012-10-17",
-            "Statement": safe_mode_statements(
-                parameter_arn=SAFE_MODE_PARAMETER_ARN, kms_key_arn=LOCAL_KEY_ARN, write=True
-            ),
-        },
+    function_arns, function_roles = create_step_functions(
+        lam, iam, build_dir / "lambdas", env, topics[ROUTING_TOPIC]
     )
-    safe_mode_function_arn = lam.create_function(
-        FunctionName=SAFE_MODE_FUNCTION,
-        Runtime=RUNTIME,
-        Role=safe_mode_role,
-        Handler=SAFE_MODE_HANDLER,
-        Code={"ZipFile": zip_path.read_bytes()},
-        Timeout=15,
-        MemorySize=256,
-        Environment={"Variables": env},
-    )["FunctionArn"]
+    safe_mode_function_arn = create_safe_mode(
+        lam, iam, aws_client("ssm", moto_url), build_dir / "lambdas", env
+    )
     definition = build_definition(
         function_arns,
         review_topic_arn=topics[REVIEW_TOPIC],
@@ -298,7 +324,7 @@ def deploy_workflow(
         lam=lam,
         sfn=sfn,
         role_arn=workflow_role,
-        zip_bytes=zip_path.read_bytes(),
+        build_dir=build_dir / "lambdas",
         environment=env,
         function_arns=function_arns,
         review_topic_arn=topics[REVIEW_TOPIC],

@@ -35,7 +35,7 @@ try:
 except ImportError:  # a moto without its own handler serves with werkzeug's
     from werkzeug.serving import WSGIRequestHandler as StockRequestHandler
 
-# The versions the keep-alive handling was tested on (requirements.txt pins the same).
+# The versions the keep-alive handling was tested on (the lock requirements-dev.txt pins them).
 FENCE = VersionFence("local/keepalive.py", {"werkzeug": "3.1.9", "moto": "5.2.5"})
 
 

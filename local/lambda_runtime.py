@@ -16,15 +16,17 @@ so ``os.environ`` and module state are process-global:
 - Concurrency: invocations of one function are serialised (one warm "execution environment"
   per function, as a Lambda instance handles one event at a time; Powertools' per-invocation
   state relies on that); different functions run concurrently on the server's threads.
-- Code: every function must come from the same zip (one code version per process). If the
-  package is already imported (tests import it from the repo), each loaded module is checked to
-  be byte-identical to the zip's copy, so what runs is what was deployed.
+- Code: each function has its own zip (lambdas/package.py: its handler's import closure); the
+  zips are extracted into one directory per install, so a module two zips share must be the
+  same file in both (one version of each module per process; a zip that differs is refused
+  with ``Runtime.CodeVersionConflict``). If the package is already imported (tests import it
+  from the repo), each loaded module is checked to be byte-identical to the zip's copy, so what
+  runs is what was deployed.
 """
 
 from __future__ import annotations
 
 import collections
-import contextlib
 import importlib
 import io
 import json
@@ -44,7 +46,8 @@ _state_lock = threading.Lock()
 _function_locks: dict[str, threading.Lock] = {}
 _applied_env: dict[str, str] = {}  # key -> value applied by some function
 _saved_env: dict[str, str | None] = {}  # key -> value before we touched it
-_code: dict[str, Any] = {"sha": None, "dir": None, "path_added": None, "members": None}
+# The extraction directory of this install, the zips extracted into it, and their files.
+_code: dict[str, Any] = {"root": None, "shas": set(), "members": {}}
 _handlers: dict[str, Any] = {}
 _original_invoke: Any = None
 # Handler durations in ms per function name (for the benchmark's breakdown), bounded: wall
@@ -88,31 +91,34 @@ def _zip_members(code: bytes) -> dict[str, bytes]:
 
 
 def _prepare_code(function: Any) -> None:
-    """Extract the function's zip once and make it importable; verify one code version."""
+    """Extract the function's zip once into this install's code directory and make it
+    importable; a module that another function's zip holds in another version is refused."""
     sha = str(function.code_sha_256)
     with _state_lock:
-        if _code["sha"] == sha:
+        if sha in _code["shas"]:
             return
-        if _code["sha"] is not None:
-            raise CodeVersionConflict(
-                f"function {function.function_name} has code {sha[:12]} but this process already "
-                f"runs code {str(_code['sha'])[:12]}: local mode runs one code version per process"
-            )
         members = _zip_members(function.code_bytes)
-        root = (_code_root or Path.cwd() / ".scones" / "lambda-code") / sha
-        if not root.is_dir():
-            tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-            for name, data in members.items():
-                target = tmp / name
+        known: dict[str, bytes] = _code["members"]
+        clash = sorted(n for n, data in members.items() if known.get(n, data) != data)
+        if clash:
+            raise CodeVersionConflict(
+                f"function {function.function_name}'s zip holds {clash[0]} in another version "
+                "than a zip this process already runs: local mode runs one version of each "
+                "module per process"
+            )
+        _verify_loaded_modules(members)
+        if _code["root"] is None:
+            base = _code_root or Path.cwd() / ".scones" / "lambda-code"
+            _code["root"] = base / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            sys.path.insert(0, str(_code["root"]))
+        root: Path = _code["root"]
+        for name, data in members.items():
+            if name not in known:
+                target = root / name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            with contextlib.suppress(OSError):  # another process extracted it first
-                tmp.rename(root)
-        _verify_loaded_modules(members)
-        if str(root) not in sys.path:
-            sys.path.insert(0, str(root))
-            _code["path_added"] = str(root)
-        _code.update(sha=sha, dir=root, members=members)
+        known.update(members)
+        _code["shas"].add(sha)
 
 
 def _verify_loaded_modules(members: dict[str, bytes]) -> None:
@@ -132,7 +138,7 @@ def _verify_loaded_modules(members: dict[str, bytes]) -> None:
         if Path(file).read_bytes() != members[rel]:
             raise CodeVersionConflict(
                 f"module {mod_name} is already imported from {file}, which differs from the "
-                "function's zip: rebuild the zip (lambdas.package.build_lambda_zip)"
+                "function's zip: rebuild the zip (lambdas.package.build_function_zip)"
             )
 
 
@@ -167,7 +173,7 @@ def _resolve_handler(handler: str) -> Any:
     function = getattr(importlib.import_module(module_name), attr)
     # A submodule of an already-imported package loads from that package's directory, not
     # from the zip: check again, after the import, that every loaded module matches the zip.
-    _verify_loaded_modules(_code["members"] or {})
+    _verify_loaded_modules(_code["members"])
     _handlers[handler] = function
     return function
 
@@ -188,7 +194,6 @@ def invoke(function: Any, event: Any = None) -> tuple[str, bool, str]:
     timeout_s = float(getattr(function, "timeout", 3) or 3)
     context = LambdaContext(function, timeout_s)
     request_id = context.aws_request_id
-    start = time.perf_counter()
     try:
         _prepare_code(function)
         _apply_environment(function)
@@ -260,9 +265,10 @@ def uninstall() -> None:
         _applied_env.clear()
         _function_locks.clear()
         _handlers.clear()
-        if _code["path_added"] and _code["path_added"] in sys.path:
-            sys.path.remove(_code["path_added"])
-        _code.update(sha=None, dir=None, path_added=None, members=None)
+        # The files stay: modules imported from them stay loaded (and are verified next time).
+        if _code["root"] is not None and str(_code["root"]) in sys.path:
+            sys.path.remove(str(_code["root"]))
+        _code.update(root=None, shas=set(), members={})
 
 
 @contextmanager

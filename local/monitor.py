@@ -36,16 +36,11 @@ from typing import Any
 
 import numpy as np
 
-from lambdas.detect_drift.capture import (
-    CaptureLocationError,
-    ParseResult,
-    parse_s3_uri,
-    read_directory,
-    read_s3_window,
-)
+from lambdas.detect_drift.capture import ParseResult, read_directory, read_s3_window
 from lambdas.detect_drift.detector import build_report
 from lambdas.detect_drift.publish import metric_points
 from lambdas.detect_drift.rules import DriftThresholds
+from lambdas.s3_uri import S3UriError, parse_s3_uri
 from training.baseline import BaselineError, psi_against, round_confidence, validate_baseline
 from training.image_stats import batch_statistics
 
@@ -105,7 +100,7 @@ def load_baseline(source: str, s3: Any | None) -> dict[str, Any]:
         else:
             data = json.loads(Path(source).read_text())
         return validate_baseline(data)
-    except (OSError, json.JSONDecodeError, BaselineError, CaptureLocationError) as exc:
+    except (OSError, json.JSONDecodeError, BaselineError, S3UriError) as exc:
         raise MonitorError(f"baseline {source}: {exc}") from exc
     except Exception as exc:  # botocore errors (no such key, connection refused)
         raise MonitorError(f"baseline {source}: {exc}") from exc
@@ -163,7 +158,7 @@ def read_capture(
                 s3 or s3_client(None), location, endpoint, variant, start, end,
                 n_classes=n_classes, image_size=size, max_records=1_000_000,
             )
-        except CaptureLocationError as exc:
+        except S3UriError as exc:
             raise MonitorError(str(exc)) from exc
         except Exception as exc:  # botocore: no bucket, endpoint down
             raise MonitorError(f"cannot read capture {capture}: {exc}") from exc

@@ -58,7 +58,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from local.version_fence import VersionFence
 
-# The versions every part below was tested on (requirements.txt pins the same).
+# The versions every part below was tested on (the lock requirements-dev.txt pins them).
 FENCE = VersionFence(
     "local/moto_speedups.py",
     {"moto": "5.2.5", "jsonpath-ng": "1.16.0", "botocore": "1.44.8"},

@@ -7,9 +7,9 @@ library versions its fence names. On any other installed version the patch is no
 local mode runs the stock libraries: slower, never wrong. A warning names the patch and the
 versions found, once per fence.
 
-The versions are the ones requirements.txt pins; tests/test_local_version_fence.py fails when
-the two disagree, so a dependency bump is also the moment to re-run the patches' tests and move
-the fence.
+The versions are the ones the lock (requirements-dev.txt) pins;
+tests/test_local_version_fence.py fails when the two disagree, so a dependency bump is also the
+moment to re-run the patches' tests and move the fence.
 """
 
 from __future__ import annotations

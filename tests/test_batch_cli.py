@@ -14,14 +14,14 @@ from local.batch import (
     BatchRequestError,
     cmd_batch,
     merge_summaries,
-    parse_s3_uri,
+    parse_batch_uri,
     stack_outputs,
 )
 from local.cli import build_parser
 
 
 def test_uri_is_bucket_and_prefix_with_its_slash() -> None:
-    assert parse_s3_uri("s3://scones-local/batch/day-1/") == ("scones-local", "batch/day-1/")
+    assert parse_batch_uri("s3://scones-local/batch/day-1/") == ("scones-local", "batch/day-1/")
 
 
 @pytest.mark.parametrize(
@@ -29,7 +29,7 @@ def test_uri_is_bucket_and_prefix_with_its_slash() -> None:
 )
 def test_bad_uri_is_refused_by_name(uri: str) -> None:
     with pytest.raises(BatchRequestError):
-        parse_s3_uri(uri)
+        parse_batch_uri(uri)
 
 
 def test_wrong_bucket_is_refused_before_starting(capsys: pytest.CaptureFixture[str]) -> None:

@@ -15,7 +15,6 @@ from workflow_support import BUCKET, ENDPOINT, Workflow, deploy, jpeg_bytes, png
 
 from default_task import DEFAULT_ROUTES
 from lambdas import aws
-from lambdas.package import build_lambda_zip
 from local import lambda_runtime
 from local.batch import deploy_batch, run_batch
 
@@ -53,7 +52,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workflow, 
             lam=lam,
             sfn=wf.sfn,
             role_arn=first["Role"],
-            zip_bytes=build_lambda_zip(tmp / "lambdas.zip").read_bytes(),
+            build_dir=tmp / "lambdas",
             environment=first["Environment"]["Variables"],
             function_arns=arns,
             review_topic_arn=review_arn,

@@ -30,13 +30,8 @@ from botocore.exceptions import ClientError
 from serving_support import CLASSES, encode, make_artifact, random_rgb
 
 import local.capture as capture_module
-from local.capture import (
-    CaptureError,
-    CaptureWriter,
-    capture_path,
-    parse_capture_lines,
-    parse_target,
-)
+from lambdas.capture_format import capture_key, parse_capture_lines
+from local.capture import CaptureError, CaptureWriter, parse_target
 from local.endpoint_server import EndpointServer, load_model, main, prepare_model_dir
 from training import inference
 from training.errors import ModelArtifactError
@@ -574,7 +569,7 @@ def test_bad_capture_targets(target: str) -> None:
 def test_capture_path_layout() -> None:
     when = dt.datetime(2025, 10, 4, 8, 44, 11, 7000, tzinfo=dt.UTC)
     assert (
-        capture_path("ep", "AllTraffic", when, "u")
+        capture_key("", "ep", "AllTraffic", when, "u")
         == "ep/AllTraffic/2025/10/04/08/44-11-007-u.jsonl"
     )
 

@@ -31,9 +31,10 @@ def _pins(path: Path) -> dict[str, str]:
 
 @pytest.mark.parametrize("fence", [moto_speedups.FENCE, keepalive.FENCE], ids=lambda f: f.name)
 def test_each_fence_names_the_versions_requirements_pin(repo_root: Path, fence: Any) -> None:
-    """A bump in requirements.txt without re-testing the patches (and moving the fence) fails
-    here, rather than silently turning the speedups off or, worse, patching unknown code."""
-    pins = _pins(repo_root / "requirements.txt")
+    """A bump in the lock (requirements-dev.txt) without re-testing the patches (and moving the
+    fence) fails here, rather than silently turning the speedups off or, worse, patching unknown
+    code."""
+    pins = _pins(repo_root / "requirements-dev.txt")
     for distribution, version in fence.tested_on.items():
         assert pins.get(distribution) == version, f"{distribution} pinned {pins.get(distribution)}"
     # A venv built from the requirements (as make venv and CI build it) satisfies the fence.

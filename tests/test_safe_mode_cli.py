@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from components.safe_mode import HANDLER, function_name
 from lambdas import aws
-from lambdas.package import build_lambda_zip
+from lambdas.package import build_function_zip
 from lambdas.safe_mode import flag
 from local import lambda_runtime
 from local.safe_mode_cli import main
@@ -43,7 +43,7 @@ def deployed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object
         )["Role"]["Arn"]
         boto3.client("lambda").create_function(
             FunctionName=function_name("dev"), Runtime="python3.12", Role=role, Handler=HANDLER,
-            Code={"ZipFile": build_lambda_zip(tmp_path / "lambdas.zip").read_bytes()},
+            Code={"ZipFile": build_function_zip(tmp_path / "safe_mode.zip", HANDLER).read_bytes()},
             Environment={"Variables": {
                 "SAFE_MODE_PARAMETER": NAME, "POWERTOOLS_TRACE_DISABLED": "true",
                 "POWERTOOLS_SERVICE_NAME": "scones-dev",

@@ -7,7 +7,6 @@ import base64
 import datetime as dt
 import json
 import os
-import zipfile
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -22,7 +21,8 @@ from workflow_support import jpeg_bytes, png_bytes
 
 from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
 from lambdas import aws
-from lambdas.classify_image.capture import capture_key, capture_record, parse_s3_uri
+from lambdas.capture_format import capture_key, capture_record
+from lambdas.classify_image.handler import capture_location
 from lambdas.classify_image.logic import parse_probabilities
 from lambdas.config import load_settings, parse_routes, parse_threshold
 from lambdas.errors import (
@@ -38,7 +38,6 @@ from lambdas.errors import (
 from lambdas.events import SERIALIZE_INPUT, validate_event
 from lambdas.filter_inferences.logic import decide
 from lambdas.image_format import JPEG, PNG, detect_image_type
-from lambdas.package import HANDLERS, build_lambda_zip
 from lambdas.route_driver.logic import choose_route, make_publisher
 from lambdas.serialize_image.logic import MAX_STATE_BYTES, check_fits
 
@@ -166,22 +165,10 @@ def test_capture_record_and_key_match_the_design_format() -> None:
     }
     key = capture_key("capture", "ep", "AllTraffic", when, "u-1")
     assert key == "capture/ep/AllTraffic/2025/10/04/08/44-11-123-u-1.jsonl"
-    assert parse_s3_uri("s3://b/some/prefix/") == ("b", "some/prefix")
+    location = capture_location("s3://b/some/prefix/")
+    assert (location.bucket, location.prefix) == ("b", "some/prefix")
     with pytest.raises(ConfigurationError):
-        parse_s3_uri("b/prefix")
-
-
-def test_lambda_zip_is_deterministic_and_holds_the_handlers(tmp_path) -> None:
-    a = build_lambda_zip(tmp_path / "a.zip").read_bytes()
-    b = build_lambda_zip(tmp_path / "b.zip").read_bytes()
-    assert a == b
-    with zipfile.ZipFile(tmp_path / "a.zip") as zf:
-        names = set(zf.namelist())
-        assert all(i.date_time == (1980, 1, 1, 0, 0, 0) for i in zf.infolist())
-    for handler in HANDLERS.values():
-        assert handler.rsplit(".", 1)[0].replace(".", "/") + ".py" in names
-    assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
-    assert "lambdas/package.py" not in names
+        capture_location("b/prefix")
 
 
 # ---------------------------------------------------------------- handlers with moto

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
-from lambdas.package import HANDLERS, build_lambda_zip
+from lambdas.environment import merged_environment, workflow_environments
+from lambdas.package import HANDLERS, build_function_zips
 from lambdas.workflow_definition import build_definition
 from local.deploy import create_observed_topic, create_review_queue
 
@@ -159,21 +160,21 @@ def deploy(
             sns, sqs, f"scones-{name}", f"scones-{name}"
         )
     cases, cases_dlq = create_review_queue(sqs, "scones-test-cases")
-    zip_bytes = build_lambda_zip(tmp_path / "lambdas.zip").read_bytes()
-    env = {
-        "ENDPOINT_NAME": ENDPOINT,
-        "CONFIDENCE_THRESHOLD": str(threshold),
-        "CLASSES": json.dumps(list(DEFAULT_CLASSES)),
-        "ROUTES": json.dumps(dict(DEFAULT_ROUTES)),
-        "ROUTING_TOPIC_ARN": topics["routing"],
-        "POWERTOOLS_SERVICE_NAME": "scones-test",
-        "POWERTOOLS_METRICS_NAMESPACE": "SconesUnlimited/Inference",
-        "POWERTOOLS_TRACE_DISABLED": "true",
-        # The standard variable: the handler has no endpoint code path of its own.
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
-    }
-    if capture_uri:
-        env["CAPTURE_S3_URI"] = capture_uri
+    zips = build_function_zips(tmp_path / "lambdas", HANDLERS)
+    env = merged_environment(
+        workflow_environments(
+            service_name="scones-test",
+            classes=DEFAULT_CLASSES,
+            endpoint_name=ENDPOINT,
+            confidence_threshold=threshold,
+            routes=DEFAULT_ROUTES,
+            routing_topic_arn=topics["routing"],
+            capture_s3_uri=capture_uri or None,
+        )
+    )
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    # The standard variable: the handler has no endpoint code path of its own.
+    env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = endpoint_url
     env.update(extra_env or {})
     lam = boto3.client("lambda", region_name=REGION)
     arns = {}
@@ -183,7 +184,7 @@ def deploy(
             Runtime="python3.12",
             Role=role,
             Handler=handler,
-            Code={"ZipFile": zip_bytes},
+            Code={"ZipFile": zips[key].read_bytes()},
             Timeout=30,
             Environment={"Variables": env},
         )["FunctionArn"]

@@ -10,12 +10,11 @@ bundle's hash changes only when the code does and Pulumi re-uploads it only then
 
 from __future__ import annotations
 
-import gzip
-import io
 import os
 import sys
-import tarfile
 from pathlib import Path
+
+from training.archive import write_tar_gz
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 ENTRY_POINT = "train.py"
@@ -39,30 +38,9 @@ def _bundle_files() -> list[tuple[str, bytes]]:
 
 def build_source_bundle(out_path: str | os.PathLike[str]) -> Path:
     """Write sourcedir.tar.gz (entry `train.py` at the root + the `training/` package)."""
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with (
-            open(tmp, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            dir_info = tarfile.TarInfo("training")
-            dir_info.type = tarfile.DIRTYPE
-            dir_info.mode = 0o755
-            dir_info.mtime = 0
-            tar.addfile(dir_info)
-            for name, data in _bundle_files():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                info.mode = 0o644
-                info.mtime = 0
-                tar.addfile(info, io.BytesIO(data))
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    entries = [("training", None, 0o755)]
+    entries += [(name, data, 0o644) for name, data in _bundle_files()]
+    return write_tar_gz(out_path, entries)
 
 
 def main(argv: list[str] | None = None) -> int:

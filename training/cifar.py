@@ -52,7 +52,6 @@ CACHE_ENV = "SCONES_CACHE_DIR"
 MEMBER_DIR = "cifar-100-python"
 MEMBERS = ("train", "test", "meta")
 DEFAULT_CLASSES = ("bicycle", "motorcycle")
-IMAGE_SHAPE = (32, 32, 3)
 _DOWNLOAD_TIMEOUT_S = 30
 _CHUNK = 1 << 20
 

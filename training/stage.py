@@ -33,15 +33,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from training.archive import zip_bytes
 from training.cifar import Split, load_cifar, parse_classes, resolve_archive
 from training.errors import DatasetError, StagedDataError
 
 SPLITS = ("train", "test")
 DATASET_FILE = "dataset.npz"
 MANIFEST_FILE = "manifest.json"
-# A fixed timestamp for every zip entry: numpy's own savez stamps the current time, which would
-# make two stagings of the same data differ byte for byte.
-_ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -53,16 +51,13 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """A .npz (readable by np.load without pickle) whose bytes depend only on the arrays."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            entry = io.BytesIO()
-            np.lib.format.write_array(entry, np.asarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, entry.getvalue())
-    return buf.getvalue()
+    # Not np.savez: it stamps the current time, so two stagings of the same data would differ.
+    entries = []
+    for name, array in arrays.items():
+        entry = io.BytesIO()
+        np.lib.format.write_array(entry, np.asarray(array), allow_pickle=False)
+        entries.append((f"{name}.npy", entry.getvalue(), 0o644))
+    return zip_bytes(entries, compresslevel=None)
 
 
 def _write(path: Path, data: bytes, files: dict[str, str], root: Path) -> None:

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import argparse
 import ast
-import gzip
 import io
 import json
 import math
 import os
 import shutil
 import sys
-import tarfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.archive import tree_entries, write_tar_gz
 from training.augment import augment, mixup, random_crop, random_flip
 from training.cifar import Split, parse_classes
 from training.errors import DatasetError, QualityGateFailed, StagedDataError
@@ -384,14 +383,6 @@ def write_code_dir(code_dir: Path) -> list[str]:
     return written
 
 
-def _tar_filter(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mode = 0o755 if info.isdir() else 0o644
-    return info
-
-
 def pack_model(model_dir: str | os.PathLike[str], tar_path: str | os.PathLike[str]) -> Path:
     """Write model.tar.gz as SageMaker does (the model dir's contents at the archive root).
 
@@ -400,23 +391,7 @@ def pack_model(model_dir: str | os.PathLike[str], tar_path: str | os.PathLike[st
     """
     root = Path(model_dir).resolve()
     out = Path(tar_path).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with (
-            open(tmp, "wb") as raw,
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz,
-            tarfile.open(fileobj=gz, mode="w", format=tarfile.PAX_FORMAT) as tar,
-        ):
-            for path in sorted(root.rglob("*")):
-                if path in (out, tmp) or "__pycache__" in path.parts:
-                    continue
-                arcname = path.relative_to(root).as_posix()
-                tar.add(path, arcname=arcname, recursive=False, filter=_tar_filter)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    return write_tar_gz(out, tree_entries(root, skip=[out]))
 
 
 def _check_classes(expected: str | None, train_classes: list[str], test_classes: list[str]) -> None:

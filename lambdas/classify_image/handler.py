@@ -9,7 +9,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.aws import client
-from lambdas.classify_image.capture import parse_s3_uri, write_capture
+from lambdas.capture_format import write_capture
 from lambdas.classify_image.logic import (
     GATE_CONTENT_TYPE,
     classified,
@@ -17,10 +17,20 @@ from lambdas.classify_image.logic import (
     invoke,
 )
 from lambdas.config import parse_classes, require
+from lambdas.errors import ConfigurationError
 from lambdas.events import CLASSIFY_INPUT, validate_event
 from lambdas.observability import powertools, with_invocation_keys
+from lambdas.s3_uri import S3Location, S3UriError, parse_s3_uri
 
 logger, metrics, tracer = powertools("classify_image")
+
+
+def capture_location(uri: str) -> S3Location:
+    """CAPTURE_S3_URI as a location; ConfigurationError when it is not s3://bucket/prefix."""
+    try:
+        return parse_s3_uri(uri)
+    except S3UriError as exc:
+        raise ConfigurationError(f"CAPTURE_S3_URI must be s3://bucket/prefix: {exc}") from exc
 
 
 @with_invocation_keys(logger)
@@ -31,7 +41,7 @@ def lambda_handler(event: Any, context: Any) -> dict[str, Any]:
     endpoint = require(env, "ENDPOINT_NAME")
     classes = parse_classes(env)
     capture_uri = env.get("CAPTURE_S3_URI", "").strip()
-    capture_target = parse_s3_uri(capture_uri) if capture_uri else None
+    capture_target = capture_location(capture_uri) if capture_uri else None
     event = validate_event(event, CLASSIFY_INPUT, "classify_image")
     logger.thread_safe_append_keys(
         step="classify_image", s3_key=event["s3_key"], driver_id=event.get("driver_id")

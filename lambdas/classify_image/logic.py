@@ -6,10 +6,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
+from lambdas import capture_format
 from lambdas.errors import (
     EndpointError,
     EndpointUnavailable,
@@ -28,7 +28,6 @@ _TRANSIENT_CODES = {
     "ModelNotReadyException",
 }
 _TRANSIENT_HTTP = {429, 502, 503, 504}
-_SUM_TOLERANCE = 0.01
 # The endpoint's opt-in answer type: {"probabilities": [...], "gate": {...}}. Its home is
 # training/gate.py (the Lambda zip ships lambdas/ only); a test keeps the two equal. SageMaker
 # passes Accept through to the container as "the desired MIME type of the inference response"
@@ -55,24 +54,12 @@ def decode_image(event: dict[str, Any]) -> bytes:
 def parse_probabilities(body: str, classes: tuple[str, ...]) -> list[float]:
     """Check the endpoint's answer is a JSON list of len(classes) probabilities summing to 1."""
     try:
-        value = json.loads(body)
-    except json.JSONDecodeError:
-        raise EndpointError(f"endpoint answered non-JSON: {body[:120]!r}") from None
-    if (
-        not isinstance(value, list)
-        or len(value) != len(classes)
-        or not all(isinstance(p, int | float) and not isinstance(p, bool) for p in value)
-    ):
+        return list(capture_format.parse_probabilities(body, len(classes)))
+    except capture_format.ProbabilitiesError as exc:
         raise EndpointError(
-            f"endpoint answered {body[:120]!r}; expected a list of {len(classes)} probabilities "
-            f"in class order {list(classes)}"
-        )
-    probs = [float(p) for p in value]
-    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs) or not math.isclose(
-        sum(probs), 1.0, abs_tol=_SUM_TOLERANCE
-    ):
-        raise EndpointError(f"endpoint answered {probs}, which is not a probability distribution")
-    return probs
+            f"endpoint answered {body[:120]!r}: {exc} (expected a probability distribution "
+            f"over the classes in order {list(classes)})"
+        ) from None
 
 
 def parse_gated(body: str, classes: tuple[str, ...]) -> tuple[list[float], dict[str, Any]]:

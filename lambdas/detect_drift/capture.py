@@ -12,20 +12,23 @@ tests run them against moto and local mode against its own S3 or a directory.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import numpy as np
+
+from lambdas.capture_format import (
+    CaptureRecordError,
+    ProbabilitiesError,
+    captured_probabilities,
+    file_time,
+    parse_record,
+)
+from lambdas.s3_uri import S3Location
 
 # Files are named by the time their first record was buffered; a file that started a little
 # before the window can still hold records inside it, so listing reaches back this far.
@@ -33,28 +36,6 @@ FILE_SLACK = timedelta(minutes=10)
 MAX_EXAMPLES = 10
 # ListObjectsV2 returns at most 1000 keys a page; a module constant so tests can force paging.
 LIST_PAGE_SIZE = 1000
-_FILE_TIME = re.compile(r"^(\d{2})-(\d{2})-(\d{3})-")
-
-
-class CaptureLocationError(ValueError):
-    """A capture/report/baseline location is not an s3:// URI (or directory) we can use."""
-
-
-@dataclass(frozen=True)
-class S3Location:
-    bucket: str
-    prefix: str  # without leading or trailing slash ("" for the bucket root)
-
-    def key(self, *parts: str) -> str:
-        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p.strip("/"))
-
-
-def parse_s3_uri(uri: str) -> S3Location:
-    """``s3://bucket/some/prefix`` -> S3Location (named error for anything else)."""
-    parsed = urlparse(uri or "")
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise CaptureLocationError(f"expected an s3://bucket/prefix URI, got {uri!r}")
-    return S3Location(parsed.netloc, parsed.path.strip("/"))
 
 
 @dataclass
@@ -91,11 +72,6 @@ class ParseResult:
             self.examples.append({"source": source, "reason": reason, "detail": detail[:300]})
 
 
-class _Corrupt(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
 
 
 # --- listing ---------------------------------------------------------------------------------
@@ -113,22 +89,6 @@ def hour_prefixes(
         prefixes.append(location.key(endpoint, variant, hour.strftime("%Y/%m/%d/%H")) + "/")
         hour += timedelta(hours=1)
     return prefixes
-
-
-def file_time(key: str) -> datetime | None:
-    """Start time encoded in a capture key (hour folders + ``mm-ss-mmm``), or None."""
-    parts = key.split("/")
-    if len(parts) < 5:
-        return None
-    match = _FILE_TIME.match(parts[-1])
-    try:
-        year, month, day, hour = (int(p) for p in parts[-5:-1])
-        if not match:
-            return None
-        minute, second, milli = (int(g) for g in match.groups())
-        return datetime(year, month, day, hour, minute, second, milli * 1000, tzinfo=UTC)
-    except ValueError:
-        return None
 
 
 def list_capture_keys(
@@ -167,84 +127,28 @@ def list_capture_files(root: Path, endpoint: str, variant: str) -> list[Path]:
 # --- parsing ---------------------------------------------------------------------------------
 
 
-def parse_time(text: Any) -> datetime:
-    if not isinstance(text, str):
-        raise _Corrupt("bad_time", f"inferenceTime is {type(text).__name__}, not a string")
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise _Corrupt("bad_time", f"inferenceTime {text!r} is not ISO 8601") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _decode_data(block: Any, which: str) -> bytes:
-    if not isinstance(block, dict):
-        raise _Corrupt("missing_field", f"captureData.{which} is missing")
-    data, encoding = block.get("data"), str(block.get("encoding", "")).upper()
-    if not isinstance(data, str):
-        raise _Corrupt("missing_field", f"captureData.{which}.data is missing")
-    if encoding == "BASE64":
-        try:
-            return base64.b64decode(data, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise _Corrupt("bad_encoding", f"{which}.data is not valid base64") from exc
-    if encoding in ("JSON", "CSV"):
-        return data.encode()
-    raise _Corrupt("bad_encoding", f"{which}.encoding {encoding!r} is not BASE64, JSON or CSV")
-
-
-def parse_probabilities(raw: bytes, n_classes: int) -> tuple[float, ...]:
-    """The endpoint's answer: a JSON list of n_classes probabilities summing to 1, or the gate
-    answer (``{"probabilities": [...], "gate": {...}}``, docs/design.md) holding one."""
-    try:
-        value = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Corrupt("bad_output", "endpointOutput is not JSON") from exc
-    if isinstance(value, dict):
-        value = value.get("probabilities")
-    if (
-        not isinstance(value, list)
-        or len(value) != n_classes
-        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-    ):
-        raise _Corrupt("bad_output", f"endpointOutput is not a list of {n_classes} numbers")
-    probs = tuple(float(v) for v in value)
-    if not all(math.isfinite(p) and 0.0 <= p <= 1.0 for p in probs):
-        raise _Corrupt("bad_output", "probabilities outside [0, 1]")
-    # The endpoint rounds each probability to 4 decimals, so the sum may be off by a little.
-    if abs(sum(probs) - 1.0) > 0.01:
-        raise _Corrupt("bad_output", f"probabilities sum to {sum(probs):.4f}, not 1")
-    return probs
-
-
 def decode_record(
     line: str | bytes,
     n_classes: int,
     image_size: Sequence[int],
 ) -> tuple[datetime, tuple[float, ...], np.ndarray]:
-    """One capture line -> (inference time, probabilities, image at image_size)."""
+    """One capture line -> (inference time, probabilities, image at image_size); a
+    CaptureRecordError names why a line is unusable (docs/design.md's reasons)."""
     from training.errors import InvalidImage  # light module; keeps import order simple
     from training.preprocess import load_image
 
+    pair = parse_record(line)
     try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Corrupt("invalid_json", f"line is not JSON ({exc})") from exc
-    if not isinstance(record, dict):
-        raise _Corrupt("invalid_json", "line is not a JSON object")
-    capture = record.get("captureData")
-    meta = record.get("eventMetadata")
-    if not isinstance(capture, dict) or not isinstance(meta, dict):
-        raise _Corrupt("missing_field", "captureData or eventMetadata is missing")
-    when = parse_time(meta.get("inferenceTime"))
-    probs = parse_probabilities(_decode_data(capture.get("endpointOutput"), "endpointOutput"),
-                                n_classes)
-    body = _decode_data(capture.get("endpointInput"), "endpointInput")
+        probs = captured_probabilities(pair.response_body, n_classes)
+    except ProbabilitiesError as exc:
+        raise CaptureRecordError("bad_output", f"endpointOutput: {exc}") from exc
     try:
-        image = load_image(body, tuple(image_size))
+        image = load_image(pair.request_body, tuple(image_size))
     except InvalidImage as exc:
-        raise _Corrupt("bad_image", f"endpointInput is not a decodable image ({exc})") from exc
-    return when, probs, image
+        raise CaptureRecordError(
+            "bad_image", f"endpointInput is not a decodable image ({exc})"
+        ) from exc
+    return pair.time, probs, image
 
 
 def parse_lines(
@@ -268,7 +172,7 @@ def parse_lines(
         where = f"{source}:{number}"
         try:
             when, probs, image = decode_record(line, n_classes, image_size)
-        except _Corrupt as exc:
+        except CaptureRecordError as exc:
             result.reject(exc.reason, where, exc.detail)
             continue
         if (start is not None and when < start) or (end is not None and when >= end):

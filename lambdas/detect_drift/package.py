@@ -14,12 +14,13 @@ Wheels are taken from a wheelhouse (``--wheelhouse``, ``$SCONES_WHEELHOUSE`` or
         --platform manylinux_2_28_x86_64 --platform manylinux2014_x86_64 -d WHEELHOUSE
         numpy==<pin> pillow==<pin>
 
-(versions pinned in requirements.txt, so the cloud runs what the tests ran). Building the zip
-from wheels needs no network, and both zips are deterministic (sorted entries, fixed
-timestamps), so an unchanged build does not redeploy.
+(versions pinned in the lock, requirements-dev.txt, so the cloud runs what the tests ran).
+Building the zip from wheels needs no network, and both zips are deterministic (sorted
+entries, fixed timestamps), so an unchanged build does not redeploy.
 
-The function zip holds the ``lambdas`` modules the detector imports and the four numpy-only
-``training`` modules it shares with training (image statistics, baseline/PSI, image decoding).
+The function zip holds the modules the detector's handler imports (lambdas/package.py's import
+closure), which include four numpy-only ``training`` modules it shares with training (image
+statistics, baseline/PSI, image decoding).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from lambdas import package
 from lambdas.defaults import RUNTIME
+from training.archive import write_zip
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,28 +47,6 @@ PLATFORMS = ("manylinux_2_28_x86_64", "manylinux2014_x86_64")
 MAX_GLIBC = (2, 34)
 LAYER_PACKAGES = ("numpy", "pillow")
 HANDLER = "lambdas.detect_drift.handler.lambda_handler"
-FUNCTION_MODULES = (
-    "lambdas/__init__.py",
-    "lambdas/aws.py",
-    "lambdas/defaults.py",
-    "lambdas/env.py",
-    "lambdas/errors.py",
-    "lambdas/review_reasons.py",  # imported by lambdas/errors.py
-    "lambdas/detect_drift/__init__.py",
-    "lambdas/detect_drift/analysis.py",
-    "lambdas/detect_drift/capture.py",
-    "lambdas/detect_drift/detector.py",
-    "lambdas/detect_drift/handler.py",
-    "lambdas/detect_drift/publish.py",
-    "lambdas/detect_drift/rules.py",
-    "lambdas/detect_drift/settings.py",
-    "training/__init__.py",
-    "training/baseline.py",
-    "training/errors.py",
-    "training/image_stats.py",
-    "training/preprocess.py",
-)
-_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 # Not needed at run time, and numpy's test suite alone is megabytes.
 _LAYER_SKIP = re.compile(r"(^|/)(__pycache__|tests?)(/|$)|\.pyc$")
 
@@ -75,39 +56,26 @@ class LayerBuildError(RuntimeError):
 
 
 def _write_zip(out_path: Path, entries: Iterable[tuple[str, bytes, int]]) -> Path:
-    """Deterministic zip: given (name, data, mode) in sorted order, fixed timestamps."""
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
-        for name, data, mode in sorted(entries, key=lambda e: e[0]):
-            info = zipfile.ZipInfo(name, date_time=_FIXED_TIME)
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = (mode & 0o777 | 0o100000) << 16
-            zf.writestr(info, data)
-    tmp.replace(out_path)
-    return out_path
+    """Deterministic zip (training/archive.py) of (name, data, permission bits), marked as
+    regular files."""
+    regular = [(name, data, mode & 0o777 | 0o100000) for name, data, mode in entries]
+    return write_zip(out_path, regular)
 
 
 def build_function_zip(out_path: Path, root: Path = REPO_ROOT) -> Path:
-    """The detector's code zip (handler ``lambdas.detect_drift.handler.lambda_handler``)."""
-    entries = []
-    for rel in FUNCTION_MODULES:
-        path = root / rel
-        if not path.is_file():
-            raise FileNotFoundError(f"{path} is missing: the drift function zip needs it")
-        entries.append((rel, path.read_bytes(), 0o644))
-    return _write_zip(out_path, entries)
+    """The detector's code zip (handler ``lambdas.detect_drift.handler.lambda_handler``): the
+    handler's import closure (lambdas/package.py), training's numpy-only modules included."""
+    return package.build_function_zip(out_path, HANDLER, root)
 
 
 # --- the layer -----------------------------------------------------------------------------------
 
 
 def pinned_versions(
-    requirements: Path = REPO_ROOT / "requirements.txt",
+    requirements: Path = REPO_ROOT / "requirements-dev.txt",
     packages: Sequence[str] = LAYER_PACKAGES,
 ) -> dict[str, str]:
-    """``{package: version}`` from the ``name==version`` pins of requirements.txt."""
+    """``{package: version}`` from the ``name==version`` pins of the lock (requirements-dev.txt)."""
     pins: dict[str, str] = {}
     for line in requirements.read_text().splitlines():
         match = re.match(r"^\s*([A-Za-z0-9_.\-]+)(\[[^\]]*\])?\s*==\s*([^\s;#]+)", line)

@@ -37,10 +37,10 @@ from typing import Annotated
 from pydantic import Field, TypeAdapter
 
 from lambdas.defaults import DEFAULT_THRESHOLD
-from lambdas.detect_drift.capture import CaptureLocationError, S3Location, parse_s3_uri
 from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
 from lambdas.env import read
 from lambdas.errors import ConfigurationError
+from lambdas.s3_uri import S3Location, S3UriError, parse_s3_uri
 
 DEFAULT_VARIANT = "AllTraffic"
 DEFAULT_WINDOW_MINUTES = 60
@@ -78,7 +78,7 @@ def _required(env: Mapping[str, str], key: str) -> str:
 def _uri(env: Mapping[str, str], key: str) -> S3Location:
     try:
         return parse_s3_uri(_required(env, key))
-    except CaptureLocationError as exc:
+    except S3UriError as exc:
         raise ConfigurationError(f"{key}: {exc}") from exc
 
 

@@ -13,7 +13,7 @@ from drift_support import CLASSES, capture_line, confident_probs, png_bytes, sce
 from moto import mock_aws
 
 from lambdas.detect_drift import capture
-from lambdas.detect_drift.capture import list_capture_keys, parse_s3_uri
+from lambdas.detect_drift.capture import list_capture_keys
 from lambdas.detect_drift.detector import (
     BaselineUnavailable,
     InvalidWindow,
@@ -26,6 +26,7 @@ from lambdas.detect_drift.detector import (
 from lambdas.detect_drift.rules import DriftThresholds
 from lambdas.detect_drift.settings import load_settings
 from lambdas.errors import ConfigurationError
+from lambdas.s3_uri import parse_s3_uri
 
 BUCKET = "scones-data"
 ENDPOINT = "scones-ep"

@@ -332,13 +332,13 @@ def test_deployed_code_holds_the_configured_entry_points(dev, artifacts) -> None
     import tarfile
     import zipfile
 
-    with zipfile.ZipFile(artifacts.lambda_zip) as bundle:
-        names = set(bundle.namelist())
-        for fn in dev.within("scones:workflow:InferenceFunctions"):
-            if fn.type == "aws:lambda/function:Function":
-                module, function = fn.inputs["handler"].rsplit(".", 1)
+    for fn in dev.within("scones:workflow:InferenceFunctions"):
+        if fn.type == "aws:lambda/function:Function":
+            module, function = fn.inputs["handler"].rsplit(".", 1)
+            step = module.split(".")[1]  # lambdas.<step>.handler: the zip of that step
+            with zipfile.ZipFile(artifacts.lambda_zips[step]) as bundle:
                 path = module.replace(".", "/") + ".py"
-                assert path in names, path
+                assert path in bundle.namelist(), path
                 assert f"def {function}(" in bundle.read(path).decode()
     with tarfile.open(artifacts.source_bundle) as source:
         assert "train.py" in source.getnames()
