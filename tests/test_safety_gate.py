@@ -171,6 +171,8 @@ def test_filter_handler_refuses_a_malformed_gate_and_counts_reasons(
     from lambdas.filter_inferences.handler import lambda_handler
 
     monkeypatch.setenv("CONFIDENCE_THRESHOLD", "0.9")
+    # The functions take their task from the environment only (lambdas/config.py).
+    monkeypatch.setenv("CLASSES", json.dumps(list(CLASSES)))
     base = {"s3_bucket": "my-bucket", "s3_key": "k.png", "inferences": [0.99, 0.01]}
     with pytest.raises(InvalidEvent, match="gate"):
         lambda_handler({**base, "gate": {"in_distribution": "no"}}, Context())
