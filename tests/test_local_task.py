@@ -31,7 +31,9 @@ def _captured_outputs(state: dict) -> list[list[float]]:
         body = s3.get_object(Bucket=state["bucket"], Key=obj["Key"])["Body"].read()
         for line in body.splitlines():
             record = json.loads(line)
-            outputs.append(json.loads(record["captureData"]["endpointOutput"]["data"]))
+            answer = json.loads(record["captureData"]["endpointOutput"]["data"])
+            # The classify step asks for the gate answer type (docs/design.md): its probabilities.
+            outputs.append(answer["probabilities"] if isinstance(answer, dict) else answer)
     return outputs
 
 
