@@ -43,12 +43,7 @@ import pulumi_aws as aws
 
 from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, log_group_arns
 from components.iam import statement as allow
-from components.inference_functions import (
-    METRICS_NAMESPACE,
-    RUNTIME,
-    powertools_layer_arn,
-    zip_source_hash,
-)
+from components.inference_functions import powertools_layer_arn, zip_source_hash
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
     XRAY_SAMPLING_ACTIONS,
@@ -62,6 +57,7 @@ from lambdas.batch_workflow_definition import (
     RESULTS_PREFIX,
     build_batch_definition,
 )
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 
 SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
 # A Distributed Map state runs only in a STANDARD workflow (Step Functions developer guide,

@@ -43,12 +43,8 @@ from components.iam import (
     log_group_arns,
     statement,
 )
-from components.inference_functions import (
-    METRICS_NAMESPACE,
-    RUNTIME,
-    powertools_layer_arn,
-    zip_source_hash,
-)
+from components.inference_functions import powertools_layer_arn, zip_source_hash
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
 from lambdas.safe_mode.flag import INITIAL, KEY_ENV, PARAMETER_ENV, parameter_name
