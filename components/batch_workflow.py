@@ -41,7 +41,12 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, log_group_arns
+from components.iam import (
+    XRAY_WRITE_ACTIONS,
+    assume_role_policy,
+    document,
+    function_runtime_statements,
+)
 from components.iam import statement as allow
 from components.inference_functions import powertools_layer_arn, zip_source_hash
 from components.inference_workflow import (
@@ -152,12 +157,7 @@ class BatchWorkflow(pulumi.ComponentResource):
                         ["s3:GetObject", "s3:PutObject"], [results_objects], sid="ResultsAndSummary"
                     ),
                     allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
-                    allow(
-                        ["logs:CreateLogStream", "logs:PutLogEvents"],
-                        log_group_arns(self.summarize_logs.arn),
-                        sid="WriteOwnLogGroup",
-                    ),
-                    allow(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                    *function_runtime_statements(self.summarize_logs.arn),
                 ]
             ),
             opts=child,

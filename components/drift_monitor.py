@@ -33,11 +33,9 @@ import pulumi_aws as aws
 from components.alarms import Alarms
 from components.function_policies import drift_statements
 from components.iam import (
-    XRAY_WRITE_ACTIONS,
     assume_role_policy,
     document,
-    log_group_arns,
-    statement,
+    function_runtime_statements,
 )
 from components.inference_functions import powertools_layer_arn
 from lambdas.defaults import METRICS_NAMESPACE
@@ -148,12 +146,9 @@ class DriftMonitor(pulumi.ComponentResource):
                         baseline_arn=baseline_arn,
                         reports_prefix=REPORTS_PREFIX,
                     ),
-                    statement(
-                        ["logs:CreateLogStream", "logs:PutLogEvents"],
-                        log_group_arns(self.log_group.arn),
-                        sid="WriteOwnLogGroupAndEmfMetrics",
+                    *function_runtime_statements(
+                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
                     ),
-                    statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
                 ]
             ),
             opts=child,

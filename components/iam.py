@@ -78,3 +78,19 @@ def log_group_arns(log_group_arn: pulumi.Input[str]) -> list[pulumi.Output[str]]
         pulumi.Output.from_input(log_group_arn),
         pulumi.Output.concat(log_group_arn, ":log-stream:*"),
     ]
+
+
+def function_runtime_statements(
+    log_group_arn: pulumi.Input[str], *, log_sid: str = "WriteOwnLogGroup"
+) -> list[dict[str, Any]]:
+    """What every Lambda function needs to run: write its own log group (and so its EMF metrics)
+    and send X-Ray traces (no resource-level permissions exist for those)."""
+    return [
+        statement(
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            log_group_arns(log_group_arn),
+            sid=log_sid,
+        ),
+        statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+    ]
+

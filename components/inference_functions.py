@@ -23,11 +23,9 @@ import pulumi_aws as aws
 from components.bucket_layout import INTAKE_PREFIX
 from components.function_policies import FUNCTIONS, function_statements
 from components.iam import (
-    XRAY_WRITE_ACTIONS,
     assume_role_policy,
     document,
-    log_group_arns,
-    statement,
+    function_runtime_statements,
 )
 from lambdas.defaults import RUNTIME
 from lambdas.environment import workflow_environments
@@ -167,12 +165,7 @@ class InferenceFunctions(pulumi.ComponentResource):
                 policy=document(
                     [
                         *own[function],
-                        statement(
-                            ["logs:CreateLogStream", "logs:PutLogEvents"],
-                            log_group_arns(log_group.arn),
-                            sid="WriteOwnLogGroup",
-                        ),
-                        statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+                        *function_runtime_statements(log_group.arn),
                     ]
                 ),
                 opts=child,

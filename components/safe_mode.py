@@ -37,11 +37,9 @@ import pulumi_aws as aws
 
 from components.function_policies import safe_mode_statements
 from components.iam import (
-    XRAY_WRITE_ACTIONS,
     assume_role_policy,
     document,
-    log_group_arns,
-    statement,
+    function_runtime_statements,
 )
 from components.inference_functions import powertools_layer_arn, zip_source_hash
 from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
@@ -170,12 +168,9 @@ class SafeMode(pulumi.ComponentResource):
                         kms_key_arn=args.kms_key_arn,
                         write=True,
                     ),
-                    statement(
-                        ["logs:CreateLogStream", "logs:PutLogEvents"],
-                        log_group_arns(self.log_group.arn),
-                        sid="WriteOwnLogGroupAndEmfMetrics",
+                    *function_runtime_statements(
+                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
                     ),
-                    statement(XRAY_WRITE_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
                 ]
             ),
             opts=child,
