@@ -42,7 +42,7 @@ def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
     from training import inference
     from training.cifar import load_cifar
     from training.gate import QUALITY_STATISTICS, _distances, fit_gate
-    from training.image_stats import batch_statistics
+    from training.gate import quality_statistics as batch_statistics
     from training.train import stratified_split
 
     model = inference.model_fn(model_dir)

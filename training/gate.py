@@ -4,9 +4,9 @@ Why and how it was chosen: docs/safety.md. Two kinds of check, both fitted at tr
 from clean data only and stored in the artifact's ``gate.json`` (:data:`GATE_FILE`):
 
 - ``input_quality``: statistics of the image at the model's input size
-  (``training.image_stats``: brightness, contrast, sharpness, saturation) must lie within the
-  range the training photos span (their ``quantile`` .. ``1 - quantile`` quantiles). Night
-  shots, over-exposure, blur, flat and random-noise images fail here.
+  (``training.image_stats``: brightness, contrast, sharpness, saturation, highlights) must lie
+  within the range the training photos span (their ``quantile`` .. ``1 - quantile``
+  quantiles). Night shots, over-exposure, blur, flat and random-noise images fail here.
 - ``feature_distance``: the Mahalanobis distance of the network's penultimate features to the
   nearest class mean (shared covariance, shrunk towards its mean variance) must not exceed the
   ``feature_quantile`` of the validation photos' distances. Photos unlike the training content
@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from training.image_stats import batch_statistics
+from training.image_stats import batch_statistics, highlights
 
 GATE_FILE = "gate.json"
 GATE_VERSION = 1
@@ -36,7 +36,9 @@ GATE_VERSION = 1
 GATE_CONTENT_TYPE = "application/vnd.scones.gate+json"
 INPUT_QUALITY = "input_quality"
 FEATURE_DISTANCE = "feature_distance"
-QUALITY_STATISTICS: tuple[str, ...] = ("brightness", "contrast", "sharpness", "saturation")
+QUALITY_STATISTICS: tuple[str, ...] = (
+    "brightness", "contrast", "sharpness", "saturation", "highlights",
+)
 # Chosen on the validation split's shifted copies and the tuning foreign images
 # (benchmarks/gate_candidates.py, docs/safety.md).
 DEFAULT_QUANTILE = 0.005
@@ -52,6 +54,8 @@ _TOO = {
     ("sharpness", "high"): "noisy",
     ("saturation", "low"): "colourless",
     ("saturation", "high"): "oversaturated",
+    ("highlights", "low"): "underexposed",
+    ("highlights", "high"): "washed out",
 }
 
 
@@ -82,6 +86,13 @@ class Gate:
         }
 
 
+def quality_statistics(images: np.ndarray) -> dict[str, np.ndarray]:
+    """The input-quality statistics of a uint8 batch (N, H, W, 3): name -> (N,) values."""
+    stats = batch_statistics(images)
+    stats["highlights"] = highlights(images)
+    return stats
+
+
 def _distances(features: np.ndarray, means: np.ndarray, whitening: np.ndarray) -> np.ndarray:
     """(N,) distance of each feature row to its nearest class mean, in whitened space."""
     diff = features[:, None, :] - means[None, :, :]  # (N, C, D)
@@ -103,7 +114,7 @@ def fit_gate(
     from the validation split's."""
     if not 0.0 <= quantile < 0.5 or not 0.5 < feature_quantile <= 1.0:
         raise GateError(f"quantiles out of range: {quantile}, {feature_quantile}")
-    stats = batch_statistics(np.asarray(train_images))
+    stats = quality_statistics(np.asarray(train_images))
     ranges = {
         name: (
             round(float(np.quantile(stats[name], quantile)), 6),
@@ -207,7 +218,7 @@ def check(image: np.ndarray, features: Sequence[float] | np.ndarray, gate: Gate)
     """The gate's verdict on one image (uint8 HxWx3 at the model's input size) and its
     penultimate features: ``{"in_distribution", "failed": [{"check", "kind", "value", "low"
     | "high", "detail"}], "scores": {name: value}}`` (the shape docs/design.md gives)."""
-    stats = batch_statistics(np.asarray(image)[None])
+    stats = quality_statistics(np.asarray(image)[None])
     scores: dict[str, float] = {}
     failed: list[dict[str, Any]] = []
     for name, (lo, hi) in gate.ranges.items():

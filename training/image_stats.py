@@ -93,3 +93,16 @@ def image_statistics(rgb: np.ndarray) -> dict[str, float]:
         raise ImageShapeError(f"expected a uint8 image of shape (H, W, 3), got {arr.shape}")
     stats = batch_statistics(arr[None, ...])
     return {name: float(values[0]) for name, values in stats.items()}
+
+
+def highlights(images: np.ndarray) -> np.ndarray:
+    """(N,) the 99th percentile of luma in [0, 1] per image of a uint8 batch (N, H, W, 3).
+
+    A photo taken in daylight has some bright pixels (a sky, a reflection, a white wall) even
+    when its mean brightness is low; a photo taken at night, or darkened by a factor k, has
+    none above k. Used by the safety gate (training.gate), not by the drift baseline."""
+    arr = _check_batch(images)
+    if arr.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    luma = (arr.astype(np.float64) / 255.0) @ _LUMA
+    return np.percentile(luma.reshape(arr.shape[0], -1), 99.0, axis=1)
