@@ -72,6 +72,7 @@ DEFAULT_PRECISION = "auto"
 DEFAULT_TTA_FLIP = 1
 # Outlier exposure (training.outliers): chosen in docs/safety.md.
 DEFAULT_OUTLIER_WEIGHT = 0.5
+DEFAULT_GREY = 0.0
 OUTLIER_POOL_SIZE = 4000
 
 
@@ -95,6 +96,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cutout", type=int, default=8, help="cutout square side, 0 disables")
     p.add_argument("--padding", type=int, default=2, help="random-crop padding")
     p.add_argument("--jitter", type=float, default=0.0, help="brightness/contrast jitter")
+    p.add_argument(
+        "--grey",
+        type=float,
+        default=DEFAULT_GREY,
+        help="probability of turning a training photo grey (training.augment.random_grey)",
+    )
     p.add_argument("--ema", type=float, default=0.0, help="weight EMA decay per step, 0 = off")
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument(
@@ -275,6 +282,7 @@ def fit(
                 padding=args.padding,
                 cutout_size=args.cutout,
                 jitter=args.jitter,
+                grey=args.grey,
                 mean=mean_t,
                 std=std_t,
             )
@@ -543,6 +551,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
                     "label_smoothing",
                     "val_fraction",
                     "jitter",
+                    "grey",
                     "ema",
                     "swa_epochs",
                     "channels_last",
