@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import pickle
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,8 +52,11 @@ def write_task_archive(
     train_per_class: int = 40,
     test_per_class: int = 12,
     seed: int = 0,
+    train_counts: Mapping[str, int] | None = None,
 ) -> Path:
-    """Write cifar-100-python.tar.gz holding `classes` (official `names`) at `path`."""
+    """Write cifar-100-python.tar.gz holding `classes` (official `names`) at `path`.
+
+    `train_counts` overrides `train_per_class` for the classes it names."""
     rng = np.random.default_rng(seed)
     ids = [names.index(c) for c in classes]
     # Colours far apart in RGB: evenly spaced hues at full saturation.
@@ -63,7 +66,8 @@ def write_task_archive(
         colours[label] = np.array(
             [127 + 110 * np.cos(2 * np.pi * (hue + s / 3)) for s in range(3)], dtype=np.float64
         )
-    train = [i for i in ids for _ in range(train_per_class)]
+    per_class = {c: (train_counts or {}).get(c, train_per_class) for c in classes}
+    train = [names.index(c) for c in classes for _ in range(per_class[c])]
     test = [i for i in ids for _ in range(test_per_class)]
     rng.shuffle(train)
     rng.shuffle(test)

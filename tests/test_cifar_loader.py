@@ -104,6 +104,28 @@ def test_any_fine_label_names_work(tmp_path: Path) -> None:
     assert subset.train.labels.tolist() == [2, 1, 0, 2, 1, 1]
 
 
+def test_other_classes_train_images_come_back_as_others(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(cifar, "_OTHERS_CHUNK", 2)  # the copy runs in chunks: cross a boundary
+    train = _batch([8, 48, 3, 8, 7, 48, 3], 1)
+    archive = make_archive(tmp_path / "a.tar.gz", train=train)
+    subset = cifar.load_cifar(archive, ["bicycle", "motorcycle"])
+    # Train rows 2, 4, 6 (fine labels 3, 7, 3), in archive order, as RGB images; the test
+    # split's image of label 3 is not among them.
+    assert subset.others_fine_labels.tolist() == [3, 7, 3]
+    assert subset.others_fine_labels.dtype == np.int64
+    assert subset.others.dtype == np.uint8 and subset.others.flags["C_CONTIGUOUS"]
+    rows = train[b"data"][[2, 4, 6]].reshape(3, 3, 32, 32).transpose(0, 2, 3, 1)
+    assert np.array_equal(subset.others, rows)
+    assert subset.fine_label_names[3] == "bear"
+    assert len(subset.train) == 4
+
+
+def test_dev_archive_has_no_others(dev_archive: Path) -> None:
+    subset = cifar.load_cifar(dev_archive, ["bicycle", "motorcycle"])
+    assert subset.others.shape == (0, 32, 32, 3) and subset.others.dtype == np.uint8
+    assert subset.others_fine_labels.shape == (0,)
+
+
 def test_unknown_class_is_named(dev_archive: Path) -> None:
     with pytest.raises(UnknownClass, match="'unicycle'"):
         cifar.load_cifar(dev_archive, ["bicycle", "unicycle"])

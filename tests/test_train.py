@@ -14,11 +14,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from task_archives import official_names, write_task_archive
 
 from training.baseline import validate_baseline
 from training.model import bfloat16_supported
-from training.stage import read_split, stage_dataset
-from training.train import EXIT_QUALITY_GATE, main, pack_model, stratified_split
+from training.stage import read_outliers, read_split, stage_dataset
+from training.train import (
+    EXIT_QUALITY_GATE,
+    OUTLIER_POOL_SIZE,
+    main,
+    pack_model,
+    stratified_split,
+)
 
 CLASSES = ["bicycle", "motorcycle"]
 # Few epochs keep the suite quick on a shared CPU; the full recipe is measured in benchmarks/.
@@ -194,3 +201,50 @@ def test_pack_model_inside_model_dir_skips_itself(trained: Path, tmp_path: Path)
     assert out == out2
     with tarfile.open(out) as tar:
         assert "model.tar.gz" not in tar.getnames()
+
+
+@pytest.mark.slow
+def test_dev_archive_trains_on_synthetic_outliers_only(trained: Path) -> None:
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert metrics["training"]["outliers"] == {"synthetic": OUTLIER_POOL_SIZE, "archive": 0}
+
+
+@pytest.mark.slow
+def test_staged_other_class_photos_join_the_outlier_pool(
+    dev_archive: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import training.train as train_mod
+
+    archive = write_task_archive(
+        tmp_path / "cifar-100-python.tar.gz",
+        official_names(dev_archive),
+        [*CLASSES, "apple", "bee", "cloud"],
+        train_per_class=20,
+        test_per_class=6,
+    )
+    staged = tmp_path / "data"
+    stage_dataset(archive, staged, CLASSES, max_outliers=45)
+    staged_outliers = read_outliers(staged / "train")
+    assert len(staged_outliers) == 45
+    seen: dict[str, object] = {}
+    real_pool, real_fit = train_mod.outlier_pool, train_mod.fit
+
+    def pool_spy(*args, **kwargs):
+        seen["pool"] = real_pool(*args, **kwargs)
+        return seen["pool"]
+
+    def fit_spy(*args, **kwargs):
+        seen["trained_on"] = len(kwargs["outliers"])
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "outlier_pool", pool_spy)
+    monkeypatch.setattr(train_mod, "fit", fit_spy)
+    argv = ["--train", str(staged / "train"), "--test", str(staged / "test")]
+    model_dir = tmp_path / "model"
+    assert main([*argv, "--model-dir", str(model_dir), "--epochs", "2", "--threads", "2"]) == 0
+    pool_rows = {img.tobytes() for img in seen["pool"]}
+    assert all(img.tobytes() in pool_rows for img in staged_outliers)
+    assert seen["trained_on"] == OUTLIER_POOL_SIZE + 45
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["training"]["outliers"] == {"synthetic": OUTLIER_POOL_SIZE, "archive": 45}
+    assert metrics["training"]["fit_images"] + metrics["training"]["validation_images"] == 40

@@ -54,6 +54,7 @@ MEMBERS = ("train", "test", "meta")
 DEFAULT_CLASSES = ("bicycle", "motorcycle")
 _DOWNLOAD_TIMEOUT_S = 30
 _CHUNK = 1 << 20
+_OTHERS_CHUNK = 4096
 
 
 @dataclass(frozen=True)
@@ -70,13 +71,22 @@ class Split:
 
 @dataclass(frozen=True)
 class CifarSubset:
-    """The requested classes from one archive; labels index into `classes`."""
+    """The requested classes from one archive; labels index into `classes`.
+
+    `others` are the train-split images of every class the archive holds beyond `classes`
+    (uint8 (M,32,32,3), in archive order; (0,32,32,3) for the dev archive), `others_fine_labels`
+    their fine labels (int64 (M)), named by `fine_label_names` (the meta's 100 names). They are
+    never labelled examples: staging samples them as outliers (training.stage).
+    """
 
     classes: list[str]
     fine_labels: list[int]
     train: Split
     test: Split
     archive_md5: str
+    others: np.ndarray
+    others_fine_labels: np.ndarray
+    fine_label_names: list[str]
 
 
 def default_cache_dir() -> Path:
@@ -280,6 +290,19 @@ def _select(raw: dict[bytes, Any], fine_ids: list[int], split: str, path: Path) 
     )
 
 
+def _others(raw: dict[bytes, Any], fine_ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """The images (NHWC) and fine labels of every class not in `fine_ids`; `raw` is validated."""
+    data = np.asarray(raw[b"data"])
+    fine = np.asarray(raw[b"fine_labels"], dtype=np.int64)
+    keep = np.flatnonzero(~np.isin(fine, fine_ids))
+    # Filled in chunks, so the official archive's 49,000 (147 MB) are held once, not twice.
+    images = np.empty((len(keep), 32, 32, 3), dtype=np.uint8)
+    for start in range(0, len(keep), _OTHERS_CHUNK):
+        rows = keep[start : start + _OTHERS_CHUNK]
+        images[start : start + len(rows)] = data[rows].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return images, fine[keep]
+
+
 def _safe_filenames(names: list[str], path: Path) -> list[str]:
     """Filenames become paths when staged: keep only plain basenames, disambiguate repeats."""
     out: list[str] = []
@@ -298,7 +321,8 @@ def _safe_filenames(names: list[str], path: Path) -> list[str]:
 
 
 def load_cifar(archive_path: str | os.PathLike[str], classes: Sequence[str]) -> CifarSubset:
-    """Read the archive and keep `classes` (CIFAR-100 fine label names, in the given order)."""
+    """Read the archive and keep `classes` (CIFAR-100 fine label names, in the given order),
+    plus the train-split images of the archive's other classes (`CifarSubset.others`)."""
     path = Path(archive_path)
     if not path.is_file():
         raise DatasetError(f"archive {path} does not exist or is not a file")
@@ -308,12 +332,17 @@ def load_cifar(archive_path: str | os.PathLike[str], classes: Sequence[str]) -> 
     except (KeyError, AttributeError, UnicodeDecodeError, TypeError) as exc:
         raise CorruptArchive(f"{path}: meta member lacks fine_label_names") from exc
     fine_ids = _validate_classes(classes, names)
+    train = _select(members["train"], fine_ids, "train", path)  # validates the train member
+    others, others_fine_labels = _others(members["train"], fine_ids)
     return CifarSubset(
         classes=list(classes),
         fine_labels=fine_ids,
-        train=_select(members["train"], fine_ids, "train", path),
+        train=train,
         test=_select(members["test"], fine_ids, "test", path),
         archive_md5=file_md5(path),
+        others=others,
+        others_fine_labels=others_fine_labels,
+        fine_label_names=names,
     )
 
 

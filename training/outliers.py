@@ -115,11 +115,26 @@ def _grey(images: np.ndarray) -> np.ndarray:
     return np.repeat(np.clip(luma.round(), 0, 255).astype(np.uint8)[..., None], 3, axis=3)
 
 
-def outlier_pool(images: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """`size` synthetic outliers (uint8, the shape of `images`' items) built from `images`."""
+def outlier_pool(
+    images: np.ndarray,
+    size: int,
+    rng: np.random.Generator,
+    *,
+    foreign: np.ndarray | None = None,
+) -> np.ndarray:
+    """`size` synthetic outliers (uint8, the shape of `images`' items) built from `images`.
+
+    `foreign`: real photos of no task class (the archive's other classes, training.stage's
+    outlier_images; same item shape), appended to the synthetic ones as they are and the whole
+    pool shuffled with `rng` after the synthetic part is built, so that part is the same with
+    or without them. None or empty: exactly the synthetic pool.
+    """
     arr = np.asarray(images)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8 or len(arr) == 0:
         raise ValueError(f"outlier_pool needs a uint8 batch (N, H, W, 3), got {arr.shape}")
+    extra = None if foreign is None else np.asarray(foreign)
+    if extra is not None and (extra.dtype != np.uint8 or extra.shape[1:] != arr.shape[1:]):
+        raise ValueError(f"foreign outliers must be uint8 {arr.shape[1:]} items, got {extra.shape}")
     counts = [round(size * share) for share in SHARES]
     counts[0] += size - sum(counts)
     shape = (int(arr.shape[1]), int(arr.shape[2]))
@@ -136,6 +151,10 @@ def outlier_pool(images: np.ndarray, size: int, rng: np.random.Generator) -> np.
     pool = pool[rng.permutation(len(pool))]
     n_grey = round(len(pool) * GREY_SHARE)
     pool[:n_grey] = _grey(pool[:n_grey])
+    pool = pool[rng.permutation(len(pool))]
+    if extra is None or len(extra) == 0:
+        return pool
+    pool = np.concatenate([pool, extra])
     return pool[rng.permutation(len(pool))]
 
 

@@ -53,7 +53,7 @@ from training.preprocess import to_tensor
 from training.serving_module import SERVING_MODULE_KEY, ServingModule
 from training.serving_module import freeze as freeze_serving_module
 from training.serving_module import save as save_serving_module
-from training.stage import read_split
+from training.stage import read_outliers, read_split
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 WEIGHTS_FILE = "model.pth"
@@ -456,10 +456,17 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     y_fit = torch.from_numpy(train_split.labels[fit_idx])
     x_val = to_tensor(val.images, mean, std)
     x_outliers = None
+    outlier_counts = {"synthetic": 0, "archive": 0}
     if args.outlier_weight > 0:
+        # Photos of the archive's other classes, staged with the train split (training.stage).
+        foreign = read_outliers(args.train)
         # Its own stream: the pool does not shift the draws the rest of training makes.
-        pool = outlier_pool(fit_images, OUTLIER_POOL_SIZE, np.random.default_rng([args.seed, 1]))
+        pool = outlier_pool(
+            fit_images, OUTLIER_POOL_SIZE, np.random.default_rng([args.seed, 1]), foreign=foreign
+        )
         x_outliers = to_tensor(pool, mean, std)
+        outlier_counts = {"synthetic": OUTLIER_POOL_SIZE, "archive": len(foreign)}
+        log(f"outlier pool: {json.dumps(outlier_counts, sort_keys=True)}", flush=True)
     train_start = time.perf_counter()
     history = fit(
         model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log, outliers=x_outliers
@@ -538,6 +545,7 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "fit_images": len(fit_idx),
             "validation_images": len(val_idx),
             "parameters": count_parameters(model),
+            "outliers": outlier_counts,
             "hyperparameters": {
                 # precision as resolved on this machine ("auto" says nothing afterwards)
                 k: arch[k] if k == "precision" else getattr(args, k)
