@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch.nn import functional
 
-from training.augment import augment, cutout, mixup, random_crop, random_flip
+from training.augment import augment, cutout, mixup, random_crop, random_flip, random_grey
 from training.bundle import build_source_bundle
 
 
@@ -76,3 +76,20 @@ def test_augment_is_reproducible_and_mixup_blends() -> None:
     assert mixed.shape == x.shape
     assert 0.0 <= lam <= 1.0 and torch.equal(ya, y) and sorted(yb.tolist()) == [0, 0, 1, 1]
     assert mixup(x, y, np.random.default_rng(1), 0.0)[3] == 1.0
+
+
+def test_random_grey_turns_the_chosen_images_grey_in_raw_pixel_space() -> None:
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 256, size=(64, 3, 8, 8)).astype(np.float32)
+    mean = torch.tensor([120.0, 110.0, 100.0])
+    std = torch.tensor([60.0, 55.0, 50.0])
+    x = (torch.from_numpy(raw) - mean.view(1, -1, 1, 1)) / std.view(1, -1, 1, 1)
+    out = random_grey(x, np.random.default_rng(1), 0.5, mean, std)
+    back = out * std.view(1, -1, 1, 1) + mean.view(1, -1, 1, 1)
+    grey = (back.amax(dim=1) - back.amin(dim=1)).amax(dim=(1, 2)) < 1e-3
+    unchanged = torch.isclose(out, x).all(dim=(1, 2, 3))
+    assert (grey ^ unchanged).all()  # each image is either turned grey or left exactly as it was
+    assert 16 < int(grey.sum()) < 48
+    luma = (torch.from_numpy(raw) * torch.tensor([0.299, 0.587, 0.114]).view(1, -1, 1, 1)).sum(1)
+    assert torch.allclose(back[grey][:, 0], luma[grey], atol=1e-3)
+    assert torch.equal(random_grey(x, np.random.default_rng(1), 0.0, mean, std), x)

@@ -68,6 +68,22 @@ def test_black_image_fails_input_quality_as_too_dark(gate: Gate) -> None:
     assert any("too dark" in f["detail"] for f in verdict["failed"])
 
 
+def test_night_photos_fail_as_underexposed_even_where_their_mean_brightness_passes(
+    gate: Gate, photos
+) -> None:
+    # x0.35 (the issue's night shots): their mean brightness often stays within the training
+    # range, but no pixel is left as bright as a daylight photo's brightest 1 %.
+    night = (photos.test.images.astype(np.float64) * 0.35).round().astype(np.uint8)
+    verdicts = [check(img, _centre(gate), gate) for img in night]
+    lo_brightness = gate.ranges["brightness"][0]
+    passes_brightness = [v["scores"]["brightness"] >= lo_brightness for v in verdicts]
+    assert np.mean(passes_brightness) > 0.5
+    assert all(
+        any(f["check"] == "highlights" and "underexposed" in f["detail"] for f in v["failed"])
+        for v in verdicts
+    )
+
+
 def test_random_noise_fails_input_quality_as_noisy(gate: Gate) -> None:
     verdict = check(random_rgb(seed=3), _centre(gate), gate)
     assert verdict["in_distribution"] is False
@@ -78,7 +94,7 @@ def test_clean_test_photos_pass_input_quality(gate: Gate, photos) -> None:
     passed = [
         not _kinds(check(img, _centre(gate), gate)) & {INPUT_QUALITY} for img in photos.test.images
     ]
-    # Ranges are the training photos' 0.5 %..99.5 % quantiles of four statistics.
+    # Ranges are the training photos' 0.5 %..99.5 % quantiles of five statistics.
     assert np.mean(passed) >= 0.9
 
 
@@ -88,7 +104,7 @@ def test_rotated_photo_is_judged_like_the_upright_one_by_input_quality(gate: Gat
     for img in photos.test.images[:20]:
         upright = check(img, _centre(gate), gate)
         sideways = check(np.rot90(img).copy(), _centre(gate), gate)
-        for name in ("brightness", "contrast", "saturation", "sharpness"):
+        for name in ("brightness", "contrast", "saturation", "sharpness", "highlights"):
             assert sideways["scores"][name] == pytest.approx(upright["scores"][name], abs=1e-6)
 
 
