@@ -38,9 +38,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from default_task import DEFAULT_CLASSES
+from lambdas.defaults import DEFAULT_THRESHOLD
 from training.augment import augment, mixup
-from training.cifar import DEFAULT_CLASSES, Split, resolve_archive
-from training.metrics import DEFAULT_THRESHOLD, fit_temperature, nll, softmax
+from training.cifar import Split, resolve_archive
+from training.metrics import fit_temperature, nll, softmax
 from training.model import build_model
 from training.preprocess import to_tensor
 from training.stage import read_split, stage_dataset

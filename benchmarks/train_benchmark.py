@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from training.cifar import DEFAULT_CLASSES, resolve_archive
+from default_task import DEFAULT_CLASSES
+from lambdas.defaults import DEFAULT_THRESHOLD
+from training.cifar import resolve_archive
 from training.evaluate import evaluate
-from training.metrics import DEFAULT_THRESHOLD
 from training.stage import stage_dataset
 from training.train import main as train_main
 from training.train import pack_model

@@ -73,23 +73,50 @@ labelledSnapshot          (none)                                 digest of the l
                                                                  `local retrain --stack`)
 ========================  =====================================  ==================================
 
-The drift thresholds are ``lambdas.detect_drift.rules.DriftThresholds``'s defaults (one source
-for the Lambda, the alarms and local mode). docs/monitoring.md gives the measurements.
+The drift keys take their defaults and their types (bounds) from
+``lambdas.detect_drift.rules.DriftThresholds`` (one source for the Lambda, the alarms and local
+mode). docs/monitoring.md gives the measurements.
+
+Validation is pydantic's (the models below declare each key's type and bounds); a failure is a
+``SettingsError`` naming the full key (``scones:endpoint.minInstances``) and what it must be.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from default_task import DEFAULT_CLASSES, DEFAULT_ROUTES
 from lambdas.config import NOT_A_VEHICLE, REJECTED_ROUTE
 from lambdas.defaults import DEFAULT_THRESHOLD
-from lambdas.detect_drift.rules import DriftThresholds
+from lambdas.detect_drift.rules import (
+    ClassShare,
+    DriftThresholds,
+    MinSamples,
+    PsiThreshold,
+    RateThreshold,
+)
+from lambdas.detect_drift.settings import DEFAULT_WINDOW_MINUTES
 
 NAMESPACE = "scones"
 
@@ -101,19 +128,6 @@ LOG_RETENTION_DAYS = (
 # SageMaker Serverless Inference accepts these memory sizes only.
 SERVERLESS_MEMORY_MB = (1024, 2048, 3072, 4096, 5120, 6144)
 WORKFLOW_TYPES = ("STANDARD", "EXPRESS")
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-_CLASS_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-# A route becomes a Succeed state "Routed_<route>" (Step Functions state names: at most 80
-# characters) and the "route" of the routing event, so plain characters only.
-_ROUTE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,60}$")
-# S3 bucket naming rules (S3 user guide, "General purpose bucket naming rules").
-_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# A KMS key ID (a UUID, or mrk-<32 hex> for a multi-Region key) or that key's ARN.
-_KMS_KEY = re.compile(
-    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/)?"
-    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
-)
 
 
 class SettingsError(ValueError):
@@ -157,64 +171,341 @@ def validate_stack_name(stack: str) -> None:
             )
 
 
-@dataclass(frozen=True)
+# ---------------------------------------------------------------- the key types
+
+# The error type of a failure already worded for SettingsError (its ctx: message, field).
+_OWN = "scones_setting"
+
+
+def _fail(message: str, field: str | None = None) -> PydanticCustomError:
+    return PydanticCustomError(_OWN, "{message}", {"message": message, "field": field})
+
+
+def _expect(what: str) -> WrapValidator:
+    """Word any failure of the type it wraps as "must be <what>, got <value>"."""
+
+    def wrap(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(e["type"] == _OWN for e in exc.errors()):
+                raise
+            raise _fail(f"must be {what}, got {value!r}") from None
+
+    return WrapValidator(wrap)
+
+
+_FLOAT_TEXT = TypeAdapter(float)
+
+
+def _number(value: Any) -> Any:
+    """A config number: never true/false; text ("2", "0.5", "1e2") read as a float first."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    return _FLOAT_TEXT.validate_python(value) if isinstance(value, str) else value
+
+
+def _json_text(value: Any) -> Any:
+    """Pulumi stores structured values as JSON text; already-parsed values pass through."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"is not valid JSON ({exc.msg}): {value!r}") from None
+
+
+def _object(what: str) -> BeforeValidator:
+    def check(value: Any) -> Any:
+        decoded = _json_text(value)
+        if not isinstance(decoded, Mapping):
+            raise _fail(f"must be {what}, got {value!r}")
+        return decoded
+
+    return BeforeValidator(check)
+
+
+def _true_false(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
+def _one_of(choices: tuple[int, ...]) -> AfterValidator:
+    def check(value: int) -> int:
+        if value not in choices:
+            raise ValueError("not an allowed value")
+        return value
+
+    return AfterValidator(check)
+
+
+_NUMBER = BeforeValidator(_number)
+
+
+def _whole(low: int, high: int) -> Any:
+    return Annotated[int, _NUMBER, Field(ge=low, le=high), _expect(
+        f"a whole number from {low} to {high}"
+    )]
+
+
+_Fraction = Annotated[float, _NUMBER, Field(gt=0, lt=1), _expect("between 0 and 1 (exclusive)")]
+_Positive = Annotated[float, _NUMBER, Field(gt=0, allow_inf_nan=False), _expect("greater than 0")]
+_Flag = Annotated[bool, BeforeValidator(_true_false), Strict(), _expect("true or false")]
+
+
+def _text(pattern: str, what: str) -> Any:
+    return Annotated[str, Field(pattern=pattern), _expect(what)]
+
+
+_InstanceType = _text(r"^ml\.[a-z0-9]+\.[a-z0-9]+$", "a SageMaker instance type like ml.m5.large")
+_Email = _text(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", "an e-mail address")
+_LayerArn = _text(
+    r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+$",
+    "a Lambda layer version ARN",
+)
+_Snapshot = _text(r"^[0-9a-f]{16}$", "the 16 hex digits `local retrain` printed")
+# S3 bucket naming rules (S3 user guide, "General purpose bucket naming rules").
+_BucketName = _text(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", "an S3 bucket name")
+# A KMS key ID (a UUID, or mrk-<32 hex> for a multi-Region key) or that key's ARN.
+_KMS_KEY = re.compile(
+    r"^(arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/)?"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})$"
+)
+_KmsKeyId = Annotated[
+    _text(_KMS_KEY.pattern, "a KMS key ID or key ARN"),
+    AfterValidator(lambda value: _KMS_KEY.match(value).group(2)),  # type: ignore[union-attr]
+]
+_ClassName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _distinct(classes: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(classes)) != len(classes):
+        raise ValueError("repeated class")
+    return classes
+
+
+def _not_a_class(classes: tuple[str, ...]) -> tuple[str, ...]:
+    if NOT_A_VEHICLE in classes:
+        raise _fail(f"{NOT_A_VEHICLE!r} is reserved (a reviewer's answer: no such object)")
+    return classes
+
+
+_Classes = Annotated[
+    tuple[_ClassName, ...],
+    Field(min_length=2),
+    AfterValidator(_distinct),
+    BeforeValidator(_json_text),
+    _expect("a list of at least two distinct class names"),
+    AfterValidator(_not_a_class),
+]
+
+
+def _not_rejected(route: str) -> str:
+    if route == REJECTED_ROUTE:
+        raise _fail(f"{REJECTED_ROUTE!r} is reserved for a reviewer's rejection")
+    return route
+
+
+# A route becomes a Succeed state "Routed_<route>" (Step Functions state names: at most 80
+# characters) and the "route" of the routing event, so plain characters only.
+_RouteName = Annotated[
+    _text(r"^[A-Za-z0-9_-]{1,60}$", "a route name of 1-60 letters, digits, '_' or '-'"),
+    AfterValidator(_not_rejected),
+]
+_Routes = Annotated[dict[str, _RouteName], _object("an object {class: route}")]
+_CLASS_SHARE = TypeAdapter(ClassShare)
+
+
+def _shares(mix: dict[str, float]) -> dict[str, float]:
+    """The class mix DriftThresholds accepts (its ClassShare type)."""
+    try:
+        return _CLASS_SHARE.validate_python(mix)
+    except ValidationError:
+        raise _fail("shares must be within [0, 1] and sum to 1") from None
+
+
+_ClassMix = Annotated[
+    dict[str, Annotated[float, _NUMBER, Field(allow_inf_nan=False), _expect("a number")]],
+    AfterValidator(_shares),
+    _object("an object {class: share}"),
+]
+_RetentionDays = Annotated[
+    int, _NUMBER, Field(ge=1, le=3653), _one_of(LOG_RETENTION_DAYS),
+    _expect(f"one of CloudWatch's values {LOG_RETENTION_DAYS}"),
+]
+_MemorySizeMb = Annotated[
+    int, _NUMBER, _one_of(SERVERLESS_MEMORY_MB), _expect(f"one of {SERVERLESS_MEMORY_MB}")
+]
+
+# Keys are the camelCase of the field names (scones:dataCapturePercent: data_capture_percent);
+# code may construct the models with the field names.
+_KEYS = ConfigDict(
+    alias_generator=to_camel, validate_by_name=True, validate_by_alias=True, extra="forbid"
+)
+
+
+# ---------------------------------------------------------------- the models
+
+
+@dataclass(frozen=True, config=_KEYS)
 class InstanceEndpoint:
     """A real-time endpoint on instances: Data Capture, blue/green updates, autoscaling."""
 
-    instance_type: str = "ml.m5.large"
-    initial_instance_count: int = 1
-    min_instances: int = 1
-    max_instances: int = 2
-    target_invocations_per_instance: float = 300.0
+    instance_type: _InstanceType = "ml.m5.large"
+    initial_instance_count: _whole(1, 100) = 1  # type: ignore[valid-type]
+    min_instances: _whole(1, 100) = 1  # type: ignore[valid-type]
+    max_instances: _whole(1, 100) = 2  # type: ignore[valid-type]
+    target_invocations_per_instance: _Positive = 300.0
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> InstanceEndpoint:
+        if self.min_instances > self.max_instances:
+            raise _fail("must not exceed endpoint.maxInstances", "minInstances")
+        if not self.min_instances <= self.initial_instance_count <= self.max_instances:
+            raise _fail(
+                "must lie between endpoint.minInstances and endpoint.maxInstances",
+                "initialInstanceCount",
+            )
+        return self
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KEYS)
 class ServerlessEndpoint:
     """Serverless Inference: no Data Capture, so the classify Lambda writes the capture records."""
 
-    memory_size_mb: int = 2048
-    max_concurrency: int = 5
+    memory_size_mb: _MemorySizeMb = 2048
+    max_concurrency: _whole(1, 200) = 5  # type: ignore[valid-type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_KEYS)
+class _Serverless:
+    """scones:endpoint's serverless form, {"serverless": {...}}."""
+
+    serverless: ServerlessEndpoint
+
+
+@dataclass(frozen=True, config=_KEYS)
 class Adopt:
     """What a destroyed ``retainData`` stack left behind, to import on the next ``pulumi up``."""
 
-    bucket: str
-    kms_key_id: str  # the key ID (the import ID of aws:kms/key:Key), never its ARN
+    bucket: _BucketName
+    kms_key_id: _KmsKeyId  # the key ID (the import ID of aws:kms/key:Key), never its ARN
 
 
-@dataclass(frozen=True)
+_INSTANCE = TypeAdapter(InstanceEndpoint)
+_SERVERLESS = TypeAdapter(_Serverless)
+
+
+def _unset(raw: Any) -> bool:
+    return raw is None or (isinstance(raw, str) and raw.strip() == "")
+
+
+@dataclass(frozen=True, config=_KEYS)
 class Settings:
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    routes: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_ROUTES))
-    confidence_threshold: float = DEFAULT_THRESHOLD
-    min_accuracy: float = 0.85
-    data_capture_percent: int = 100
-    alarm_email: str | None = None
-    training_instance_type: str = "ml.m5.xlarge"
-    epochs: int = 300
-    endpoint: InstanceEndpoint | ServerlessEndpoint = field(default_factory=InstanceEndpoint)
-    retain_data: bool = False
-    adopt: Adopt | None = None
-    training_attempt: int = 1
-    powertools_layer_arn: str | None = None
-    workflow_type: str = "STANDARD"
-    log_retention_days: int = 30
-    latency_p99_ms: float = 500.0
-    low_confidence_rate_max: float = 0.6
+    classes: _Classes = DEFAULT_CLASSES
+    # Unset: the default task's routes for the classes they cover (validated like a given one).
+    routes: Annotated[_Routes, Field(validate_default=True)] = None  # type: ignore[assignment]
+    confidence_threshold: _Fraction = DEFAULT_THRESHOLD
+    min_accuracy: _Fraction = 0.85
+    data_capture_percent: _whole(1, 100) = 100  # type: ignore[valid-type]
+    alarm_email: _Email | None = None
+    training_instance_type: _InstanceType = "ml.m5.xlarge"
+    epochs: _whole(1, 1000) = 300  # type: ignore[valid-type]
+    endpoint: InstanceEndpoint | ServerlessEndpoint = dataclasses.field(
+        default_factory=InstanceEndpoint
+    )
+    retain_data: _Flag = False
+    adopt: Annotated[Adopt, _object('{"bucket": NAME, "kmsKeyId": ID}')] | None = None
+    training_attempt: _whole(1, 99) = 1  # type: ignore[valid-type]
+    powertools_layer_arn: _LayerArn | None = None
+    workflow_type: Annotated[
+        Literal["STANDARD", "EXPRESS"], _expect(f"one of {', '.join(WORKFLOW_TYPES)}")
+    ] = "STANDARD"
+    log_retention_days: _RetentionDays = 30
+    latency_p99_ms: _Positive = 500.0
+    low_confidence_rate_max: _Fraction = 0.6
     cifar_archive: str | None = None
-    drift_schedule_minutes: int = 15
-    drift_window_minutes: int = 60
-    drift_confidence_psi: float = DriftThresholds.confidence_psi
-    drift_input_psi: float = DriftThresholds.input_psi
-    drift_low_confidence_increase: float = DriftThresholds.low_confidence_increase
-    drift_class_share_tolerance: float = DriftThresholds.class_share_tolerance
-    drift_min_samples: int = DriftThresholds.min_samples
-    expected_class_share: Mapping[str, float] | None = None
-    review_timeout_seconds: int = 86400
-    retrain_after_labels: int = 200
-    labelled_snapshot: str | None = None
+    drift_schedule_minutes: _whole(1, 1440) = 15  # type: ignore[valid-type]
+    drift_window_minutes: _whole(5, 10080) = DEFAULT_WINDOW_MINUTES  # type: ignore[valid-type]
+    drift_confidence_psi: Annotated[
+        PsiThreshold, _NUMBER, _expect("greater than 0")
+    ] = DriftThresholds.confidence_psi
+    drift_input_psi: Annotated[
+        PsiThreshold, _NUMBER, _expect("greater than 0")
+    ] = DriftThresholds.input_psi
+    drift_low_confidence_increase: Annotated[
+        RateThreshold, _NUMBER, _expect("between 0 and 1 (exclusive)")
+    ] = DriftThresholds.low_confidence_increase
+    drift_class_share_tolerance: Annotated[
+        RateThreshold, _NUMBER, _expect("between 0 and 1 (exclusive)")
+    ] = DriftThresholds.class_share_tolerance
+    drift_min_samples: Annotated[
+        MinSamples, _NUMBER, _expect("a whole number from 1 to 100000")
+    ] = DriftThresholds.min_samples
+    expected_class_share: _ClassMix | None = None
+    review_timeout_seconds: _whole(60, 7 * 86400) = 86400  # type: ignore[valid-type]
+    retrain_after_labels: _whole(1, 100_000) = 200  # type: ignore[valid-type]
+    labelled_snapshot: _Snapshot | None = None
+
+    @field_validator("routes", mode="before")
+    @classmethod
+    def _routes_name_exactly_the_classes(cls, routes: Any, info: ValidationInfo) -> Any:
+        """{class: route} for exactly the classes (checked before the route names), in class
+        order. Unset: the default task's routes, if they cover every class (another class set
+        must say where each class goes)."""
+        classes = info.data.get("classes", ())
+        if routes is None:
+            missing = [c for c in classes if c not in DEFAULT_ROUTES]
+            if missing:
+                raise _fail(
+                    f"no route for class(es) {missing} of scones:classes; set scones:routes to "
+                    "an object {class: route} naming every class"
+                )
+            return {c: DEFAULT_ROUTES[c] for c in classes}
+        value = _json_text(routes)
+        if not isinstance(value, Mapping) or "classes" not in info.data:
+            return routes  # the type's own error (or the classes' error comes first)
+        missing = [c for c in classes if c not in value]
+        if missing:
+            raise _fail(f"no route for class(es) {missing} of scones:classes")
+        unknown = sorted(set(value) - set(classes))
+        if unknown:
+            raise _fail(f"names {unknown}, which are not in scones:classes")
+        return {c: value[c] for c in classes}
+
+    @field_validator("endpoint", mode="before")
+    @classmethod
+    def _endpoint_form(cls, endpoint: Any) -> Any:
+        """An object of instance keys, or {"serverless": {...}}."""
+        if isinstance(endpoint, (InstanceEndpoint, ServerlessEndpoint)):
+            return endpoint
+        value = _json_text(endpoint)
+        if not isinstance(value, Mapping):
+            raise _fail(f"must be an object, got {endpoint!r}")
+        if "serverless" not in value:
+            return _INSTANCE.validate_python({k: v for k, v in value.items() if not _unset(v)})
+        if set(value) != {"serverless"} or not isinstance(value["serverless"], Mapping):
+            raise _fail("serverless must be the only key and hold an object")
+        return _SERVERLESS.validate_python(value).serverless
+
+    @field_validator("adopt")
+    @classmethod
+    def _adopt_needs_retained_data(cls, adopt: Adopt | None, info: ValidationInfo) -> Any:
+        # Adopting into a stack that deletes its data on destroy would delete what was kept.
+        if adopt is not None and info.data.get("retain_data") is False:
+            raise _fail("needs scones:retainData true (the adopted data is kept)")
+        return adopt
+
+    @field_validator("expected_class_share", mode="before")
+    @classmethod
+    def _mix_names_exactly_the_classes(cls, mix: Any, info: ValidationInfo) -> Any:
+        """Checked before the shares themselves."""
+        classes = info.data.get("classes")
+        value = _json_text(mix)
+        if classes is not None and (not isinstance(value, Mapping) or set(value) != set(classes)):
+            raise _fail(f"must map exactly the classes {list(classes)} to shares")
+        return value
 
     def drift_thresholds(self) -> DriftThresholds:
         """The thresholds the drift Lambda, its CloudWatch alarms and local monitor share."""
@@ -233,372 +524,39 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, get: Callable[[str], Any]) -> Settings:
-        """Read and validate every key through `get(key) -> raw value or None`."""
-        d = cls()
-        retain_data = _bool("retainData", get("retainData"), d.retain_data)
-        classes = _classes(get("classes"), d.classes)
-        return cls(
-            classes=classes,
-            routes=_routes(get("routes"), classes),
-            confidence_threshold=_fraction(
-                "confidenceThreshold", get("confidenceThreshold"), d.confidence_threshold
-            ),
-            min_accuracy=_fraction("minAccuracy", get("minAccuracy"), d.min_accuracy),
-            data_capture_percent=_int(
-                "dataCapturePercent", get("dataCapturePercent"), d.data_capture_percent, 1, 100
-            ),
-            alarm_email=_email(get("alarmEmail")),
-            training_instance_type=_instance_type(
-                "trainingInstanceType", get("trainingInstanceType"), d.training_instance_type
-            ),
-            epochs=_int("epochs", get("epochs"), d.epochs, 1, 1000),
-            endpoint=_endpoint(get("endpoint")),
-            retain_data=retain_data,
-            adopt=_adopt(get("adopt"), retain_data),
-            powertools_layer_arn=_layer_arn(get("powertoolsLayerArn")),
-            training_attempt=_int(
-                "trainingAttempt", get("trainingAttempt"), d.training_attempt, 1, 99
-            ),
-            workflow_type=_choice(
-                "workflowType", get("workflowType"), d.workflow_type, WORKFLOW_TYPES
-            ),
-            log_retention_days=_retention(get("logRetentionDays"), d.log_retention_days),
-            latency_p99_ms=_positive("latencyP99Ms", get("latencyP99Ms"), d.latency_p99_ms),
-            low_confidence_rate_max=_fraction(
-                "lowConfidenceRateMax", get("lowConfidenceRateMax"), d.low_confidence_rate_max
-            ),
-            cifar_archive=_optional_str(get("cifarArchive")),
-            review_timeout_seconds=_int(
-                "reviewTimeoutSeconds", get("reviewTimeoutSeconds"), d.review_timeout_seconds,
-                60, 7 * 86400,
-            ),
-            retrain_after_labels=_int(
-                "retrainAfterLabels", get("retrainAfterLabels"), d.retrain_after_labels, 1, 100_000
-            ),
-            labelled_snapshot=_snapshot(get("labelledSnapshot")),
-            **_drift(get, d),
+        """Read and validate every key through `get(key) -> raw value or None` (None or blank:
+        the default); SettingsError names the first bad key."""
+        given = {}
+        for field in dataclasses.fields(cls):
+            raw = get(to_camel(field.name))
+            if not _unset(raw):
+                given[to_camel(field.name)] = raw
+        try:
+            return _SETTINGS.validate_python(given)
+        except ValidationError as exc:
+            raise _settings_error(exc) from exc
+
+
+_SETTINGS = TypeAdapter(Settings)
+# Shape errors (a key too many or missing in an object) are reported at the object's key.
+_UNKNOWN = ("extra_forbidden", "unexpected_keyword_argument")
+_MISSING = ("missing", "missing_argument")
+
+
+def _settings_error(exc: ValidationError) -> SettingsError:
+    """The first error, at its full key (the error's location, e.g. endpoint.minInstances)."""
+    errors = exc.errors()
+    first = errors[0]
+    where = [str(part) for part in first["loc"]]
+    if first["type"] in _UNKNOWN + _MISSING:
+        kind = _UNKNOWN if first["type"] in _UNKNOWN else _MISSING
+        names = sorted(
+            str(e["loc"][-1]) for e in errors
+            if e["type"] in kind and e["loc"][:-1] == first["loc"][:-1]
         )
-
-
-def _unset(raw: Any) -> bool:
-    return raw is None or (isinstance(raw, str) and raw.strip() == "")
-
-
-def _json(key: str, raw: Any) -> Any:
-    if not isinstance(raw, str):
-        return raw
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(key, f"is not valid JSON ({exc.msg}): {raw!r}") from exc
-
-
-def _number(key: str, raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise SettingsError(key, f"must be a number, got {raw!r}")
-    try:
-        value = float(raw)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(key, f"must be a number, got {raw!r}") from exc
-    if not math.isfinite(value):
-        raise SettingsError(key, f"must be a finite number, got {raw!r}")
-    return value
-
-
-def _fraction(key: str, raw: Any, default: float) -> float:
-    if _unset(raw):
-        return default
-    value = _number(key, raw)
-    if not 0.0 < value < 1.0:
-        raise SettingsError(key, f"must be between 0 and 1 (exclusive), got {raw!r}")
-    return value
-
-
-def _positive(key: str, raw: Any, default: float) -> float:
-    if _unset(raw):
-        return default
-    value = _number(key, raw)
-    if value <= 0:
-        raise SettingsError(key, f"must be greater than 0, got {raw!r}")
-    return value
-
-
-def _int(key: str, raw: Any, default: int, low: int, high: int) -> int:
-    if _unset(raw):
-        return default
-    value = _number(key, raw)
-    if value != int(value) or not low <= value <= high:
-        raise SettingsError(key, f"must be a whole number from {low} to {high}, got {raw!r}")
-    return int(value)
-
-
-def _bool(key: str, raw: Any, default: bool) -> bool:
-    if _unset(raw):
-        return default
-    if isinstance(raw, bool):
-        return raw
-    text = str(raw).strip().lower()
-    if text in ("true", "false"):
-        return text == "true"
-    raise SettingsError(key, f"must be true or false, got {raw!r}")
-
-
-def _choice(key: str, raw: Any, default: str, choices: tuple[str, ...]) -> str:
-    if _unset(raw):
-        return default
-    if raw not in choices:
-        raise SettingsError(key, f"must be one of {', '.join(choices)}, got {raw!r}")
-    return str(raw)
-
-
-def _instance_type(key: str, raw: Any, default: str) -> str:
-    if _unset(raw):
-        return default
-    if not isinstance(raw, str) or not _INSTANCE_TYPE.match(raw):
-        raise SettingsError(key, f"must be a SageMaker instance type like ml.m5.large, got {raw!r}")
-    return raw
-
-
-def _optional_str(raw: Any) -> str | None:
-    return None if _unset(raw) else str(raw)
-
-
-def _snapshot(raw: Any) -> str | None:
-    if _unset(raw):
-        return None
-    if not isinstance(raw, str) or not re.fullmatch(r"[0-9a-f]{16}", raw):
-        raise SettingsError(
-            "labelledSnapshot", f"must be the 16 hex digits `local retrain` printed, got {raw!r}"
-        )
-    return raw
-
-
-def _email(raw: Any) -> str | None:
-    if _unset(raw):
-        return None
-    if not isinstance(raw, str) or not _EMAIL.match(raw):
-        raise SettingsError("alarmEmail", f"must be an e-mail address, got {raw!r}")
-    return raw
-
-
-def _retention(raw: Any, default: int) -> int:
-    if _unset(raw):
-        return default
-    value = _int("logRetentionDays", raw, default, 1, 3653)
-    if value not in LOG_RETENTION_DAYS:
-        raise SettingsError(
-            "logRetentionDays", f"must be one of CloudWatch's values {LOG_RETENTION_DAYS}"
-        )
-    return value
-
-
-_LAYER_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]+:\d+$")
-
-
-def _layer_arn(raw: Any) -> str | None:
-    if _unset(raw):
-        return None
-    if not isinstance(raw, str) or not _LAYER_ARN.match(raw):
-        raise SettingsError(
-            "powertoolsLayerArn", f"must be a Lambda layer version ARN, got {raw!r}"
-        )
-    return raw
-
-
-def _adopt(raw: Any, retain_data: bool) -> Adopt | None:
-    if _unset(raw):
-        return None
-    value = _json("adopt", raw)
-    if not isinstance(value, Mapping) or set(value) != {"bucket", "kmsKeyId"}:
-        raise SettingsError("adopt", f'must be {{"bucket": NAME, "kmsKeyId": ID}}, got {raw!r}')
-    bucket, key = value["bucket"], value["kmsKeyId"]
-    if not isinstance(bucket, str) or not _BUCKET_NAME.match(bucket):
-        raise SettingsError("adopt.bucket", f"must be an S3 bucket name, got {bucket!r}")
-    match = _KMS_KEY.match(key) if isinstance(key, str) else None
-    if not match:
-        raise SettingsError("adopt.kmsKeyId", f"must be a KMS key ID or key ARN, got {key!r}")
-    if not retain_data:
-        # Adopting into a stack that deletes its data on destroy would delete what was kept.
-        raise SettingsError("adopt", "needs scones:retainData true (the adopted data is kept)")
-    return Adopt(bucket=bucket, kms_key_id=match.group(2))
-
-
-def _classes(raw: Any, default: tuple[str, ...]) -> tuple[str, ...]:
-    if _unset(raw):
-        return default
-    value = _json("classes", raw)
-    if (
-        not isinstance(value, list)
-        or len(value) < 2
-        or not all(isinstance(c, str) and _CLASS_NAME.match(c) for c in value)
-        or len(set(value)) != len(value)
-    ):
-        raise SettingsError(
-            "classes", f"must be a list of at least two distinct class names, got {raw!r}"
-        )
-    if NOT_A_VEHICLE in value:
-        raise SettingsError(
-            "classes", f"{NOT_A_VEHICLE!r} is reserved (a reviewer's answer: no such object)"
-        )
-    return tuple(value)
-
-
-def _routes(raw: Any, classes: tuple[str, ...]) -> dict[str, str]:
-    """{class: route} for exactly `classes`; unset: the default task's routes, if they cover
-    every class (another class set must say where each class goes)."""
-    if _unset(raw):
-        missing = [c for c in classes if c not in DEFAULT_ROUTES]
-        if missing:
-            raise SettingsError(
-                "routes",
-                f"no route for class(es) {missing} of scones:classes; set scones:routes to "
-                "an object {class: route} naming every class",
-            )
-        return {c: DEFAULT_ROUTES[c] for c in classes}
-    value = _json("routes", raw)
-    if not isinstance(value, Mapping):
-        raise SettingsError("routes", f"must be an object {{class: route}}, got {raw!r}")
-    missing = [c for c in classes if c not in value]
-    if missing:
-        raise SettingsError("routes", f"no route for class(es) {missing} of scones:classes")
-    unknown = sorted(set(value) - set(classes))
-    if unknown:
-        raise SettingsError("routes", f"names {unknown}, which are not in scones:classes")
-    for c in classes:
-        route = value[c]
-        if not isinstance(route, str) or not _ROUTE_NAME.match(route):
-            raise SettingsError(
-                f"routes.{c}",
-                f"must be a route name of 1-60 letters, digits, '_' or '-', got {route!r}",
-            )
-        if route == REJECTED_ROUTE:
-            raise SettingsError(
-                f"routes.{c}", f"{REJECTED_ROUTE!r} is reserved for a reviewer's rejection"
-            )
-    return {c: value[c] for c in classes}
-
-
-_INSTANCE_KEYS = {
-    "instanceType", "initialInstanceCount", "minInstances", "maxInstances",
-    "targetInvocationsPerInstance",
-}
-_SERVERLESS_KEYS = {"memorySizeMb", "maxConcurrency"}
-
-
-def _endpoint(raw: Any) -> InstanceEndpoint | ServerlessEndpoint:
-    if _unset(raw):
-        return InstanceEndpoint()
-    value = _json("endpoint", raw)
-    if not isinstance(value, Mapping):
-        raise SettingsError("endpoint", f"must be an object, got {raw!r}")
-    if "serverless" in value:
-        if set(value) != {"serverless"} or not isinstance(value["serverless"], Mapping):
-            raise SettingsError(
-                "endpoint", "serverless must be the only key and hold an object"
-            )
-        return _serverless(value["serverless"])
-    unknown = set(value) - _INSTANCE_KEYS
-    if unknown:
-        raise SettingsError("endpoint", f"unknown key(s) {sorted(unknown)}")
-    d = InstanceEndpoint()
-    instance = InstanceEndpoint(
-        instance_type=_instance_type(
-            "endpoint.instanceType", value.get("instanceType"), d.instance_type
-        ),
-        initial_instance_count=_int(
-            "endpoint.initialInstanceCount",
-            value.get("initialInstanceCount"),
-            d.initial_instance_count,
-            1,
-            100,
-        ),
-        min_instances=_int(
-            "endpoint.minInstances", value.get("minInstances"), d.min_instances, 1, 100
-        ),
-        max_instances=_int(
-            "endpoint.maxInstances", value.get("maxInstances"), d.max_instances, 1, 100
-        ),
-        target_invocations_per_instance=_positive(
-            "endpoint.targetInvocationsPerInstance",
-            value.get("targetInvocationsPerInstance"),
-            d.target_invocations_per_instance,
-        ),
-    )
-    if instance.min_instances > instance.max_instances:
-        raise SettingsError("endpoint.minInstances", "must not exceed endpoint.maxInstances")
-    if not instance.min_instances <= instance.initial_instance_count <= instance.max_instances:
-        raise SettingsError(
-            "endpoint.initialInstanceCount",
-            "must lie between endpoint.minInstances and endpoint.maxInstances",
-        )
-    return instance
-
-
-def _serverless(value: Mapping[str, Any]) -> ServerlessEndpoint:
-    unknown = set(value) - _SERVERLESS_KEYS
-    if unknown:
-        raise SettingsError("endpoint.serverless", f"unknown key(s) {sorted(unknown)}")
-    d = ServerlessEndpoint()
-    memory = _int(
-        "endpoint.serverless.memorySizeMb", value.get("memorySizeMb"), d.memory_size_mb, 1024,
-        6144,
-    )
-    if memory not in SERVERLESS_MEMORY_MB:
-        raise SettingsError(
-            "endpoint.serverless.memorySizeMb", f"must be one of {SERVERLESS_MEMORY_MB}"
-        )
-    return ServerlessEndpoint(
-        memory_size_mb=memory,
-        max_concurrency=_int(
-            "endpoint.serverless.maxConcurrency",
-            value.get("maxConcurrency"),
-            d.max_concurrency,
-            1,
-            200,
-        ),
-    )
-
-
-def _drift(get: Callable[[str], Any], d: Settings) -> dict[str, Any]:
-    """The drift-monitor keys (schedule, window, alarm thresholds, expected class mix)."""
-    classes = _classes(get("classes"), d.classes)
-    return {
-        "drift_schedule_minutes": _int(
-            "driftScheduleMinutes", get("driftScheduleMinutes"), d.drift_schedule_minutes, 1, 1440
-        ),
-        "drift_window_minutes": _int(
-            "driftWindowMinutes", get("driftWindowMinutes"), d.drift_window_minutes, 5, 10080
-        ),
-        "drift_confidence_psi": _positive(
-            "driftConfidencePsi", get("driftConfidencePsi"), d.drift_confidence_psi
-        ),
-        "drift_input_psi": _positive("driftInputPsi", get("driftInputPsi"), d.drift_input_psi),
-        "drift_low_confidence_increase": _fraction(
-            "driftLowConfidenceIncrease",
-            get("driftLowConfidenceIncrease"),
-            d.drift_low_confidence_increase,
-        ),
-        "drift_class_share_tolerance": _fraction(
-            "driftClassShareTolerance",
-            get("driftClassShareTolerance"),
-            d.drift_class_share_tolerance,
-        ),
-        "drift_min_samples": _int(
-            "driftMinSamples", get("driftMinSamples"), d.drift_min_samples, 1, 100_000
-        ),
-        "expected_class_share": _class_share(get("expectedClassShare"), classes),
-    }
-
-
-def _class_share(raw: Any, classes: tuple[str, ...]) -> dict[str, float] | None:
-    if _unset(raw):
-        return None
-    value = _json("expectedClassShare", raw)
-    if not isinstance(value, Mapping) or set(value) != set(classes):
-        raise SettingsError(
-            "expectedClassShare", f"must map exactly the classes {list(classes)} to shares"
-        )
-    shares = {c: _number(f"expectedClassShare.{c}", value[c]) for c in classes}
-    if any(not 0.0 <= v <= 1.0 for v in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
-        raise SettingsError("expectedClassShare", "shares must be within [0, 1] and sum to 1")
-    return shares
+        what = "unknown" if kind is _UNKNOWN else "missing"
+        return SettingsError(".".join(where[:-1]), f"{what} key(s) {names}")
+    if first["type"] == _OWN:
+        field = first["ctx"].get("field")
+        return SettingsError(".".join(where + ([field] if field else [])), first["ctx"]["message"])
+    return SettingsError(".".join(where), f"{first['msg']}, got {first['input']!r}")

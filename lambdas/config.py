@@ -68,10 +68,3 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         confidence_threshold=parse_threshold(env),
         routes=parse_routes(env, classes),
     )
-
-
-def require(env: Mapping[str, str], key: str) -> str:
-    value = env.get(key, "").strip()
-    if not value:
-        raise ConfigurationError(f"environment variable {key} is not set")
-    return value

@@ -29,6 +29,14 @@ def raw(env: Mapping[str, str], key: str) -> str | None:
     return None if value is None or value.strip() == "" else value.strip()
 
 
+def require(env: Mapping[str, str], key: str) -> str:
+    """The variable's text; ConfigurationError when it is unset or blank."""
+    value = raw(env, key)
+    if value is None:
+        raise ConfigurationError(f"environment variable {key} is not set")
+    return value
+
+
 def read(
     env: Mapping[str, str],
     key: str,

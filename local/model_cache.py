@@ -1,7 +1,8 @@
 """Train a model for local mode, or reuse the one trained before from the same inputs.
 
 The cache key is a SHA-256 over the staged data (manifest: archive MD5, files), the training
-code (every training/*.py) and the training arguments, so changing any of them retrains. The
+code (the source bundle's files, training.bundle.source_files) and the training arguments, so
+changing any of them retrains. The
 cache lives beside the downloaded archive (training.cifar.default_cache_dir()/models/<key>),
 outside .scones/, so ``local down`` can remove all local state without throwing away minutes
 of training; ``local down --purge-cache`` removes it too.
@@ -18,6 +19,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from training.bundle import source_files
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -31,9 +34,7 @@ def cache_key(data_dir: Path, train_args: Sequence[str]) -> str:
     digest = hashlib.sha256()
     manifest = json.loads((data_dir / "manifest.json").read_text())
     digest.update(json.dumps(manifest, sort_keys=True).encode())
-    for path in sorted((REPO_ROOT / "training").rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    for path in source_files():  # the code the job runs: training/ and the shared defaults
         digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
         digest.update(path.read_bytes())
     digest.update(json.dumps(list(train_args)).encode())

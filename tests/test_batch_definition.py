@@ -16,12 +16,13 @@ from lambdas.batch_workflow_definition import (
     build_batch_definition,
     to_inline_map,
 )
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from lambdas.workflow_definition import build_definition
 
 TOOLS = Path(__file__).resolve().parent / "asl_tools"
 ARNS = {
     k: f"arn:aws:lambda:eu-west-1:123456789012:function:scones-dev-{k}"
-    for k in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+    for k in WORKFLOW_FUNCTIONS
 }
 SUMMARIZE = "arn:aws:lambda:eu-west-1:123456789012:function:scones-dev-summarize-batch"
 REVIEW = "arn:aws:sns:eu-west-1:123456789012:review"

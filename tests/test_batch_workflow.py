@@ -15,6 +15,7 @@ from workflow_support import BUCKET, ENDPOINT, Workflow, deploy, jpeg_bytes, png
 
 from default_task import DEFAULT_ROUTES
 from lambdas import aws
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from local import lambda_runtime
 from local.batch import deploy_batch, run_batch
 
@@ -44,7 +45,7 @@ def batch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workflow, 
         first = lam.get_function(FunctionName="scones-serialize_image")["Configuration"]
         arns = {
             k: lam.get_function(FunctionName=f"scones-{k}")["Configuration"]["FunctionArn"]
-            for k in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+            for k in WORKFLOW_FUNCTIONS
         }
         review = wf.sns.list_topics()["Topics"]
         review_arn = next(t["TopicArn"] for t in review if t["TopicArn"].endswith("scones-review"))
@@ -188,7 +189,7 @@ def test_moto_distributed_map_drops_results_so_local_mode_inlines_it(
     lam = boto3.client("lambda", region_name="us-east-1")
     arns = {
         k: lam.get_function(FunctionName=f"scones-{k}")["Configuration"]["FunctionArn"]
-        for k in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+        for k in WORKFLOW_FUNCTIONS
     }
     summarize = inline["States"]["Summarize"]["Parameters"]["FunctionName"]
     review = inline["States"]["ClassifyPrefix"]["ItemProcessor"]["States"]["Item"]["Branches"][0][

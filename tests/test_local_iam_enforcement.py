@@ -21,6 +21,7 @@ from moto.core import set_initial_no_auth_action_count
 from workflow_support import png_bytes
 
 from default_task import DEFAULT_ROUTES
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from lambdas.errors import ImageNotFound, RoutingError
 from lambdas.route_driver.logic import make_publisher, publish_route
 from lambdas.serialize_image.logic import fetch_object
@@ -108,8 +109,7 @@ def test_removing_the_read_statement_fails_the_step_by_name(aws) -> None:
     _enforced(check)
     # ... which the workflow ends in: its Serialize step catches ImageNotFound by name.
     definition = build_definition(
-        {k: f"arn:aws:lambda:{REGION}:123456789012:function:{k}" for k in
-         ("serialize_image", "classify_image", "filter_inferences", "route_driver")},
+        {k: f"arn:aws:lambda:{REGION}:123456789012:function:{k}" for k in WORKFLOW_FUNCTIONS},
         review_topic_arn=f"arn:aws:sns:{REGION}:123456789012:review",
         review_queue_url=f"https://sqs.{REGION}.amazonaws.com/123456789012/review-cases",
         routes=DEFAULT_ROUTES,

@@ -26,6 +26,7 @@ from workflow_support import (
 
 from default_task import DEFAULT_ROUTES
 from lambdas import aws
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from local import lambda_runtime
 
 PNG_OK = png_bytes(seed=1)
@@ -477,7 +478,7 @@ def test_definition_is_well_formed_asl() -> None:
 
     arns = {
         k: f"arn:aws:lambda:us-east-1:1:function:{k}"
-        for k in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+        for k in WORKFLOW_FUNCTIONS
     }
     d = build_definition(
         arns,

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from default_task import DEFAULT_CLASSES  # in the source bundle too (training.bundle)
 from training.errors import (
     ChecksumMismatch,
     CorruptArchive,
@@ -51,7 +52,6 @@ ARCHIVE_ENV = "SCONES_CIFAR_ARCHIVE"
 CACHE_ENV = "SCONES_CACHE_DIR"
 MEMBER_DIR = "cifar-100-python"
 MEMBERS = ("train", "test", "meta")
-DEFAULT_CLASSES = ("bicycle", "motorcycle")
 _DOWNLOAD_TIMEOUT_S = 30
 _CHUNK = 1 << 20
 _OTHERS_CHUNK = 4096

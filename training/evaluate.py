@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from lambdas.defaults import DEFAULT_THRESHOLD
 from training.errors import DatasetError, ModelArtifactError, StagedDataError
-from training.metrics import DEFAULT_THRESHOLD, classification_metrics
+from training.metrics import classification_metrics
 from training.stage import read_split
 
 # The serving hooks' error for an unusable artifact; evaluation reports the same one.

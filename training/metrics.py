@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-DEFAULT_THRESHOLD = 0.93  # scones:confidenceThreshold's default (docs/design.md)
+from lambdas.defaults import DEFAULT_THRESHOLD  # in the source bundle too (training.bundle)
+
 ECE_BINS = 15
 
 

@@ -42,11 +42,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from lambdas.defaults import DEFAULT_THRESHOLD
 from training.archive import tree_entries, write_tar_gz
 from training.augment import augment, mixup, random_crop, random_flip
 from training.cifar import Split, parse_classes
 from training.errors import DatasetError, QualityGateFailed, StagedDataError
-from training.metrics import DEFAULT_THRESHOLD, classification_metrics, fit_temperature, softmax
+from training.metrics import classification_metrics, fit_temperature, softmax
 from training.model import DEFAULT_ARCH, bfloat16_supported, build_model, count_parameters
 from training.outliers import outlier_pool, uniform_loss
 from training.preprocess import to_tensor

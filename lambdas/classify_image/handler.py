@@ -16,7 +16,8 @@ from lambdas.classify_image.logic import (
     decode_image,
     invoke,
 )
-from lambdas.config import parse_classes, require
+from lambdas.config import parse_classes
+from lambdas.env import require
 from lambdas.errors import ConfigurationError
 from lambdas.events import CLASSIFY_INPUT, validate_event
 from lambdas.observability import powertools, with_invocation_keys

@@ -25,10 +25,14 @@ chosen from the measured noise of clean windows (benchmarks/drift_benchmark.py).
 
 from __future__ import annotations
 
-import math
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, ConfigDict, Field, TypeAdapter, ValidationError
+
+from lambdas.env import read
 
 # Dimension names of every drift metric (and of the alarms on them).
 DIM_STACK = "Stack"
@@ -48,6 +52,59 @@ M_CORRUPT_RECORDS = "CorruptCaptureRecords"
 
 class ThresholdError(ValueError):
     """A drift threshold is out of range (the message names it)."""
+
+
+def _sums_to_one(shares: dict[str, float]) -> dict[str, float]:
+    if abs(sum(shares.values()) - 1.0) > 1e-6:
+        raise ValueError(f"must sum to 1, got {sum(shares.values()):.4f}")
+    return shares
+
+
+# The thresholds' types, declared once: DriftThresholds validates with them and
+# components/settings.py types the scones:drift* keys with them, so the stack, the detector and
+# local mode accept exactly the same values.
+PsiThreshold = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+RateThreshold = Annotated[float, Field(gt=0, lt=1)]
+MinSamples = Annotated[int, Field(ge=1, le=100_000)]
+ClassShare = Annotated[
+    dict[str, Annotated[float, Field(ge=0, le=1)]],
+    Field(min_length=1),
+    AfterValidator(_sums_to_one),
+]
+
+# What each field must be (ThresholdError's wording) and the detector's variable that carries it.
+_EXPECTED = {
+    "confidence_psi": "a positive number",
+    "input_psi": "a positive number",
+    "low_confidence_increase": "between 0 and 1",
+    "class_share_tolerance": "between 0 and 1",
+    "min_samples": "a whole number from 1 to 100000",
+    "expected_class_share": "{class: share} with shares within [0, 1]",
+}
+ENVIRONMENT: Mapping[str, str] = {
+    "confidence_psi": "DRIFT_CONFIDENCE_PSI",
+    "input_psi": "DRIFT_INPUT_PSI",
+    "low_confidence_increase": "DRIFT_LOW_CONFIDENCE_INCREASE",
+    "class_share_tolerance": "DRIFT_CLASS_SHARE_TOLERANCE",
+    "min_samples": "DRIFT_MIN_SAMPLES",
+    "expected_class_share": "EXPECTED_CLASS_SHARE",
+}
+
+
+# Strict: a threshold given in code is a number already (the readers of text, the stack config
+# and the detector's environment, convert first).
+_STRICT = ConfigDict(strict=True)
+_FIELD_TYPES: Mapping[str, TypeAdapter[Any]] = {
+    "confidence_psi": TypeAdapter(PsiThreshold, config=_STRICT),
+    "input_psi": TypeAdapter(PsiThreshold, config=_STRICT),
+    "low_confidence_increase": TypeAdapter(RateThreshold, config=_STRICT),
+    "class_share_tolerance": TypeAdapter(RateThreshold, config=_STRICT),
+    "min_samples": TypeAdapter(MinSamples, config=_STRICT),
+    "expected_class_share": TypeAdapter(ClassShare | None, config=_STRICT),
+}
+_NUMBER = TypeAdapter(Annotated[float, Field(allow_inf_nan=False)])
+_WHOLE = TypeAdapter(int)
+_SHARES = TypeAdapter(dict[str, float])
 
 
 @dataclass(frozen=True)
@@ -82,28 +139,54 @@ class DriftThresholds:
     expected_class_share: Mapping[str, float] | None = field(default=None)
 
     def __post_init__(self) -> None:
-        for name in ("confidence_psi", "input_psi"):
+        for name in (f.name for f in fields(self)):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ThresholdError(f"{name} must be a positive number, got {value!r}")
-        for name in ("low_confidence_increase", "class_share_tolerance"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 < value < 1):
-                raise ThresholdError(f"{name} must be between 0 and 1, got {value!r}")
-        if not isinstance(self.min_samples, int) or self.min_samples < 1:
-            raise ThresholdError(
-                f"min_samples must be a positive integer, got {self.min_samples!r}"
-            )
-        if self.expected_class_share is not None:
-            shares = dict(self.expected_class_share)
-            if not shares or any(
-                not isinstance(v, (int, float)) or not 0 <= v <= 1 for v in shares.values()
-            ):
-                raise ThresholdError("expected_class_share values must be within [0, 1]")
-            if abs(sum(shares.values()) - 1.0) > 1e-6:
-                raise ThresholdError(
-                    f"expected_class_share must sum to 1, got {sum(shares.values()):.4f}"
+            try:
+                _FIELD_TYPES[name].validate_python(
+                    dict(value) if isinstance(value, Mapping) else value
                 )
+            except ValidationError as exc:
+                error = exc.errors()[0]
+                if error["type"] == "value_error":  # _sums_to_one
+                    raise ThresholdError(f"{name} {error['ctx']['error']}") from None
+                raise ThresholdError(f"{name} must be {_EXPECTED[name]}, got {value!r}") from None
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str]) -> DriftThresholds:
+        """The thresholds the detector's environment carries (:data:`ENVIRONMENT`); an unset
+        variable keeps the default. Raises ConfigurationError naming the bad variable, or
+        ThresholdError naming the field whose value is out of range."""
+        d = cls()
+        number = {
+            name: read(env, ENVIRONMENT[name], _NUMBER, getattr(d, name), what="a finite number")
+            for name in ("confidence_psi", "input_psi", "low_confidence_increase",
+                         "class_share_tolerance")
+        }
+        return cls(
+            **number,
+            min_samples=read(
+                env, "DRIFT_MIN_SAMPLES", _WHOLE, d.min_samples, what="a whole number"
+            ),
+            expected_class_share=read(
+                env, "EXPECTED_CLASS_SHARE", _SHARES, None, is_json=True,
+                what="a JSON object {class: share}",
+            ),
+        )
+
+    def environment(self) -> dict[str, str]:
+        """The detector's variables for these thresholds (what :meth:`from_environment` reads;
+        EXPECTED_CLASS_SHARE only when a mix is configured)."""
+        variables = {
+            ENVIRONMENT[name]: repr(getattr(self, name))
+            for name in ("confidence_psi", "input_psi", "low_confidence_increase",
+                         "class_share_tolerance")
+        }
+        variables["DRIFT_MIN_SAMPLES"] = str(self.min_samples)
+        if self.expected_class_share is not None:
+            variables["EXPECTED_CLASS_SHARE"] = json.dumps(
+                dict(self.expected_class_share), sort_keys=True
+            )
+        return variables
 
     def expected_share(self, classes: Sequence[str]) -> dict[str, float]:
         """Expected share per class: the configured mix, else uniform."""

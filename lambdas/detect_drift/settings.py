@@ -18,14 +18,17 @@ DRIFT_INPUT_PSI                 0.25      alarm threshold of InputPSI (max over 
 DRIFT_LOW_CONFIDENCE_INCREASE   0.2       alarm when LowConfidenceRate exceeds the baseline's
                                           rate at CONFIDENCE_THRESHOLD by more than this
 DRIFT_CLASS_SHARE_TOLERANCE     0.25      alarm when |ClassShare - expected| exceeds it
-DRIFT_MIN_SAMPLES               100       fewer usable records: "insufficient data"
+DRIFT_MIN_SAMPLES               100       (1-100000) fewer usable records: "insufficient data"
 EXPECTED_CLASS_SHARE            uniform   JSON {class: share}, the mix ClassShare is held to
 CLASSES                         baseline  JSON list; when set it must match the baseline's
 MAX_RECORDS                     20000     records read per run (bounds memory and time)
 ==============================  ========  ===================================================
 
-Thresholds default to :class:`lambdas.detect_drift.rules.DriftThresholds`, the values the
-CloudWatch alarms use, so the report's verdict and the alarms agree.
+The DRIFT_* and EXPECTED_CLASS_SHARE variables belong to
+:class:`lambdas.detect_drift.rules.DriftThresholds` (``environment()`` writes them for the
+component, ``from_environment`` reads them here); their
+defaults are the values the CloudWatch alarms use, so the report's verdict and the alarms agree.
+CONFIDENCE_THRESHOLD is read as the filter step reads it (``lambdas.config.parse_threshold``).
 """
 
 from __future__ import annotations
@@ -36,19 +39,18 @@ from typing import Annotated
 
 from pydantic import Field, TypeAdapter
 
-from lambdas.defaults import DEFAULT_THRESHOLD
+from lambdas.config import parse_threshold
 from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
-from lambdas.env import read
+from lambdas.env import raw, read, require
 from lambdas.errors import ConfigurationError
 from lambdas.s3_uri import S3Location, S3UriError, parse_s3_uri
 
 DEFAULT_VARIANT = "AllTraffic"
-DEFAULT_WINDOW_MINUTES = 60
-DEFAULT_CONFIDENCE_THRESHOLD = DEFAULT_THRESHOLD  # scones:confidenceThreshold's default
+DEFAULT_WINDOW_MINUTES = 60  # scones:driftWindowMinutes's default too
 DEFAULT_MAX_RECORDS = 20_000
 
-_FINITE = TypeAdapter(Annotated[float, Field(allow_inf_nan=False)])
-_SHARES = TypeAdapter(dict[str, float])
+_WINDOW_MINUTES = TypeAdapter(Annotated[int, Field(ge=1, le=7 * 24 * 60)])
+_MAX_RECORDS = TypeAdapter(Annotated[int, Field(ge=1, le=1_000_000)])
 _CLASS_LIST = TypeAdapter(list[str])
 
 
@@ -68,51 +70,18 @@ class DetectorSettings:
     max_records: int
 
 
-def _required(env: Mapping[str, str], key: str) -> str:
-    value = (env.get(key) or "").strip()
-    if not value:
-        raise ConfigurationError(f"environment variable {key} is not set")
-    return value
-
-
 def _uri(env: Mapping[str, str], key: str) -> S3Location:
     try:
-        return parse_s3_uri(_required(env, key))
+        return parse_s3_uri(require(env, key))
     except S3UriError as exc:
         raise ConfigurationError(f"{key}: {exc}") from exc
 
 
-def _float(env: Mapping[str, str], key: str, default: float) -> float:
-    return read(env, key, _FINITE, default, what="a finite number")
-
-
-def _int(env: Mapping[str, str], key: str, default: int, low: int, high: int) -> int:
-    adapter = TypeAdapter(Annotated[int, Field(ge=low, le=high, strict=False)])
-    return read(env, key, adapter, default, what=f"a whole number from {low} to {high}")
-
-
-def _json(env: Mapping[str, str], key: str, adapter: TypeAdapter, what: str) -> object | None:
-    return read(env, key, adapter, None, is_json=True, what=what)
-
-
 def thresholds_from_env(env: Mapping[str, str]) -> DriftThresholds:
-    d = DriftThresholds()
-    expected = _json(
-        env, "EXPECTED_CLASS_SHARE", _SHARES, "a JSON object {class: share}"
-    )
+    """The drift thresholds of the environment (DriftThresholds.from_environment), every
+    error a ConfigurationError."""
     try:
-        return DriftThresholds(
-            confidence_psi=_float(env, "DRIFT_CONFIDENCE_PSI", d.confidence_psi),
-            input_psi=_float(env, "DRIFT_INPUT_PSI", d.input_psi),
-            low_confidence_increase=_float(
-                env, "DRIFT_LOW_CONFIDENCE_INCREASE", d.low_confidence_increase
-            ),
-            class_share_tolerance=_float(
-                env, "DRIFT_CLASS_SHARE_TOLERANCE", d.class_share_tolerance
-            ),
-            min_samples=_int(env, "DRIFT_MIN_SAMPLES", d.min_samples, 1, 1_000_000),
-            expected_class_share=expected,
-        )
+        return DriftThresholds.from_environment(env)
     except ThresholdError as exc:
         raise ConfigurationError(str(exc)) from exc
 
@@ -121,23 +90,26 @@ def load_settings(env: Mapping[str, str]) -> DetectorSettings:
     baseline = _uri(env, "BASELINE_S3_URI")
     if not baseline.prefix or baseline.prefix.endswith("/"):
         raise ConfigurationError("BASELINE_S3_URI must name an object (s3://bucket/key)")
-    confidence_threshold = _float(env, "CONFIDENCE_THRESHOLD", DEFAULT_CONFIDENCE_THRESHOLD)
-    if not 0.0 <= confidence_threshold <= 1.0:
-        raise ConfigurationError(
-            f"CONFIDENCE_THRESHOLD must be within [0, 1], got {confidence_threshold}"
-        )
-    classes = _json(env, "CLASSES", _CLASS_LIST, "a JSON list of class names")
+    classes = read(
+        env, "CLASSES", _CLASS_LIST, None, is_json=True, what="a JSON list of class names"
+    )
     return DetectorSettings(
         capture=_uri(env, "CAPTURE_S3_URI"),
         report=_uri(env, "REPORT_S3_URI"),
         baseline_bucket=baseline.bucket,
         baseline_key=baseline.prefix,
-        endpoint=_required(env, "ENDPOINT_NAME"),
-        variant=(env.get("VARIANT_NAME") or "").strip() or DEFAULT_VARIANT,
-        stack=(env.get("STACK_NAME") or "").strip() or "local",
-        window_minutes=_int(env, "WINDOW_MINUTES", DEFAULT_WINDOW_MINUTES, 1, 7 * 24 * 60),
-        confidence_threshold=confidence_threshold,
+        endpoint=require(env, "ENDPOINT_NAME"),
+        variant=raw(env, "VARIANT_NAME") or DEFAULT_VARIANT,
+        stack=raw(env, "STACK_NAME") or "local",
+        window_minutes=read(
+            env, "WINDOW_MINUTES", _WINDOW_MINUTES, DEFAULT_WINDOW_MINUTES,
+            what="a whole number from 1 to 10080",
+        ),
+        confidence_threshold=parse_threshold(env),
         thresholds=thresholds_from_env(env),
         classes=None if classes is None else tuple(classes),
-        max_records=_int(env, "MAX_RECORDS", DEFAULT_MAX_RECORDS, 1, 1_000_000),
+        max_records=read(
+            env, "MAX_RECORDS", _MAX_RECORDS, DEFAULT_MAX_RECORDS,
+            what="a whole number from 1 to 1000000",
+        ),
     )

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 
 from lambdas.aws import client
-from lambdas.config import require
+from lambdas.env import require
 from lambdas.observability import powertools, with_invocation_keys
 from lambdas.safe_mode.commands import parse_command
 from lambdas.safe_mode.flag import KEY_ENV, PARAMETER_ENV, clear, enter, read_state

@@ -101,6 +101,21 @@ def test_threshold_validation(kwargs) -> None:
         DriftThresholds(**kwargs)
 
 
+def test_thresholds_travel_through_the_environment_unchanged() -> None:
+    """environment() is what the component deploys and from_environment() what the detector
+    reads: the round trip is the identity, and unset variables keep the defaults."""
+    t = DriftThresholds(
+        confidence_psi=0.35, input_psi=0.3, low_confidence_increase=0.15,
+        class_share_tolerance=0.2, min_samples=40,
+        expected_class_share={"bicycle": 0.7, "motorcycle": 0.3},
+    )
+    assert DriftThresholds.from_environment(t.environment()) == t
+    assert "EXPECTED_CLASS_SHARE" not in DriftThresholds().environment()
+    assert DriftThresholds.from_environment({}) == DriftThresholds()
+    with pytest.raises(ThresholdError, match="min_samples must be a whole number"):
+        DriftThresholds.from_environment({"DRIFT_MIN_SAMPLES": "0"})
+
+
 def _report(status="ok"):
     return {
         "status": status,

@@ -17,7 +17,7 @@ from components.drift_monitor import (
     schedule_expression,
 )
 from components.settings import Settings
-from lambdas.detect_drift.rules import DriftThresholds, ThresholdError
+from lambdas.detect_drift.rules import ENVIRONMENT, DriftThresholds, ThresholdError
 from policy.rules import policy_problems
 
 BUCKET_ARN = "arn:aws:s3:::scones-data"
@@ -82,6 +82,9 @@ def test_function_schedule_and_layers(pulumi_mocks, zips) -> None:
     from lambdas.detect_drift.settings import thresholds_from_env
 
     assert thresholds_from_env(env) == Settings().drift_thresholds()
+    # ... because the component writes exactly the variables the thresholds' own writer does
+    drift_variables = {k: v for k, v in env.items() if k in ENVIRONMENT.values()}
+    assert drift_variables == Settings().drift_thresholds().environment()
     assert fn["tracingConfig"] == {"mode": "Active"}
     assert res["drift-logs"].inputs["retentionInDays"] == 30
     assert fn["loggingConfig"]["logGroup"] == res["drift-logs"].inputs["name"]
@@ -171,6 +174,7 @@ def test_configured_mix_and_schedule(pulumi_mocks, zips) -> None:
     assert next(q for q in queries if q["id"] == "deviation")["expression"] == "ABS(share - 0.3)"
     env = res["drift-function"].inputs["environment"]["variables"]
     assert json.loads(env["EXPECTED_CLASS_SHARE"]) == {"bicycle": 0.7, "motorcycle": 0.3}
+    assert env["EXPECTED_CLASS_SHARE"] == thresholds.environment()["EXPECTED_CLASS_SHARE"]
 
 
 def test_helpers_name_bad_values() -> None:

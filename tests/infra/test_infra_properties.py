@@ -10,6 +10,7 @@ from pulumi_support import ACCOUNT, LAYER_ARN, REGION
 
 from components.inference_functions import powertools_layer_parameter
 from components.model_training import training_job_name
+from lambdas.defaults import WORKFLOW_FUNCTIONS
 from lambdas.workflow_definition import build_definition
 
 KEY_ARN_RE = re.compile(rf"^arn:aws:kms:{REGION}:{ACCOUNT}:key/")
@@ -216,7 +217,7 @@ def test_state_machine_definition_as_deployed(run) -> None:
     machine = run.one("aws:sfn/stateMachine:StateMachine", "workflow-state-machine").inputs
     arns = {
         step: run.named(f"functions-{step.replace('_', '-')}").outputs["arn"]
-        for step in ("serialize_image", "classify_image", "filter_inferences", "route_driver")
+        for step in WORKFLOW_FUNCTIONS
     }
     expected = build_definition(
         arns,
