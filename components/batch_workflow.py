@@ -98,6 +98,70 @@ class BatchWorkflowArgs:
     partition: str = "aws"
 
 
+def summarize_statements(args: BatchWorkflowArgs) -> list[dict]:
+    """summarize_batch's own permissions: list the inputs and results, read the result files
+    and write summary.json, with the bucket key (its runtime statements come on top)."""
+    return [
+        allow(
+            ["s3:ListBucket"],
+            [args.bucket_arn],
+            sid="ListInputAndResults",
+            condition={
+                "StringLike": {
+                    "s3:prefix": [*(f"{p}*" for p in args.input_prefixes), f"{RESULTS_PREFIX}*"]
+                }
+            },
+        ),
+        allow(["s3:GetObject", "s3:PutObject"], [_results_objects(args)], sid="ResultsAndSummary"),
+        allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="EncryptedBucket"),
+    ]
+
+
+def batch_role_statements(
+    args: BatchWorkflowArgs,
+    *,
+    arn_base: pulumi.Output[str],
+    sm_arn: pulumi.Output[str],
+    function_arns: Sequence[pulumi.Input[str]],
+) -> list[dict]:
+    """What the state machine's role may do (the module docstring gives the sources)."""
+    sm_name = batch_state_machine_name(args.stack)
+    return [
+        allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
+        allow(
+            ["states:DescribeExecution", "states:StopExecution"],
+            [pulumi.Output.concat(arn_base, f"execution:{sm_name}/*")],
+            sid="ManageChildWorkflows",
+        ),
+        allow(
+            ["s3:ListBucket"],
+            [args.bucket_arn],
+            sid="ListInputPrefixes",
+            condition={"StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}},
+        ),
+        allow(
+            [
+                "s3:AbortMultipartUpload",
+                "s3:GetObject",
+                "s3:ListMultipartUploadParts",
+                "s3:PutObject",
+            ],
+            [_results_objects(args)],
+            sid="WriteMapRunResults",
+        ),
+        allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="EncryptedBucket"),
+        allow(["lambda:InvokeFunction"], list(function_arns), sid="InvokeTheFunctions"),
+        allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
+        allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
+        allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
+        allow(XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+    ]
+
+
+def _results_objects(args: BatchWorkflowArgs) -> pulumi.Output[str]:
+    return pulumi.Output.concat(args.bucket_arn, f"/{RESULTS_PREFIX}*")
+
+
 class BatchWorkflow(pulumi.ComponentResource):
     state_machine: aws.sfn.StateMachine
     summarize_function: aws.lambda_.Function
@@ -107,19 +171,33 @@ class BatchWorkflow(pulumi.ComponentResource):
         self, name: str, args: BatchWorkflowArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:workflow:BatchWorkflow", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         sm_name = batch_state_machine_name(args.stack)
-        arn_base = pulumi.Output.concat(
-            f"arn:{args.partition}:states:{args.region}:", args.account_id, ":"
+        keys = sorted(args.function_arns)
+        function_arns = [args.function_arns[k] for k in keys]
+        self._summarize_function(name, args)
+        self._log_group(name, args, sm_name)
+        self._state_machine_role(name, args, sm_name, function_arns)
+        self.definition = self._definition(args, keys, function_arns)
+        self.state_machine = logged_state_machine(
+            f"{name}-state-machine",
+            name=sm_name,
+            workflow_type=STATE_MACHINE_TYPE,
+            role=self.role,
+            definition=self.definition,
+            log_group=self.log_group,
+            depends_on=[self.role_policy, self.log_delivery_policy],
+            parent=self,
         )
-        sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
-        results_objects = pulumi.Output.concat(args.bucket_arn, f"/{RESULTS_PREFIX}*")
-        list_prefixes = {
-            "StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}
-        }
-        key = [args.kms_key_arn]
+        self.register_outputs(
+            {
+                "stateMachineArn": self.state_machine.arn,
+                "summarizeFunctionArn": self.summarize_function.arn,
+            }
+        )
 
-        # summarize_batch: reads results, lists the input prefixes, writes summary.json.
+    def _summarize_function(self, name: str, args: BatchWorkflowArgs) -> None:
+        """summarize_batch: reads results, lists the input prefixes, writes summary.json."""
+        child = pulumi.ResourceOptions(parent=self)
         fname = f"scones-{args.stack}-summarize-batch"
         self.summarize_logs = aws.cloudwatch.LogGroup(
             f"{name}-summarize-logs",
@@ -140,23 +218,7 @@ class BatchWorkflow(pulumi.ComponentResource):
             role=self.summarize_role.id,
             policy=document(
                 [
-                    allow(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListInputAndResults",
-                        condition={
-                            "StringLike": {
-                                "s3:prefix": [
-                                    *(f"{p}*" for p in args.input_prefixes),
-                                    f"{RESULTS_PREFIX}*",
-                                ]
-                            }
-                        },
-                    ),
-                    allow(
-                        ["s3:GetObject", "s3:PutObject"], [results_objects], sid="ResultsAndSummary"
-                    ),
-                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
+                    *summarize_statements(args),
                     *function_runtime_statements(self.summarize_logs.arn),
                 ]
             ),
@@ -196,7 +258,9 @@ class BatchWorkflow(pulumi.ComponentResource):
             ),
         )
 
-        # The state machine's role.
+    def _log_group(self, name: str, args: BatchWorkflowArgs, sm_name: str) -> None:
+        """The state machine's log group and its resource policy for vended-log delivery."""
+        child = pulumi.ResourceOptions(parent=self)
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/vendedlogs/states/{sm_name}",
@@ -211,6 +275,20 @@ class BatchWorkflow(pulumi.ComponentResource):
             policy_document=log_delivery_policy(self.log_group.arn, args.account_id, args.region),
             opts=child,
         )
+
+    def _state_machine_role(
+        self,
+        name: str,
+        args: BatchWorkflowArgs,
+        sm_name: str,
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> None:
+        """The role Step Functions assumes for this state machine and its Map runs."""
+        child = pulumi.ResourceOptions(parent=self)
+        arn_base = pulumi.Output.concat(
+            f"arn:{args.partition}:states:{args.region}:", args.account_id, ":"
+        )
+        sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
         self.role = aws.iam.Role(
             f"{name}-role",
             description=f"scones {args.stack}: Step Functions batch workflow",
@@ -232,55 +310,29 @@ class BatchWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        keys = sorted(args.function_arns)
-        function_arns = [args.function_arns[k] for k in keys]
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
             policy=document(
-                [
-                    allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
-                    allow(
-                        ["states:DescribeExecution", "states:StopExecution"],
-                        [pulumi.Output.concat(arn_base, f"execution:{sm_name}/*")],
-                        sid="ManageChildWorkflows",
-                    ),
-                    allow(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListInputPrefixes",
-                        condition=list_prefixes,
-                    ),
-                    allow(
-                        [
-                            "s3:AbortMultipartUpload",
-                            "s3:GetObject",
-                            "s3:ListMultipartUploadParts",
-                            "s3:PutObject",
-                        ],
-                        [results_objects],
-                        sid="WriteMapRunResults",
-                    ),
-                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
-                    allow(
-                        ["lambda:InvokeFunction"],
-                        [*function_arns, self.summarize_function.arn],
-                        sid="InvokeTheFunctions",
-                    ),
-                    allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
-                    allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
-                    allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
-                    allow(
-                        XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
-                        ["*"],
-                        sid="XRayHasNoResourceLevel",
-                    ),
-                ]
+                batch_role_statements(
+                    args,
+                    arn_base=arn_base,
+                    sm_arn=sm_arn,
+                    function_arns=[*function_arns, self.summarize_function.arn],
+                )
             ),
             opts=child,
         )
+
+    def _definition(
+        self,
+        args: BatchWorkflowArgs,
+        keys: Sequence[str],
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> pulumi.Output[str]:
+        """The batch ASL (build_batch_definition), once the ARNs and queue URL resolve."""
         input_prefixes = list(args.input_prefixes)
-        self.definition = pulumi.Output.all(
+        return pulumi.Output.all(
             args.bucket_name,
             args.review_topic_arn,
             self.summarize_function.arn,
@@ -302,20 +354,4 @@ class BatchWorkflow(pulumi.ComponentResource):
                 indent=2,
                 sort_keys=True,
             )
-        )
-        self.state_machine = logged_state_machine(
-            f"{name}-state-machine",
-            name=sm_name,
-            workflow_type=STATE_MACHINE_TYPE,
-            role=self.role,
-            definition=self.definition,
-            log_group=self.log_group,
-            depends_on=[self.role_policy, self.log_delivery_policy],
-            parent=self,
-        )
-        self.register_outputs(
-            {
-                "stateMachineArn": self.state_machine.arn,
-                "summarizeFunctionArn": self.summarize_function.arn,
-            }
         )

@@ -46,6 +46,7 @@ from lambdas.detect_drift.rules import (
     DIM_STACK,
     DIM_STATISTIC,
     M_CLASS_SHARE,
+    AlarmRule,
     DriftThresholds,
     alarm_rules,
 )
@@ -99,6 +100,93 @@ class DriftMonitorArgs:
     powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
+def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]:
+    """The detector's settings: where capture, baseline and reports live, the window, and the
+    thresholds the alarms use (so the Lambda's verdict and the alarms agree)."""
+    t = args.thresholds
+    environment: dict[str, pulumi.Input[str]] = {
+        "CAPTURE_S3_URI": pulumi.Output.concat(
+            "s3://", args.bucket_name, f"/{args.capture_prefix.strip('/')}"
+        ),
+        "REPORT_S3_URI": pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORTS_PREFIX}"),
+        "BASELINE_S3_URI": args.baseline_s3_uri,
+        "ENDPOINT_NAME": args.endpoint_name,
+        "VARIANT_NAME": args.variant_name,
+        "STACK_NAME": args.stack,
+        "WINDOW_MINUTES": str(args.window_minutes),
+        "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
+        "CLASSES": json.dumps(list(args.classes)),
+        "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
+        "DRIFT_INPUT_PSI": repr(t.input_psi),
+        "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
+        "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
+        "DRIFT_MIN_SAMPLES": str(t.min_samples),
+        "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    if t.expected_class_share is not None:
+        environment["EXPECTED_CLASS_SHARE"] = json.dumps(
+            dict(t.expected_class_share), sort_keys=True
+        )
+    return environment
+
+
+def drift_alarm_args(
+    rule: AlarmRule, stack: str, dims: dict[str, str], period: int
+) -> tuple[aws.cloudwatch.MetricAlarmArgs, list[list[str]] | None]:
+    """One rule's alarm (a metric, or metric math over two) and the metrics it graphs, if any."""
+    # Every drift alarm: one period above its threshold; no traffic is not drift.
+    breach_rule = {
+        "evaluation_periods": 1,
+        "threshold": rule.threshold,
+        "comparison_operator": "GreaterThanThreshold",
+        "treat_missing_data": "notBreaching",
+        "alarm_description": f"scones {stack} drift: {rule.description}",
+    }
+    if rule.minus is not None:
+        alarm_args = aws.cloudwatch.MetricAlarmArgs(
+            metric_queries=[
+                _query("rate", rule.metric, dims, period),
+                _query("base", rule.minus, dims, period),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="increase",
+                    expression="rate - base",
+                    label=f"{rule.metric} - {rule.minus}",
+                    return_data=True,
+                ),
+            ],
+            **breach_rule,
+        )
+        return alarm_args, [
+            [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
+            [METRICS_NAMESPACE, rule.minus, *_flat(dims)],
+        ]
+    if rule.class_name is None:
+        alarm_args = aws.cloudwatch.MetricAlarmArgs(
+            namespace=METRICS_NAMESPACE,
+            metric_name=rule.metric,
+            dimensions=dict(dims),
+            statistic="Maximum",
+            period=period,
+            **breach_rule,
+        )
+        return alarm_args, [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
+    alarm_args = aws.cloudwatch.MetricAlarmArgs(
+        metric_queries=[
+            _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name}, period),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="deviation",
+                expression=f"ABS(share - {rule.expected!r})",
+                label=f"|{rule.class_name} share - {rule.expected:g}|",
+                return_data=True,
+            ),
+        ],
+        **breach_rule,
+    )
+    return alarm_args, None
+
+
 class DriftMonitor(pulumi.ComponentResource):
     function: aws.lambda_.Function
     role: aws.iam.Role
@@ -111,12 +199,43 @@ class DriftMonitor(pulumi.ComponentResource):
         self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:monitoring:DriftMonitor", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         # Fail at preview, naming the problem, if the classes and expected mix disagree.
         rules = alarm_rules(list(args.classes), args.thresholds)
+        self.layer = self._numpy_pillow_layer(name, args)
+        environment = detector_environment(args)
+        self._detector_function(name, args, environment)
+        self._schedule(name, args)
+        self._drift_alarms(args, rules)
+        self.register_outputs(
+            {
+                "functionArn": self.function.arn,
+                "scheduleRuleArn": self.rule.arn,
+                "reportsUri": environment["REPORT_S3_URI"],
+                "alarmArns": {k: a.arn for k, a in self.drift_alarms.items()},
+            }
+        )
+
+    def _numpy_pillow_layer(
+        self, name: str, args: DriftMonitorArgs
+    ) -> aws.lambda_.LayerVersion:
+        return aws.lambda_.LayerVersion(
+            f"{name}-numpy-pillow",
+            layer_name=f"scones-{args.stack}-drift-numpy-pillow",
+            description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
+            code=pulumi.FileArchive(str(args.layer_zip)),
+            source_code_hash=_hash(args.layer_zip),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=["x86_64"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _detector_function(
+        self, name: str, args: DriftMonitorArgs, environment: dict[str, pulumi.Input[str]]
+    ) -> None:
+        """The detector function, its log group, and its role (drift_statements)."""
+        child = pulumi.ResourceOptions(parent=self)
         fname = f"scones-{args.stack}-detect-drift"
         capture_key_prefix = f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/"
-
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/lambda/{fname}",
@@ -153,43 +272,7 @@ class DriftMonitor(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.layer = aws.lambda_.LayerVersion(
-            f"{name}-numpy-pillow",
-            layer_name=f"scones-{args.stack}-drift-numpy-pillow",
-            description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
-            code=pulumi.FileArchive(str(args.layer_zip)),
-            source_code_hash=_hash(args.layer_zip),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=["x86_64"],
-            opts=child,
-        )
         powertools = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        t = args.thresholds
-        environment: dict[str, pulumi.Input[str]] = {
-            "CAPTURE_S3_URI": pulumi.Output.concat(
-                "s3://", args.bucket_name, f"/{args.capture_prefix.strip('/')}"
-            ),
-            "REPORT_S3_URI": pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORTS_PREFIX}"),
-            "BASELINE_S3_URI": args.baseline_s3_uri,
-            "ENDPOINT_NAME": args.endpoint_name,
-            "VARIANT_NAME": args.variant_name,
-            "STACK_NAME": args.stack,
-            "WINDOW_MINUTES": str(args.window_minutes),
-            "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
-            "CLASSES": json.dumps(list(args.classes)),
-            "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
-            "DRIFT_INPUT_PSI": repr(t.input_psi),
-            "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
-            "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
-            "DRIFT_MIN_SAMPLES": str(t.min_samples),
-            "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        if t.expected_class_share is not None:
-            environment["EXPECTED_CLASS_SHARE"] = json.dumps(
-                dict(t.expected_class_share), sort_keys=True
-            )
         self.function = aws.lambda_.Function(
             f"{name}-function",
             name=fname,
@@ -214,6 +297,10 @@ class DriftMonitor(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
         )
+
+    def _schedule(self, name: str, args: DriftMonitorArgs) -> None:
+        """The EventBridge schedule that invokes the detector every `schedule_minutes`."""
+        child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-schedule",
             description=f"scones {args.stack}: run the drift detector",
@@ -232,62 +319,13 @@ class DriftMonitor(pulumi.ComponentResource):
             opts=child,
         )
 
+    def _drift_alarms(self, args: DriftMonitorArgs, rules: Sequence[AlarmRule]) -> None:
+        """One alarm per rule, and the class-share and input-PSI graphs on the dashboard."""
         period = args.schedule_minutes * 60
         dims = {DIM_STACK: args.stack, DIM_ENDPOINT: args.endpoint_name}
         self.drift_alarms = {}
         for rule in rules:
-            description = f"scones {args.stack} drift: {rule.description}"
-            # Every drift alarm: one period above its threshold; no traffic is not drift.
-            breach_rule = {
-                "evaluation_periods": 1,
-                "threshold": rule.threshold,
-                "comparison_operator": "GreaterThanThreshold",
-                "treat_missing_data": "notBreaching",
-                "alarm_description": description,
-            }
-            if rule.minus is not None:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    metric_queries=[
-                        _query("rate", rule.metric, dims, period),
-                        _query("base", rule.minus, dims, period),
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="increase",
-                            expression="rate - base",
-                            label=f"{rule.metric} - {rule.minus}",
-                            return_data=True,
-                        ),
-                    ],
-                    **breach_rule,
-                )
-                widget = [
-                    [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
-                    [METRICS_NAMESPACE, rule.minus, *_flat(dims)],
-                ]
-            elif rule.class_name is None:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name=rule.metric,
-                    dimensions=dict(dims),
-                    statistic="Maximum",
-                    period=period,
-                    **breach_rule,
-                )
-                widget = [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
-            else:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    metric_queries=[
-                        _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name},
-                               period),
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="deviation",
-                            expression=f"ABS(share - {rule.expected!r})",
-                            label=f"|{rule.class_name} share - {rule.expected:g}|",
-                            return_data=True,
-                        ),
-                    ],
-                    **breach_rule,
-                )
-                widget = None
+            alarm_args, widget = drift_alarm_args(rule, args.stack, dims, period)
             self.drift_alarms[rule.key] = args.alarms.add_alarm(
                 f"drift-{rule.key}", alarm_args, widget_metrics=widget
             )
@@ -307,16 +345,8 @@ class DriftMonitor(pulumi.ComponentResource):
                 [[METRICS_NAMESPACE, "InputPSI", *_flat(dims), DIM_STATISTIC, s]
                  for s in STATISTICS],
                 period,
-                threshold=t.input_psi,
+                threshold=args.thresholds.input_psi,
             )
-        )
-        self.register_outputs(
-            {
-                "functionArn": self.function.arn,
-                "scheduleRuleArn": self.rule.arn,
-                "reportsUri": environment["REPORT_S3_URI"],
-                "alarmArns": {k: a.arn for k, a in self.drift_alarms.items()},
-            }
         )
 
 

@@ -127,75 +127,9 @@ class InferenceFunctions(pulumi.ComponentResource):
             capture_s3_uri=args.capture_s3_uri,
             safe_mode_parameter=args.safe_mode_parameter,
         )
-        own = {
-            f: function_statements(
-                f,
-                bucket_arn=args.bucket_arn,
-                kms_key_arn=args.kms_key_arn,
-                endpoint_arn=args.endpoint_arn,
-                routing_topic_arn=self.routing_topic.arn,
-                writes_capture=args.capture_s3_uri is not None,
-                read_prefixes=args.read_prefixes,
-                safe_mode_parameter_arn=args.safe_mode_parameter_arn,
-            )
-            for f in FUNCTIONS
-        }
-
         self.functions, self.roles, self.log_groups, self.policies = {}, {}, {}, {}
         for function in FUNCTIONS:
-            fname = function_name(args.stack, function)
-            short = function.replace("_", "-")
-            log_group = aws.cloudwatch.LogGroup(
-                f"{name}-{short}-logs",
-                name=f"/aws/lambda/{fname}",
-                retention_in_days=args.log_retention_days,
-                opts=child,
-            )
-            role = aws.iam.Role(
-                f"{name}-{short}-role",
-                description=f"scones {args.stack}: Lambda {function}",
-                assume_role_policy=assume_role_policy(
-                    "lambda.amazonaws.com", source_account=args.account_id
-                ),
-                opts=child,
-            )
-            policy = aws.iam.RolePolicy(
-                f"{name}-{short}-policy",
-                role=role.id,
-                policy=document(
-                    [
-                        *own[function],
-                        *function_runtime_statements(log_group.arn),
-                    ]
-                ),
-                opts=child,
-            )
-            self.functions[function] = aws.lambda_.Function(
-                f"{name}-{short}",
-                name=fname,
-                description=f"scones {args.stack}: workflow step {function}",
-                runtime=RUNTIME,
-                architectures=["x86_64"],
-                handler=f"lambdas.{function}.handler.lambda_handler",
-                code=pulumi.FileArchive(str(args.lambda_zips[function])),
-                source_code_hash=zip_source_hash(args.lambda_zips[function]),
-                role=role.arn,
-                layers=[layer],
-                memory_size=_MEMORY.get(function, 256),
-                timeout=_TIMEOUT.get(function, 15),
-                environment={"variables": env[function]},
-                tracing_config={"mode": "Active"},
-                logging_config={
-                    "log_format": "JSON",
-                    "log_group": log_group.name,
-                    "application_log_level": "INFO",
-                    "system_log_level": "WARN",
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
-            )
-            self.roles[function] = role
-            self.log_groups[function] = log_group
-            self.policies[function] = policy
+            self._workflow_step(name, args, function, env[function], layer)
         self.function_arns = {f: fn.arn for f, fn in self.functions.items()}
         self.register_outputs(
             {
@@ -203,3 +137,72 @@ class InferenceFunctions(pulumi.ComponentResource):
                 "routingTopicArn": self.routing_topic.arn,
             }
         )
+
+    def _workflow_step(
+        self,
+        name: str,
+        args: InferenceFunctionsArgs,
+        function: str,
+        environment: Mapping[str, pulumi.Input[str]],
+        layer: str,
+    ) -> None:
+        """One step's function, its log group, and its role (function_statements)."""
+        child = pulumi.ResourceOptions(parent=self)
+        fname = function_name(args.stack, function)
+        short = function.replace("_", "-")
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-{short}-logs",
+            name=f"/aws/lambda/{fname}",
+            retention_in_days=args.log_retention_days,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-{short}-role",
+            description=f"scones {args.stack}: Lambda {function}",
+            assume_role_policy=assume_role_policy(
+                "lambda.amazonaws.com", source_account=args.account_id
+            ),
+            opts=child,
+        )
+        own = function_statements(
+            function,
+            bucket_arn=args.bucket_arn,
+            kms_key_arn=args.kms_key_arn,
+            endpoint_arn=args.endpoint_arn,
+            routing_topic_arn=self.routing_topic.arn,
+            writes_capture=args.capture_s3_uri is not None,
+            read_prefixes=args.read_prefixes,
+            safe_mode_parameter_arn=args.safe_mode_parameter_arn,
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-{short}-policy",
+            role=role.id,
+            policy=document([*own, *function_runtime_statements(log_group.arn)]),
+            opts=child,
+        )
+        self.functions[function] = aws.lambda_.Function(
+            f"{name}-{short}",
+            name=fname,
+            description=f"scones {args.stack}: workflow step {function}",
+            runtime=RUNTIME,
+            architectures=["x86_64"],
+            handler=f"lambdas.{function}.handler.lambda_handler",
+            code=pulumi.FileArchive(str(args.lambda_zips[function])),
+            source_code_hash=zip_source_hash(args.lambda_zips[function]),
+            role=role.arn,
+            layers=[layer],
+            memory_size=_MEMORY.get(function, 256),
+            timeout=_TIMEOUT.get(function, 15),
+            environment={"variables": environment},
+            tracing_config={"mode": "Active"},
+            logging_config={
+                "log_format": "JSON",
+                "log_group": log_group.name,
+                "application_log_level": "INFO",
+                "system_log_level": "WARN",
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
+        )
+        self.roles[function] = role
+        self.log_groups[function] = log_group
+        self.policies[function] = policy

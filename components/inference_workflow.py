@@ -138,6 +138,31 @@ class InferenceWorkflowArgs:
     review_image_prefixes: Sequence[str] = (INTAKE_PREFIX,)  # where reviewers read case images
 
 
+def workflow_role_statements(
+    function_arns: Sequence[pulumi.Input[str]],
+    *,
+    review_topic_arn: pulumi.Input[str],
+    review_queue_arn: pulumi.Input[str],
+    kms_key_arn: pulumi.Input[str],
+) -> list[dict]:
+    """What the state machine's role may do: invoke the functions, hand cases to review
+    (topic and queue, both KMS-encrypted), deliver its logs and write X-Ray traces."""
+    return [
+        statement(["lambda:InvokeFunction"], function_arns, sid="InvokeTheFunctions"),
+        statement(["sns:Publish"], [review_topic_arn], sid="PublishForReview"),
+        statement(["sqs:SendMessage"], [review_queue_arn], sid="QueueCasesForReview"),
+        statement(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [kms_key_arn],
+            sid="EncryptedReviewTopicAndQueue",
+        ),
+        statement(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
+        statement(
+            XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"
+        ),
+    ]
+
+
 class InferenceWorkflow(pulumi.ComponentResource):
     state_machine: aws.sfn.StateMachine
     review_topic: aws.sns.Topic
@@ -153,6 +178,46 @@ class InferenceWorkflow(pulumi.ComponentResource):
         self.review_topic = aws.sns.Topic(
             f"{name}-review-topic", kms_master_key_id=args.kms_key_arn, opts=child
         )
+        self._log_group(name, args)
+        sm_name = state_machine_name(args.stack)
+        self.review = ReviewQueue(
+            f"{name}-review",
+            ReviewQueueArgs(
+                stack=args.stack,
+                kms_key_arn=args.kms_key_arn,
+                account_id=args.account_id,
+                bucket_arn=args.bucket_arn,
+                route_function_arn=args.function_arns["route_driver"],
+                image_prefixes=args.review_image_prefixes,
+            ),
+            opts=child,
+        )
+        self._workflow_role(name, args, sm_name, function_arns)
+        self.definition = self._definition(args, keys, function_arns)
+        # scones:workflowType can change, and `type` forces a new state machine.
+        self.state_machine = logged_state_machine(
+            f"{name}-state-machine",
+            name=sm_name,
+            workflow_type=args.workflow_type,
+            role=self.role,
+            definition=self.definition,
+            log_group=self.log_group,
+            depends_on=[self.role_policy, self.log_delivery_policy],
+            parent=self,
+        )
+        self._intake_trigger(name, args)
+        self.register_outputs(
+            {
+                "stateMachineArn": self.state_machine.arn,
+                "reviewTopicArn": self.review_topic.arn,
+                "reviewQueueUrl": self.review.queue.url,
+                "intakeRule": self.rule.name,
+            }
+        )
+
+    def _log_group(self, name: str, args: InferenceWorkflowArgs) -> None:
+        """The state machine's log group and its resource policy for vended-log delivery."""
+        child = pulumi.ResourceOptions(parent=self)
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             # The /aws/vendedlogs/ prefix keeps the log resource policy small (AWS guidance).
@@ -168,23 +233,20 @@ class InferenceWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        sm_name = state_machine_name(args.stack)
+
+    def _workflow_role(
+        self,
+        name: str,
+        args: InferenceWorkflowArgs,
+        sm_name: str,
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> None:
+        """The role Step Functions assumes for this state machine, and its policy."""
+        child = pulumi.ResourceOptions(parent=self)
         # The name is fixed, so the ARN is known before the state machine exists: the role's
         # trust policy can name it without a cycle.
         sm_arn = pulumi.Output.concat(
             "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:", sm_name
-        )
-        self.review = ReviewQueue(
-            f"{name}-review",
-            ReviewQueueArgs(
-                stack=args.stack,
-                kms_key_arn=args.kms_key_arn,
-                account_id=args.account_id,
-                bucket_arn=args.bucket_arn,
-                route_function_arn=args.function_arns["route_driver"],
-                image_prefixes=args.review_image_prefixes,
-            ),
-            opts=child,
         )
         self.role = aws.iam.Role(
             f"{name}-role",
@@ -203,30 +265,24 @@ class InferenceWorkflow(pulumi.ComponentResource):
             f"{name}-policy",
             role=self.role.id,
             policy=document(
-                [
-                    statement(["lambda:InvokeFunction"], function_arns, sid="InvokeTheFunctions"),
-                    statement(["sns:Publish"], [self.review_topic.arn], sid="PublishForReview"),
-                    statement(
-                        ["sqs:SendMessage"], [self.review.queue.arn], sid="QueueCasesForReview"
-                    ),
-                    statement(
-                        ["kms:Decrypt", "kms:GenerateDataKey"],
-                        [args.kms_key_arn],
-                        sid="EncryptedReviewTopicAndQueue",
-                    ),
-                    statement(
-                        SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"
-                    ),
-                    statement(
-                        XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
-                        ["*"],
-                        sid="XRayHasNoResourceLevel",
-                    ),
-                ]
+                workflow_role_statements(
+                    function_arns,
+                    review_topic_arn=self.review_topic.arn,
+                    review_queue_arn=self.review.queue.arn,
+                    kms_key_arn=args.kms_key_arn,
+                )
             ),
             opts=child,
         )
-        self.definition = pulumi.Output.all(
+
+    def _definition(
+        self,
+        args: InferenceWorkflowArgs,
+        keys: Sequence[str],
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> pulumi.Output[str]:
+        """The state machine's ASL (build_definition), once the ARNs and queue URL resolve."""
+        return pulumi.Output.all(
             self.review_topic.arn, self.review.queue.url, *function_arns
         ).apply(
             lambda values: json.dumps(
@@ -243,18 +299,11 @@ class InferenceWorkflow(pulumi.ComponentResource):
                 sort_keys=True,
             )
         )
-        # scones:workflowType can change, and `type` forces a new state machine.
-        self.state_machine = logged_state_machine(
-            f"{name}-state-machine",
-            name=sm_name,
-            workflow_type=args.workflow_type,
-            role=self.role,
-            definition=self.definition,
-            log_group=self.log_group,
-            depends_on=[self.role_policy, self.log_delivery_policy],
-            parent=self,
-        )
 
+    def _intake_trigger(self, name: str, args: InferenceWorkflowArgs) -> None:
+        """The EventBridge rule on intake/ uploads, its role and the target that starts the
+        workflow with the image's bucket and key."""
+        child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-intake-rule",
             description=f"scones {args.stack}: image uploaded under {INTAKE_PREFIX}/",
@@ -294,12 +343,4 @@ class InferenceWorkflow(pulumi.ComponentResource):
             role_arn=self.events_role.arn,
             input_transformer={"input_paths": INPUT_PATHS, "input_template": INPUT_TEMPLATE},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.events_policy]),
-        )
-        self.register_outputs(
-            {
-                "stateMachineArn": self.state_machine.arn,
-                "reviewTopicArn": self.review_topic.arn,
-                "reviewQueueUrl": self.review.queue.url,
-                "intakeRule": self.rule.name,
-            }
         )

@@ -127,10 +127,22 @@ class SafeMode(pulumi.ComponentResource):
         self, name: str, args: SafeModeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:monitoring:SafeMode", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        fname = function_name(args.stack)
         self.parameter_name = parameter_name(args.stack)
-        self.parameter = aws.ssm.Parameter(
+        self.parameter = self._flag(name, args)
+        self._switch_function(name, args)
+        self._alarm_trigger(name, args)
+        self.register_outputs(
+            {
+                "parameterName": self.parameter_name,
+                "parameterArn": self.parameter.arn,
+                "functionName": self.function.name,
+                "ruleArn": self.rule.arn,
+            }
+        )
+
+    def _flag(self, name: str, args: SafeModeArgs) -> aws.ssm.Parameter:
+        """The safe-mode parameter, deployed off; its value is not Pulumi's after that."""
+        return aws.ssm.Parameter(
             f"{name}-flag",
             name=self.parameter_name,
             description=(
@@ -144,6 +156,11 @@ class SafeMode(pulumi.ComponentResource):
             # The alarm and the operators own the value once deployed.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
         )
+
+    def _switch_function(self, name: str, args: SafeModeArgs) -> None:
+        """The setter function, its log group, and a role that reads and writes only the flag."""
+        child = pulumi.ResourceOptions(parent=self)
+        fname = function_name(args.stack)
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/lambda/{fname}",
@@ -206,6 +223,10 @@ class SafeMode(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
         )
+
+    def _alarm_trigger(self, name: str, args: SafeModeArgs) -> None:
+        """The EventBridge rule on the drift alarms going to ALARM, which invokes the setter."""
+        child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-on-drift-alarm",
             description=f"scones {args.stack}: a drift alarm fired: switch safe mode on",
@@ -222,12 +243,4 @@ class SafeMode(pulumi.ComponentResource):
             principal="events.amazonaws.com",
             source_arn=self.rule.arn,
             opts=child,
-        )
-        self.register_outputs(
-            {
-                "parameterName": self.parameter_name,
-                "parameterArn": self.parameter.arn,
-                "functionName": self.function.name,
-                "ruleArn": self.rule.arn,
-            }
         )

@@ -120,6 +120,39 @@ def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: 
     }
 
 
+@dataclass(frozen=True)
+class SharedBase:
+    """What every later component builds on: where it runs, the key, the bucket, the layer."""
+
+    stack: str
+    region: str
+    account_id: pulumi.Output[str]
+    partition: str
+    endpoint_name: str
+    powertools_layer_arn: str
+    key: EncryptionKey
+    staging: DataStaging
+
+
+@dataclass(frozen=True)
+class Model:
+    training: ModelTraining
+    endpoint: ModelEndpoint
+
+
+@dataclass(frozen=True)
+class Workflow:
+    functions: InferenceFunctions
+    workflow: InferenceWorkflow
+    batch: BatchWorkflow
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    drift: DriftMonitor
+    safe_mode: SafeMode
+
+
 def deploy(
     settings: Settings,
     *,
@@ -134,13 +167,37 @@ def deploy(
     __main__.py) lets the preview refuse a job name a failed job holds; None skips that check.
     """
     validate_stack_name(stack)  # at preview, before any name reaches AWS
-    identity = aws.get_caller_identity_output()
-    account_id = identity.account_id
-    partition = "aws"
-    endpoint_name = f"scones-{stack}"
-    routes = dict(settings.routes)
-    powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
+    base = shared_base(settings, stack=stack, region=region, artifacts=artifacts)
+    # Alarms first: the endpoint's blue/green rollback watches the endpoint alarms, which only
+    # need the endpoint's (fixed) name.
+    alarms = Alarms(
+        "alarms",
+        AlarmsArgs(
+            stack=stack,
+            region=region,
+            kms_key_arn=base.key.arn,
+            endpoint_name=base.endpoint_name,
+            variant_name=VARIANT_NAME,
+            latency_p99_ms=settings.latency_p99_ms,
+            alarm_email=settings.alarm_email,
+        ),
+    )
+    model = deploy_model(settings, base, artifacts, alarms, describe_training_job)
+    workflow = deploy_workflow(settings, base, artifacts, model)
+    workflow_alarms(settings, base, alarms, workflow)
+    monitoring = deploy_monitoring(settings, base, artifacts, alarms, model, workflow)
+    alarms.add_widget(review_widget(region, workflow.functions.service_name))
+    alarms.finish()
+    return stack_outputs(settings, base, alarms, model, workflow, monitoring)
 
+
+def shared_base(
+    settings: Settings, *, stack: str, region: str, artifacts: Artifacts
+) -> SharedBase:
+    """The stack's KMS key and bucket (with the staged data), and the Powertools layer."""
+    account_id = aws.get_caller_identity_output().account_id
+    # Resolved before any resource: a Region without the pinned layer stops the preview here.
+    powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
     adopt = settings.adopt
     key = EncryptionKey(
         "key",
@@ -166,20 +223,27 @@ def deploy(
             f"scones:classes {list(settings.classes)} differ from the staged data's "
             f"{staging.classes}"
         )
-    # Alarms first: the endpoint's blue/green rollback watches the endpoint alarms, which only
-    # need the endpoint's (fixed) name.
-    alarms = Alarms(
-        "alarms",
-        AlarmsArgs(
-            stack=stack,
-            region=region,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint_name,
-            variant_name=VARIANT_NAME,
-            latency_p99_ms=settings.latency_p99_ms,
-            alarm_email=settings.alarm_email,
-        ),
+    return SharedBase(
+        stack=stack,
+        region=region,
+        account_id=account_id,
+        partition="aws",
+        endpoint_name=f"scones-{stack}",
+        powertools_layer_arn=powertools,
+        key=key,
+        staging=staging,
     )
+
+
+def deploy_model(
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarms: Alarms,
+    describe_training_job: DescribeJob | None,
+) -> Model:
+    """The training job (and its registered model package) and the endpoint serving it."""
+    region, staging = base.region, base.staging
     instance_for_lookup = (
         "ml.m5.large" if settings.serverless else settings.endpoint.instance_type  # type: ignore[union-attr]
     )
@@ -187,12 +251,12 @@ def deploy(
     training = ModelTraining(
         "training",
         ModelTrainingArgs(
-            stack=stack,
+            stack=base.stack,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
+            kms_key_arn=base.key.arn,
             data_prefix=staging.data_prefix,
             data_hash=staging.data_hash,
             source_bundle=artifacts.source_bundle,
@@ -203,7 +267,7 @@ def deploy(
             min_accuracy=settings.min_accuracy,
             confidence_threshold=settings.confidence_threshold,
             classes=settings.classes,
-            partition=partition,
+            partition=base.partition,
             data_objects=staging.objects,
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
@@ -214,23 +278,32 @@ def deploy(
     endpoint = ModelEndpoint(
         "endpoint",
         ModelEndpointArgs(
-            stack=stack,
+            stack=base.stack,
             region=region,
-            account_id=account_id,
-            endpoint_name=endpoint_name,
+            account_id=base.account_id,
+            endpoint_name=base.endpoint_name,
             model_data_url=training.model_data_url,
             image_uri=inference_image,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
+            kms_key_arn=base.key.arn,
             endpoint=settings.endpoint,
             data_capture_percent=settings.data_capture_percent,
             log_retention_days=settings.log_retention_days,
             rollback_alarm_names=alarms.endpoint_alarm_names,
             rollback_alarm_arns=alarms.endpoint_alarm_arns,
-            partition=partition,
+            partition=base.partition,
         ),
     )
+    return Model(training=training, endpoint=endpoint)
+
+
+def deploy_workflow(
+    settings: Settings, base: SharedBase, artifacts: Artifacts, model: Model
+) -> Workflow:
+    """The four step functions, the per-image workflow (with review) and the batch workflow."""
+    stack, region, staging = base.stack, base.region, base.staging
+    routes = dict(settings.routes)
     # Where images to classify live: intake/, and the batch workflow's inputs.
     image_prefixes = list(
         dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
@@ -240,24 +313,26 @@ def deploy(
         InferenceFunctionsArgs(
             stack=stack,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             lambda_zips=artifacts.lambda_zips,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint.endpoint_name,
-            endpoint_arn=endpoint.endpoint_arn,
+            kms_key_arn=base.key.arn,
+            endpoint_name=model.endpoint.endpoint_name,
+            endpoint_arn=model.endpoint.endpoint_arn,
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             routes=routes,
             log_retention_days=settings.log_retention_days,
-            capture_s3_uri=endpoint.lambda_capture_s3_uri,
-            partition=partition,
-            powertools_layer_arn=powertools,
+            capture_s3_uri=model.endpoint.lambda_capture_s3_uri,
+            partition=base.partition,
+            powertools_layer_arn=base.powertools_layer_arn,
             read_prefixes=image_prefixes,
             # SafeMode (below, after the drift alarms it watches) creates this parameter.
             safe_mode_parameter=safe_mode_parameter_name(stack),
-            safe_mode_parameter_arn=parameter_arn(stack, region, account_id, partition),
+            safe_mode_parameter_arn=parameter_arn(
+                stack, region, base.account_id, base.partition
+            ),
         ),
     )
     workflow = InferenceWorkflow(
@@ -267,12 +342,12 @@ def deploy(
             function_arns=functions.function_arns,
             routes=routes,
             bucket_name=staging.bucket_name,
-            kms_key_arn=key.arn,
+            kms_key_arn=base.key.arn,
             bucket_arn=staging.bucket_arn,
             workflow_type=settings.workflow_type,
             log_retention_days=settings.log_retention_days,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             review_image_prefixes=image_prefixes,
             review_timeout_seconds=settings.review_timeout_seconds,
         ),
@@ -283,7 +358,7 @@ def deploy(
         BatchWorkflowArgs(
             stack=stack,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             lambda_zip=artifacts.lambda_zips["summarize_batch"],
             function_arns=functions.function_arns,
             review_topic_arn=workflow.review_topic.arn,
@@ -292,15 +367,25 @@ def deploy(
             routes=routes,
             bucket_name=staging.bucket_name,
             bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
+            kms_key_arn=base.key.arn,
             log_retention_days=settings.log_retention_days,
             service_name=functions.service_name,
-            powertools_layer_arn=powertools,
+            powertools_layer_arn=base.powertools_layer_arn,
             input_prefixes=BATCH_INPUT_PREFIXES,
-            partition=partition,
+            partition=base.partition,
         ),
     )
-    state_machine_arn = workflow.state_machine.arn
+    return Workflow(functions=functions, workflow=workflow, batch=batch)
+
+
+def workflow_alarms(
+    settings: Settings, base: SharedBase, alarms: Alarms, workflow: Workflow
+) -> None:
+    """Failed executions, review cases waiting too long or dead-lettered, and the
+    low-confidence rate, with their dashboard graphs."""
+    stack, region = base.stack, base.region
+    functions = workflow.functions
+    state_machine_arn = workflow.workflow.state_machine.arn
     alarms.add_alarm(
         "workflow-failed",
         aws.cloudwatch.MetricAlarmArgs(
@@ -319,7 +404,7 @@ def deploy(
     )
     # Cases waiting for a person: the oldest one's age, and anything in the dead-letter queue
     # (AWS/SQS metrics, SQS developer guide "Available CloudWatch metrics for Amazon SQS").
-    review_queues = workflow.review
+    review_queues = workflow.workflow.review
     alarms.add_alarm(
         "review-queue-age",
         aws.cloudwatch.MetricAlarmArgs(
@@ -398,25 +483,37 @@ def deploy(
     # (and the workflow-failed alarm above) counts real failures only; the dashboard shows the
     # images handed to review apart, as the review topic's published messages.
     alarms.add_widget(
-        pulumi.Output.all(state_machine_arn, workflow.review_topic.name).apply(
+        pulumi.Output.all(state_machine_arn, workflow.workflow.review_topic.name).apply(
             lambda values: workflow_outcomes_widget(region, values[0], values[1])
         )
     )
+
+
+def deploy_monitoring(
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarms: Alarms,
+    model: Model,
+    workflow: Workflow,
+) -> Monitoring:
+    """The drift detector with its alarms, and the safe mode those alarms switch on."""
+    stack, region = base.stack, base.region
     drift = DriftMonitor(
         "drift",
         DriftMonitorArgs(
             stack=stack,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             function_zip=artifacts.drift_zip,
             layer_zip=artifacts.drift_layer_zip,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint_name,
+            bucket_name=base.staging.bucket_name,
+            bucket_arn=base.staging.bucket_arn,
+            kms_key_arn=base.key.arn,
+            endpoint_name=base.endpoint_name,
             variant_name=VARIANT_NAME,
             capture_prefix=CAPTURE_PREFIX,
-            baseline_s3_uri=training.model_data_url,
+            baseline_s3_uri=model.training.model_data_url,
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             thresholds=settings.drift_thresholds(),
@@ -424,7 +521,7 @@ def deploy(
             window_minutes=settings.drift_window_minutes,
             log_retention_days=settings.log_retention_days,
             alarms=alarms,
-            powertools_layer_arn=powertools,
+            powertools_layer_arn=base.powertools_layer_arn,
         ),
     )
     # A drift alarm switches the workflow into safe mode (every request to review).
@@ -433,51 +530,62 @@ def deploy(
         SafeModeArgs(
             stack=stack,
             region=region,
-            account_id=account_id,
+            account_id=base.account_id,
             lambda_zip=artifacts.lambda_zips["safe_mode"],
-            kms_key_arn=key.arn,
+            kms_key_arn=base.key.arn,
             alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
             log_retention_days=settings.log_retention_days,
-            service_name=functions.service_name,
-            partition=partition,
-            powertools_layer_arn=powertools,
+            service_name=workflow.functions.service_name,
+            partition=base.partition,
+            powertools_layer_arn=base.powertools_layer_arn,
         ),
     )
-    alarms.add_widget(review_widget(region, functions.service_name))
-    alarms.finish()
+    return Monitoring(drift=drift, safe_mode=safe_mode)
+
+
+def stack_outputs(
+    settings: Settings,
+    base: SharedBase,
+    alarms: Alarms,
+    model: Model,
+    workflow: Workflow,
+    monitoring: Monitoring,
+) -> dict:
+    """The stack outputs __main__.py exports, and every component under `_` (for tests)."""
+    staging, functions, review = base.staging, workflow.functions, workflow.workflow.review
     return {
         "bucket": staging.bucket_name,
-        "endpointName": endpoint.endpoint_name,
-        "stateMachineArn": state_machine_arn,
-        "batchStateMachineArn": batch.state_machine.arn,
+        "endpointName": model.endpoint.endpoint_name,
+        "stateMachineArn": workflow.workflow.state_machine.arn,
+        "batchStateMachineArn": workflow.batch.state_machine.arn,
         "alarmTopicArn": alarms.topic.arn,
         "routingTopicArn": functions.routing_topic.arn,
-        "reviewTopicArn": workflow.review_topic.arn,
-        "reviewQueueUrl": workflow.review.queue.url,
-        "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
-        "reviewerRoleArn": workflow.review.reviewer_role.arn,
+        "reviewTopicArn": workflow.workflow.review_topic.arn,
+        "reviewQueueUrl": review.queue.url,
+        "reviewDeadLetterQueueUrl": review.dead_letter_queue.url,
+        "reviewerRoleArn": review.reviewer_role.arn,
         # For `python -m local review|retrain --stack` (local/review_cli.py, local/retrain.py).
         "routeFunctionArn": functions.function_arns["route_driver"],
         "classes": list(settings.classes),
         "retrainAfterLabels": settings.retrain_after_labels,
         "labelledSnapshot": settings.labelled_snapshot or "",
         "dashboardUrl": alarms.dashboard_url,
-        "trainingJobName": training.job_name,
-        "modelDataUrl": training.model_data_url,
+        "trainingJobName": model.training.job_name,
+        "modelDataUrl": model.training.model_data_url,
         "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
-        "safeModeParameter": safe_mode.parameter_name,
-        "safeModeFunctionName": safe_mode.function.name,
+        "safeModeParameter": monitoring.safe_mode.parameter_name,
+        "safeModeFunctionName": monitoring.safe_mode.function.name,
         "_": {
-            "key": key,
+            "key": base.key,
             "staging": staging,
             "alarms": alarms,
-            "training": training,
-            "endpoint": endpoint,
+            "training": model.training,
+            "endpoint": model.endpoint,
             "functions": functions,
-            "workflow": workflow,
-            "batch": batch,
-            "drift": drift,
-            "safe_mode": safe_mode,
+            "workflow": workflow.workflow,
+            "batch": workflow.batch,
+            "drift": monitoring.drift,
+            "safe_mode": monitoring.safe_mode,
         },
     }
 
