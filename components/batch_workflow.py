@@ -41,20 +41,16 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import (
-    XRAY_WRITE_ACTIONS,
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
+from components.iam import XRAY_WRITE_ACTIONS, document
 from components.iam import statement as allow
-from components.inference_functions import powertools_layer_arn, zip_source_hash
+from components.inference_functions import powertools_layer_arn
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
     XRAY_SAMPLING_ACTIONS,
     log_delivery_policy,
     logged_state_machine,
 )
+from components.lambda_function import FunctionSpec, function_with_log_group
 from lambdas.batch_workflow_definition import (
     DEFAULT_INPUT_PREFIXES,
     DEFAULT_MAX_CONCURRENCY,
@@ -62,7 +58,7 @@ from lambdas.batch_workflow_definition import (
     RESULTS_PREFIX,
     build_batch_definition,
 )
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
+from lambdas.defaults import METRICS_NAMESPACE
 
 SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
 # A Distributed Map state runs only in a STANDARD workflow (Step Functions developer guide,
@@ -197,66 +193,32 @@ class BatchWorkflow(pulumi.ComponentResource):
 
     def _summarize_function(self, name: str, args: BatchWorkflowArgs) -> None:
         """summarize_batch: reads results, lists the input prefixes, writes summary.json."""
-        child = pulumi.ResourceOptions(parent=self)
-        fname = f"scones-{args.stack}-summarize-batch"
-        self.summarize_logs = aws.cloudwatch.LogGroup(
-            f"{name}-summarize-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.summarize_role = aws.iam.Role(
-            f"{name}-summarize-role",
-            description=f"scones {args.stack}: Lambda summarize_batch",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
-        self.summarize_policy = aws.iam.RolePolicy(
-            f"{name}-summarize-policy",
-            role=self.summarize_role.id,
-            policy=document(
-                [
-                    *summarize_statements(args),
-                    *function_runtime_statements(self.summarize_logs.arn),
-                ]
-            ),
-            opts=child,
-        )
-        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        self.summarize_function = aws.lambda_.Function(
-            f"{name}-summarize",
-            name=fname,
-            description=f"scones {args.stack}: batch summary per route and named failure",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=SUMMARIZE_HANDLER,
-            code=pulumi.FileArchive(str(args.lambda_zip)),
-            source_code_hash=zip_source_hash(args.lambda_zip),
-            role=self.summarize_role.arn,
-            layers=[layer],
-            memory_size=512,
-            # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
-            timeout=300,
-            environment={
-                "variables": {
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-summarize",
+                prefix=f"{name}-summarize",
+                function_name=f"scones-{args.stack}-summarize-batch",
+                description=f"scones {args.stack}: batch summary per route and named failure",
+                role_description=f"scones {args.stack}: Lambda summarize_batch",
+                handler=SUMMARIZE_HANDLER,
+                code=args.lambda_zip,
+                layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
+                environment={
                     "POWERTOOLS_SERVICE_NAME": args.service_name,
                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
-                }
-            },
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.summarize_logs.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.summarize_policy, self.summarize_logs]
+                },
+                statements=summarize_statements(args),
+                memory_size=512,
+                # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
+                timeout=300,
             ),
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            parent=self,
         )
+        self.summarize_function, self.summarize_role = built.function, built.role
+        self.summarize_policy, self.summarize_logs = built.policy, built.log_group
 
     def _log_group(self, name: str, args: BatchWorkflowArgs, sm_name: str) -> None:
         """The state machine's log group and its resource policy for vended-log delivery."""

@@ -20,8 +20,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,12 +30,8 @@ import pulumi_aws as aws
 
 from components.alarms import Alarms
 from components.function_policies import drift_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
 from components.inference_functions import powertools_layer_arn
+from components.lambda_function import FunctionSpec, function_with_log_group, zip_source_hash
 from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.package import HANDLER, RUNTIME
 from lambdas.detect_drift.rules import (
@@ -69,10 +63,6 @@ def s3_object_arn(uri: str, partition: str = "aws") -> str:
     if not location.prefix:
         raise ValueError(f"expected s3://bucket/key, got {uri!r}")
     return f"arn:{partition}:s3:::{location.bucket}/{location.prefix}"
-
-
-def _hash(path: Path) -> str:
-    return base64.b64encode(hashlib.sha256(Path(path).read_bytes()).digest()).decode()
 
 
 @dataclass
@@ -223,7 +213,7 @@ class DriftMonitor(pulumi.ComponentResource):
             layer_name=f"scones-{args.stack}-drift-numpy-pillow",
             description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
             code=pulumi.FileArchive(str(args.layer_zip)),
-            source_code_hash=_hash(args.layer_zip),
+            source_code_hash=zip_source_hash(args.layer_zip),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=["x86_64"],
             opts=pulumi.ResourceOptions(parent=self),
@@ -233,70 +223,44 @@ class DriftMonitor(pulumi.ComponentResource):
         self, name: str, args: DriftMonitorArgs, environment: dict[str, pulumi.Input[str]]
     ) -> None:
         """The detector function, its log group, and its role (drift_statements)."""
-        child = pulumi.ResourceOptions(parent=self)
-        fname = f"scones-{args.stack}-detect-drift"
-        capture_key_prefix = f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/"
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            description=f"scones {args.stack}: drift detector",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
         baseline_arn = pulumi.Output.from_input(args.baseline_s3_uri).apply(
             lambda uri: s3_object_arn(uri, args.partition)
         )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                [
-                    *drift_statements(
-                        bucket_arn=args.bucket_arn,
-                        kms_key_arn=args.kms_key_arn,
-                        capture_key_prefix=capture_key_prefix,
-                        baseline_arn=baseline_arn,
-                        reports_prefix=REPORTS_PREFIX,
-                    ),
-                    *function_runtime_statements(
-                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
-                    ),
-                ]
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-function",
+                prefix=name,
+                function_name=f"scones-{args.stack}-detect-drift",
+                description=(
+                    f"scones {args.stack}: drift of captured traffic vs the training baseline"
+                ),
+                role_description=f"scones {args.stack}: drift detector",
+                handler=HANDLER,
+                code=args.function_zip,
+                layers=[
+                    args.powertools_layer_arn or powertools_layer_arn(args.region),
+                    self.layer.arn,
+                ],
+                environment=environment,
+                statements=drift_statements(
+                    bucket_arn=args.bucket_arn,
+                    kms_key_arn=args.kms_key_arn,
+                    capture_key_prefix=f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/",
+                    baseline_arn=baseline_arn,
+                    reports_prefix=REPORTS_PREFIX,
+                ),
+                # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well
+                # within.
+                memory_size=1024,
+                timeout=300,
+                log_sid="WriteOwnLogGroupAndEmfMetrics",
             ),
-            opts=child,
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            parent=self,
         )
-        powertools = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=fname,
-            description=f"scones {args.stack}: drift of captured traffic vs the training baseline",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=HANDLER,
-            code=pulumi.FileArchive(str(args.function_zip)),
-            source_code_hash=_hash(args.function_zip),
-            role=self.role.arn,
-            layers=[powertools, self.layer.arn],
-            # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well within.
-            memory_size=1024,
-            timeout=300,
-            environment={"variables": environment},
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.log_group.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
-        )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
 
     def _schedule(self, name: str, args: DriftMonitorArgs) -> None:
         """The EventBridge schedule that invokes the detector every `schedule_minutes`."""

@@ -11,8 +11,6 @@ to their own log group, plus X-Ray segments.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,11 +20,7 @@ import pulumi_aws as aws
 
 from components.bucket_layout import INTAKE_PREFIX
 from components.function_policies import FUNCTIONS, function_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
+from components.lambda_function import FunctionSpec, function_with_log_group
 from lambdas.defaults import RUNTIME
 from lambdas.environment import workflow_environments
 
@@ -68,10 +62,6 @@ def powertools_layer_arn(region: str, override: str | None = None) -> str:
 
 def function_name(stack: str, function: str) -> str:
     return f"scones-{stack}-{function.replace('_', '-')}"
-
-
-def zip_source_hash(zip_path: Path) -> str:
-    return base64.b64encode(hashlib.sha256(zip_path.read_bytes()).digest()).decode()
 
 
 @dataclass
@@ -147,62 +137,36 @@ class InferenceFunctions(pulumi.ComponentResource):
         layer: str,
     ) -> None:
         """One step's function, its log group, and its role (function_statements)."""
-        child = pulumi.ResourceOptions(parent=self)
-        fname = function_name(args.stack, function)
         short = function.replace("_", "-")
-        log_group = aws.cloudwatch.LogGroup(
-            f"{name}-{short}-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        role = aws.iam.Role(
-            f"{name}-{short}-role",
-            description=f"scones {args.stack}: Lambda {function}",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-{short}",
+                prefix=f"{name}-{short}",
+                function_name=function_name(args.stack, function),
+                description=f"scones {args.stack}: workflow step {function}",
+                role_description=f"scones {args.stack}: Lambda {function}",
+                handler=f"lambdas.{function}.handler.lambda_handler",
+                code=args.lambda_zips[function],
+                layers=[layer],
+                environment=environment,
+                statements=function_statements(
+                    function,
+                    bucket_arn=args.bucket_arn,
+                    kms_key_arn=args.kms_key_arn,
+                    endpoint_arn=args.endpoint_arn,
+                    routing_topic_arn=self.routing_topic.arn,
+                    writes_capture=args.capture_s3_uri is not None,
+                    read_prefixes=args.read_prefixes,
+                    safe_mode_parameter_arn=args.safe_mode_parameter_arn,
+                ),
+                memory_size=_MEMORY.get(function, 256),
+                timeout=_TIMEOUT.get(function, 15),
             ),
-            opts=child,
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            parent=self,
         )
-        own = function_statements(
-            function,
-            bucket_arn=args.bucket_arn,
-            kms_key_arn=args.kms_key_arn,
-            endpoint_arn=args.endpoint_arn,
-            routing_topic_arn=self.routing_topic.arn,
-            writes_capture=args.capture_s3_uri is not None,
-            read_prefixes=args.read_prefixes,
-            safe_mode_parameter_arn=args.safe_mode_parameter_arn,
-        )
-        policy = aws.iam.RolePolicy(
-            f"{name}-{short}-policy",
-            role=role.id,
-            policy=document([*own, *function_runtime_statements(log_group.arn)]),
-            opts=child,
-        )
-        self.functions[function] = aws.lambda_.Function(
-            f"{name}-{short}",
-            name=fname,
-            description=f"scones {args.stack}: workflow step {function}",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=f"lambdas.{function}.handler.lambda_handler",
-            code=pulumi.FileArchive(str(args.lambda_zips[function])),
-            source_code_hash=zip_source_hash(args.lambda_zips[function]),
-            role=role.arn,
-            layers=[layer],
-            memory_size=_MEMORY.get(function, 256),
-            timeout=_TIMEOUT.get(function, 15),
-            environment={"variables": environment},
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": log_group.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
-        )
-        self.roles[function] = role
-        self.log_groups[function] = log_group
-        self.policies[function] = policy
+        self.functions[function] = built.function
+        self.roles[function] = built.role
+        self.log_groups[function] = built.log_group
+        self.policies[function] = built.policy

@@ -20,7 +20,7 @@ import pulumi_aws as aws
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
 from components.iam import assume_role_policy, document, statement
-from components.images import ecr_repository_arn
+from components.images import image_pull_statements
 from components.settings import InstanceEndpoint, ServerlessEndpoint
 from training.serving_environment import serving_environment
 
@@ -71,13 +71,7 @@ def execution_role_statements(
         statement(
             ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
         ),
-        statement(
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-             "ecr:GetDownloadUrlForLayer"],
-            [ecr_repository_arn(args.image_uri, args.partition)],
-            sid="PullTheInferenceImage",
-        ),
-        statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+        *image_pull_statements(args.image_uri, args.partition, sid="PullTheInferenceImage"),
         statement(
             ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             [pulumi.Output.concat(log_group_arn, ":log-stream:*")],

@@ -31,7 +31,7 @@ import pulumi_aws as aws
 from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
 from components.iam import assume_role_policy, document, statement
-from components.images import ecr_repository_arn
+from components.images import image_pull_statements
 from components.model_registration import ModelRegistration
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -228,13 +228,7 @@ def training_role_statements(
         statement(
             ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
         ),
-        statement(
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-             "ecr:GetDownloadUrlForLayer"],
-            [ecr_repository_arn(args.image_uri, p)],
-            sid="PullTheTrainingImage",
-        ),
-        statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+        *image_pull_statements(args.image_uri, p, sid="PullTheTrainingImage"),
         statement(["logs:CreateLogGroup"], [log_group], sid="JobLogGroup"),
         statement(
             ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],

@@ -36,13 +36,9 @@ import pulumi
 import pulumi_aws as aws
 
 from components.function_policies import safe_mode_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
-from components.inference_functions import powertools_layer_arn, zip_source_hash
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
+from components.inference_functions import powertools_layer_arn
+from components.lambda_function import FunctionSpec, function_with_log_group
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
 from lambdas.safe_mode.flag import INITIAL, KEY_ENV, PARAMETER_ENV, parameter_name
@@ -159,70 +155,36 @@ class SafeMode(pulumi.ComponentResource):
 
     def _switch_function(self, name: str, args: SafeModeArgs) -> None:
         """The setter function, its log group, and a role that reads and writes only the flag."""
-        child = pulumi.ResourceOptions(parent=self)
-        fname = function_name(args.stack)
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            description=f"scones {args.stack}: safe-mode switch",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                [
-                    *safe_mode_statements(
-                        parameter_arn=self.parameter.arn,
-                        kms_key_arn=args.kms_key_arn,
-                        write=True,
-                    ),
-                    *function_runtime_statements(
-                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
-                    ),
-                ]
-            ),
-            opts=child,
-        )
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=fname,
-            description=f"scones {args.stack}: switch safe mode on (drift alarm) or off (a person)",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=HANDLER,
-            code=pulumi.FileArchive(str(args.lambda_zip)),
-            source_code_hash=zip_source_hash(args.lambda_zip),
-            role=self.role.arn,
-            layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
-            memory_size=256,
-            timeout=15,
-            environment={
-                "variables": {
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-function",
+                prefix=name,
+                function_name=function_name(args.stack),
+                description=(
+                    f"scones {args.stack}: switch safe mode on (drift alarm) or off (a person)"
+                ),
+                role_description=f"scones {args.stack}: safe-mode switch",
+                handler=HANDLER,
+                code=args.lambda_zip,
+                layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
+                environment={
                     PARAMETER_ENV: self.parameter_name,
                     KEY_ENV: args.kms_key_arn,
                     "POWERTOOLS_SERVICE_NAME": args.service_name,
                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
-                }
-            },
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.log_group.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
+                },
+                statements=safe_mode_statements(
+                    parameter_arn=self.parameter.arn, kms_key_arn=args.kms_key_arn, write=True
+                ),
+                log_sid="WriteOwnLogGroupAndEmfMetrics",
+            ),
+            account_id=args.account_id,
+            log_retention_days=args.log_retention_days,
+            parent=self,
         )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
 
     def _alarm_trigger(self, name: str, args: SafeModeArgs) -> None:
         """The EventBridge rule on the drift alarms going to ALARM, which invokes the setter."""
