@@ -31,12 +31,12 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
+
 
 @dataclass
 class AlarmsArgs:
-    stack: str
-    region: str
-    kms_key_arn: pulumi.Input[str]
+    context: StackContext
     endpoint_name: str
     variant_name: str
     latency_p99_ms: float
@@ -60,7 +60,7 @@ class Alarms(pulumi.ComponentResource):
         self.dashboard = None
         child = pulumi.ResourceOptions(parent=self)
         self.topic = aws.sns.Topic(
-            f"{name}-topic", kms_master_key_id=args.kms_key_arn, opts=child
+            f"{name}-topic", kms_master_key_id=args.context.kms_key_arn, opts=child
         )
         self.subscription = (
             aws.sns.TopicSubscription(
@@ -153,7 +153,7 @@ class Alarms(pulumi.ComponentResource):
                         "height": 6,
                         "properties": {
                             "title": v["title"] or name,
-                            "region": self._args.region,
+                            "region": self._args.context.region,
                             "metrics": metrics,
                             "stat": v["stat"],
                             "period": 60,
@@ -185,7 +185,7 @@ class Alarms(pulumi.ComponentResource):
         body = pulumi.Output.all(alarm_status, *self._widgets).apply(
             lambda widgets: json.dumps({"widgets": _laid_out(widgets)}, sort_keys=True)
         )
-        dashboard_name = f"scones-{self._args.stack}"
+        dashboard_name = f"scones-{self._args.context.stack}"
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{self._name}-dashboard",
             dashboard_name=dashboard_name,
@@ -193,8 +193,8 @@ class Alarms(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.dashboard_url = (
-            f"https://{self._args.region}.console.aws.amazon.com/cloudwatch/home"
-            f"?region={self._args.region}#dashboards:name={dashboard_name}"
+            f"https://{self._args.context.region}.console.aws.amazon.com/cloudwatch/home"
+            f"?region={self._args.context.region}#dashboards:name={dashboard_name}"
         )
         self.register_outputs(
             {

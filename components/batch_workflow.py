@@ -41,14 +41,14 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.iam import XRAY_WRITE_ACTIONS, document
 from components.iam import statement as allow
-from components.inference_functions import powertools_layer_arn
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
     XRAY_SAMPLING_ACTIONS,
-    log_delivery_policy,
     logged_state_machine,
+    state_machine_log_group,
 )
 from components.lambda_function import FunctionSpec, function_with_log_group
 from lambdas.batch_workflow_definition import (
@@ -73,25 +73,17 @@ def batch_state_machine_name(stack: str) -> str:
 
 @dataclass
 class BatchWorkflowArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     lambda_zip: Path
     function_arns: Mapping[str, pulumi.Input[str]]
     review_topic_arn: pulumi.Input[str]
     review_queue_url: pulumi.Input[str]
     review_queue_arn: pulumi.Input[str]
     routes: Mapping[str, str]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    log_retention_days: int
     service_name: str
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     input_prefixes: Sequence[str] = field(default_factory=lambda: list(DEFAULT_INPUT_PREFIXES))
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     tolerated_failure_percentage: float = DEFAULT_TOLERATED_FAILURE_PERCENTAGE
-    partition: str = "aws"
 
 
 def summarize_statements(args: BatchWorkflowArgs) -> list[dict]:
@@ -100,7 +92,7 @@ def summarize_statements(args: BatchWorkflowArgs) -> list[dict]:
     return [
         allow(
             ["s3:ListBucket"],
-            [args.bucket_arn],
+            [args.context.bucket_arn],
             sid="ListInputAndResults",
             condition={
                 "StringLike": {
@@ -109,7 +101,11 @@ def summarize_statements(args: BatchWorkflowArgs) -> list[dict]:
             },
         ),
         allow(["s3:GetObject", "s3:PutObject"], [_results_objects(args)], sid="ResultsAndSummary"),
-        allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="EncryptedBucket"),
+        allow(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="EncryptedBucket",
+        ),
     ]
 
 
@@ -121,7 +117,7 @@ def batch_role_statements(
     function_arns: Sequence[pulumi.Input[str]],
 ) -> list[dict]:
     """What the state machine's role may do (the module docstring gives the sources)."""
-    sm_name = batch_state_machine_name(args.stack)
+    sm_name = batch_state_machine_name(args.context.stack)
     return [
         allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
         allow(
@@ -131,7 +127,7 @@ def batch_role_statements(
         ),
         allow(
             ["s3:ListBucket"],
-            [args.bucket_arn],
+            [args.context.bucket_arn],
             sid="ListInputPrefixes",
             condition={"StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}},
         ),
@@ -145,7 +141,11 @@ def batch_role_statements(
             [_results_objects(args)],
             sid="WriteMapRunResults",
         ),
-        allow(["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="EncryptedBucket"),
+        allow(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="EncryptedBucket",
+        ),
         allow(["lambda:InvokeFunction"], list(function_arns), sid="InvokeTheFunctions"),
         allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
         allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
@@ -155,7 +155,7 @@ def batch_role_statements(
 
 
 def _results_objects(args: BatchWorkflowArgs) -> pulumi.Output[str]:
-    return pulumi.Output.concat(args.bucket_arn, f"/{RESULTS_PREFIX}*")
+    return pulumi.Output.concat(args.context.bucket_arn, f"/{RESULTS_PREFIX}*")
 
 
 class BatchWorkflow(pulumi.ComponentResource):
@@ -167,11 +167,18 @@ class BatchWorkflow(pulumi.ComponentResource):
         self, name: str, args: BatchWorkflowArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:workflow:BatchWorkflow", name, None, opts)
-        sm_name = batch_state_machine_name(args.stack)
+        sm_name = batch_state_machine_name(args.context.stack)
         keys = sorted(args.function_arns)
         function_arns = [args.function_arns[k] for k in keys]
         self._summarize_function(name, args)
-        self._log_group(name, args, sm_name)
+        # The delivery policy is the stack's, as for the per-image workflow.
+        self.log_group, self.log_delivery_policy = state_machine_log_group(
+            name,
+            log_group_name=f"/aws/vendedlogs/states/{sm_name}",
+            policy_name=f"{sm_name}-log-delivery",
+            context=args.context,
+            parent=self,
+        )
         self._state_machine_role(name, args, sm_name, function_arns)
         self.definition = self._definition(args, keys, function_arns)
         self.state_machine = logged_state_machine(
@@ -197,12 +204,14 @@ class BatchWorkflow(pulumi.ComponentResource):
             FunctionSpec(
                 resource_name=f"{name}-summarize",
                 prefix=f"{name}-summarize",
-                function_name=f"scones-{args.stack}-summarize-batch",
-                description=f"scones {args.stack}: batch summary per route and named failure",
-                role_description=f"scones {args.stack}: Lambda summarize_batch",
+                function_name=f"scones-{args.context.stack}-summarize-batch",
+                description=(
+                    f"scones {args.context.stack}: batch summary per route and named failure"
+                ),
+                role_description=f"scones {args.context.stack}: Lambda summarize_batch",
                 handler=SUMMARIZE_HANDLER,
                 code=args.lambda_zip,
-                layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
+                layers=[args.context.powertools_layer_arn],
                 environment={
                     "POWERTOOLS_SERVICE_NAME": args.service_name,
                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
@@ -213,30 +222,11 @@ class BatchWorkflow(pulumi.ComponentResource):
                 # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
                 timeout=300,
             ),
-            account_id=args.account_id,
-            log_retention_days=args.log_retention_days,
+            context=args.context,
             parent=self,
         )
         self.summarize_function, self.summarize_role = built.function, built.role
         self.summarize_policy, self.summarize_logs = built.policy, built.log_group
-
-    def _log_group(self, name: str, args: BatchWorkflowArgs, sm_name: str) -> None:
-        """The state machine's log group and its resource policy for vended-log delivery."""
-        child = pulumi.ResourceOptions(parent=self)
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/vendedlogs/states/{sm_name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        # The role has no logs:PutResourcePolicy, so the log group's delivery policy is a
-        # resource of the stack, as for the per-image workflow (components/inference_workflow.py).
-        self.log_delivery_policy = aws.cloudwatch.LogResourcePolicy(
-            f"{name}-log-delivery",
-            policy_name=f"{sm_name}-log-delivery",
-            policy_document=log_delivery_policy(self.log_group.arn, args.account_id, args.region),
-            opts=child,
-        )
 
     def _state_machine_role(
         self,
@@ -247,13 +237,14 @@ class BatchWorkflow(pulumi.ComponentResource):
     ) -> None:
         """The role Step Functions assumes for this state machine and its Map runs."""
         child = pulumi.ResourceOptions(parent=self)
+        context = args.context
         arn_base = pulumi.Output.concat(
-            f"arn:{args.partition}:states:{args.region}:", args.account_id, ":"
+            f"arn:{context.partition}:states:{context.region}:", context.account_id, ":"
         )
         sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: Step Functions batch workflow",
+            description=f"scones {args.context.stack}: Step Functions batch workflow",
             assume_role_policy=document(
                 [
                     {
@@ -261,7 +252,7 @@ class BatchWorkflow(pulumi.ComponentResource):
                         "Principal": {"Service": "states.amazonaws.com"},
                         "Action": "sts:AssumeRole",
                         "Condition": {
-                            "StringEquals": {"aws:SourceAccount": args.account_id},
+                            "StringEquals": {"aws:SourceAccount": args.context.account_id},
                             # The state machine, and its Distributed Map state's qualified ARN.
                             "ArnLike": {
                                 "aws:SourceArn": [sm_arn, pulumi.Output.concat(sm_arn, "/*")]
@@ -295,7 +286,7 @@ class BatchWorkflow(pulumi.ComponentResource):
         """The batch ASL (build_batch_definition), once the ARNs and queue URL resolve."""
         input_prefixes = list(args.input_prefixes)
         return pulumi.Output.all(
-            args.bucket_name,
+            args.context.bucket_name,
             args.review_topic_arn,
             self.summarize_function.arn,
             args.review_queue_url,

@@ -29,9 +29,14 @@ import pulumi
 import pulumi_aws as aws
 
 from components.alarms import Alarms
+from components.context import StackContext
 from components.function_policies import drift_statements
-from components.inference_functions import powertools_layer_arn
-from components.lambda_function import FunctionSpec, function_with_log_group, zip_source_hash
+from components.lambda_function import (
+    FunctionSpec,
+    function_with_log_group,
+    invoked_by_rule,
+    zip_source_hash,
+)
 from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.package import HANDLER, RUNTIME
 from lambdas.detect_drift.rules import (
@@ -67,14 +72,9 @@ def s3_object_arn(uri: str, partition: str = "aws") -> str:
 
 @dataclass
 class DriftMonitorArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     function_zip: Path
     layer_zip: Path
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint_name: str
     variant_name: str
     capture_prefix: str  # key prefix in the bucket the endpoint captures under
@@ -84,10 +84,7 @@ class DriftMonitorArgs:
     thresholds: DriftThresholds
     schedule_minutes: int
     window_minutes: int
-    log_retention_days: int
     alarms: Alarms
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
 def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]:
@@ -96,13 +93,15 @@ def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]
     t = args.thresholds
     environment: dict[str, pulumi.Input[str]] = {
         "CAPTURE_S3_URI": pulumi.Output.concat(
-            "s3://", args.bucket_name, f"/{args.capture_prefix.strip('/')}"
+            "s3://", args.context.bucket_name, f"/{args.capture_prefix.strip('/')}"
         ),
-        "REPORT_S3_URI": pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORTS_PREFIX}"),
+        "REPORT_S3_URI": pulumi.Output.concat(
+            "s3://", args.context.bucket_name, f"/{REPORTS_PREFIX}"
+        ),
         "BASELINE_S3_URI": args.baseline_s3_uri,
         "ENDPOINT_NAME": args.endpoint_name,
         "VARIANT_NAME": args.variant_name,
-        "STACK_NAME": args.stack,
+        "STACK_NAME": args.context.stack,
         "WINDOW_MINUTES": str(args.window_minutes),
         "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
         "CLASSES": json.dumps(list(args.classes)),
@@ -111,7 +110,7 @@ def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]
         "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
         "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
         "DRIFT_MIN_SAMPLES": str(t.min_samples),
-        "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
+        "POWERTOOLS_SERVICE_NAME": f"scones-{args.context.stack}-drift",
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
@@ -193,7 +192,11 @@ class DriftMonitor(pulumi.ComponentResource):
         rules = alarm_rules(list(args.classes), args.thresholds)
         self.layer = self._numpy_pillow_layer(name, args)
         environment = detector_environment(args)
-        self._detector_function(name, args, environment)
+        built = function_with_log_group(
+            self._detector_spec(name, args, environment), context=args.context, parent=self
+        )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
         self._schedule(name, args)
         self._drift_alarms(args, rules)
         self.register_outputs(
@@ -210,7 +213,7 @@ class DriftMonitor(pulumi.ComponentResource):
     ) -> aws.lambda_.LayerVersion:
         return aws.lambda_.LayerVersion(
             f"{name}-numpy-pillow",
-            layer_name=f"scones-{args.stack}-drift-numpy-pillow",
+            layer_name=f"scones-{args.context.stack}-drift-numpy-pillow",
             description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
             code=pulumi.FileArchive(str(args.layer_zip)),
             source_code_hash=zip_source_hash(args.layer_zip),
@@ -219,84 +222,69 @@ class DriftMonitor(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _detector_function(
+    def _detector_spec(
         self, name: str, args: DriftMonitorArgs, environment: dict[str, pulumi.Input[str]]
-    ) -> None:
-        """The detector function, its log group, and its role (drift_statements)."""
+    ) -> FunctionSpec:
+        """The detector function: its role reads capture and baseline, writes reports."""
         baseline_arn = pulumi.Output.from_input(args.baseline_s3_uri).apply(
-            lambda uri: s3_object_arn(uri, args.partition)
+            lambda uri: s3_object_arn(uri, args.context.partition)
         )
-        built = function_with_log_group(
-            FunctionSpec(
-                resource_name=f"{name}-function",
-                prefix=name,
-                function_name=f"scones-{args.stack}-detect-drift",
-                description=(
-                    f"scones {args.stack}: drift of captured traffic vs the training baseline"
-                ),
-                role_description=f"scones {args.stack}: drift detector",
-                handler=HANDLER,
-                code=args.function_zip,
-                layers=[
-                    args.powertools_layer_arn or powertools_layer_arn(args.region),
-                    self.layer.arn,
-                ],
-                environment=environment,
-                statements=drift_statements(
-                    bucket_arn=args.bucket_arn,
-                    kms_key_arn=args.kms_key_arn,
-                    capture_key_prefix=f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/",
-                    baseline_arn=baseline_arn,
-                    reports_prefix=REPORTS_PREFIX,
-                ),
-                # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well
-                # within.
-                memory_size=1024,
-                timeout=300,
-                log_sid="WriteOwnLogGroupAndEmfMetrics",
+        return FunctionSpec(
+            resource_name=f"{name}-function",
+            prefix=name,
+            function_name=f"scones-{args.context.stack}-detect-drift",
+            description=(
+                f"scones {args.context.stack}: drift of captured traffic vs the training "
+                "baseline"
             ),
-            account_id=args.account_id,
-            log_retention_days=args.log_retention_days,
-            parent=self,
+            role_description=f"scones {args.context.stack}: drift detector",
+            handler=HANDLER,
+            code=args.function_zip,
+            layers=[
+                args.context.powertools_layer_arn,
+                self.layer.arn,
+            ],
+            environment=environment,
+            statements=drift_statements(
+                bucket_arn=args.context.bucket_arn,
+                kms_key_arn=args.context.kms_key_arn,
+                capture_key_prefix=f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/",
+                baseline_arn=baseline_arn,
+                reports_prefix=REPORTS_PREFIX,
+            ),
+            # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well
+            # within.
+            memory_size=1024,
+            timeout=300,
+            log_sid="WriteOwnLogGroupAndEmfMetrics",
         )
-        self.function, self.role = built.function, built.role
-        self.policy, self.log_group = built.policy, built.log_group
 
     def _schedule(self, name: str, args: DriftMonitorArgs) -> None:
         """The EventBridge schedule that invokes the detector every `schedule_minutes`."""
-        child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-schedule",
-            description=f"scones {args.stack}: run the drift detector",
+            description=f"scones {args.context.stack}: run the drift detector",
             schedule_expression=schedule_expression(args.schedule_minutes),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
+        self.target, self.permission = invoked_by_rule(
+            name, rule=self.rule, function=self.function, parent=self
         )
 
     def _drift_alarms(self, args: DriftMonitorArgs, rules: Sequence[AlarmRule]) -> None:
         """One alarm per rule, and the class-share and input-PSI graphs on the dashboard."""
         period = args.schedule_minutes * 60
-        dims = {DIM_STACK: args.stack, DIM_ENDPOINT: args.endpoint_name}
+        dims = {DIM_STACK: args.context.stack, DIM_ENDPOINT: args.endpoint_name}
         self.drift_alarms = {}
         for rule in rules:
-            alarm_args, widget = drift_alarm_args(rule, args.stack, dims, period)
+            alarm_args, widget = drift_alarm_args(rule, args.context.stack, dims, period)
             self.drift_alarms[rule.key] = args.alarms.add_alarm(
                 f"drift-{rule.key}", alarm_args, widget_metrics=widget
             )
         args.alarms.add_widget(
             _lines_widget(
                 "Drift: share of each class",
-                args.region,
+                args.context.region,
                 [[METRICS_NAMESPACE, M_CLASS_SHARE, *_flat(dims), DIM_CLASS, c]
                  for c in args.classes],
                 period,
@@ -305,7 +293,7 @@ class DriftMonitor(pulumi.ComponentResource):
         args.alarms.add_widget(
             _lines_widget(
                 "Drift: PSI per input statistic",
-                args.region,
+                args.context.region,
                 [[METRICS_NAMESPACE, "InputPSI", *_flat(dims), DIM_STATISTIC, s]
                  for s in STATISTICS],
                 period,

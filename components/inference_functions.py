@@ -19,6 +19,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.bucket_layout import INTAKE_PREFIX
+from components.context import StackContext
 from components.function_policies import FUNCTIONS, function_statements
 from components.lambda_function import FunctionSpec, function_with_log_group
 from lambdas.defaults import RUNTIME
@@ -66,23 +67,15 @@ def function_name(stack: str, function: str) -> str:
 
 @dataclass
 class InferenceFunctionsArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     # {function: zip}, one per FUNCTIONS key (lambdas.package.build_function_zips).
     lambda_zips: Mapping[str, Path]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint_name: pulumi.Input[str]
     endpoint_arn: pulumi.Input[str]
     classes: Sequence[str]
     confidence_threshold: float
     routes: Mapping[str, str]
-    log_retention_days: int
     capture_s3_uri: pulumi.Input[str] | None = None
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
     read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
     # The safe-mode flag the filter step reads (components/safe_mode.py): name and ARN.
@@ -102,11 +95,11 @@ class InferenceFunctions(pulumi.ComponentResource):
     ) -> None:
         super().__init__("scones:workflow:InferenceFunctions", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_name = f"scones-{args.stack}"
+        self.service_name = f"scones-{args.context.stack}"
         self.routing_topic = aws.sns.Topic(
-            f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
+            f"{name}-routing-topic", kms_master_key_id=args.context.kms_key_arn, opts=child
         )
-        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
+        layer = args.context.powertools_layer_arn
         env = workflow_environments(
             service_name=self.service_name,
             classes=args.classes,
@@ -142,17 +135,17 @@ class InferenceFunctions(pulumi.ComponentResource):
             FunctionSpec(
                 resource_name=f"{name}-{short}",
                 prefix=f"{name}-{short}",
-                function_name=function_name(args.stack, function),
-                description=f"scones {args.stack}: workflow step {function}",
-                role_description=f"scones {args.stack}: Lambda {function}",
+                function_name=function_name(args.context.stack, function),
+                description=f"scones {args.context.stack}: workflow step {function}",
+                role_description=f"scones {args.context.stack}: Lambda {function}",
                 handler=f"lambdas.{function}.handler.lambda_handler",
                 code=args.lambda_zips[function],
                 layers=[layer],
                 environment=environment,
                 statements=function_statements(
                     function,
-                    bucket_arn=args.bucket_arn,
-                    kms_key_arn=args.kms_key_arn,
+                    bucket_arn=args.context.bucket_arn,
+                    kms_key_arn=args.context.kms_key_arn,
                     endpoint_arn=args.endpoint_arn,
                     routing_topic_arn=self.routing_topic.arn,
                     writes_capture=args.capture_s3_uri is not None,
@@ -162,8 +155,7 @@ class InferenceFunctions(pulumi.ComponentResource):
                 memory_size=_MEMORY.get(function, 256),
                 timeout=_TIMEOUT.get(function, 15),
             ),
-            account_id=args.account_id,
-            log_retention_days=args.log_retention_days,
+            context=args.context,
             parent=self,
         )
         self.functions[function] = built.function

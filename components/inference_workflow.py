@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.data_staging import INTAKE_PREFIX
 from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, statement
 from components.review_queue import ReviewQueue, ReviewQueueArgs
@@ -89,6 +90,33 @@ def log_delivery_policy(
     )
 
 
+def state_machine_log_group(
+    name: str,
+    *,
+    log_group_name: str,
+    policy_name: str,
+    context: StackContext,
+    parent: pulumi.Resource,
+) -> tuple[aws.cloudwatch.LogGroup, aws.cloudwatch.LogResourcePolicy]:
+    """A state machine's log group (``<name>-logs``) and its resource policy for vended-log
+    delivery (``<name>-log-delivery``): the workflow roles have no logs:PutResourcePolicy, so
+    the deployer creates it (see SFN_LOG_DELIVERY_ACTIONS)."""
+    child = pulumi.ResourceOptions(parent=parent)
+    log_group = aws.cloudwatch.LogGroup(
+        f"{name}-logs",
+        name=log_group_name,
+        retention_in_days=context.log_retention_days,
+        opts=child,
+    )
+    delivery_policy = aws.cloudwatch.LogResourcePolicy(
+        f"{name}-log-delivery",
+        policy_name=policy_name,
+        policy_document=log_delivery_policy(log_group.arn, context.account_id, context.region),
+        opts=child,
+    )
+    return log_group, delivery_policy
+
+
 def logged_state_machine(
     resource_name: str,
     *,
@@ -124,16 +152,10 @@ def logged_state_machine(
 
 @dataclass
 class InferenceWorkflowArgs:
-    stack: str
+    context: StackContext
     function_arns: Mapping[str, pulumi.Input[str]]
     routes: Mapping[str, str]
-    bucket_name: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     workflow_type: str
-    log_retention_days: int
-    region: str = "eu-west-1"
-    account_id: pulumi.Input[str] = ""
-    bucket_arn: pulumi.Input[str] = ""
     review_timeout_seconds: int = DEFAULT_REVIEW_TIMEOUT_SECONDS
     review_image_prefixes: Sequence[str] = (INTAKE_PREFIX,)  # where reviewers read case images
 
@@ -176,17 +198,21 @@ class InferenceWorkflow(pulumi.ComponentResource):
         keys = sorted(args.function_arns)
         function_arns = [args.function_arns[k] for k in keys]
         self.review_topic = aws.sns.Topic(
-            f"{name}-review-topic", kms_master_key_id=args.kms_key_arn, opts=child
+            f"{name}-review-topic", kms_master_key_id=args.context.kms_key_arn, opts=child
         )
-        self._log_group(name, args)
-        sm_name = state_machine_name(args.stack)
+        self.log_group, self.log_delivery_policy = state_machine_log_group(
+            name,
+            # The /aws/vendedlogs/ prefix keeps the log resource policy small (AWS guidance).
+            log_group_name=f"/aws/vendedlogs/states/scones-{args.context.stack}-workflow",
+            policy_name=f"scones-{args.context.stack}-workflow-log-delivery",
+            context=args.context,
+            parent=self,
+        )
+        sm_name = state_machine_name(args.context.stack)
         self.review = ReviewQueue(
             f"{name}-review",
             ReviewQueueArgs(
-                stack=args.stack,
-                kms_key_arn=args.kms_key_arn,
-                account_id=args.account_id,
-                bucket_arn=args.bucket_arn,
+                context=args.context,
                 route_function_arn=args.function_arns["route_driver"],
                 image_prefixes=args.review_image_prefixes,
             ),
@@ -215,25 +241,6 @@ class InferenceWorkflow(pulumi.ComponentResource):
             }
         )
 
-    def _log_group(self, name: str, args: InferenceWorkflowArgs) -> None:
-        """The state machine's log group and its resource policy for vended-log delivery."""
-        child = pulumi.ResourceOptions(parent=self)
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            # The /aws/vendedlogs/ prefix keeps the log resource policy small (AWS guidance).
-            name=f"/aws/vendedlogs/states/scones-{args.stack}-workflow",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.log_delivery_policy = aws.cloudwatch.LogResourcePolicy(
-            f"{name}-log-delivery",
-            policy_name=f"scones-{args.stack}-workflow-log-delivery",
-            policy_document=log_delivery_policy(
-                self.log_group.arn, args.account_id, args.region
-            ),
-            opts=child,
-        )
-
     def _workflow_role(
         self,
         name: str,
@@ -246,17 +253,22 @@ class InferenceWorkflow(pulumi.ComponentResource):
         # The name is fixed, so the ARN is known before the state machine exists: the role's
         # trust policy can name it without a cycle.
         sm_arn = pulumi.Output.concat(
-            "arn:aws:states:", args.region, ":", args.account_id, ":stateMachine:", sm_name
+            "arn:aws:states:",
+            args.context.region,
+            ":",
+            args.context.account_id,
+            ":stateMachine:",
+            sm_name,
         )
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: Step Functions workflow",
+            description=f"scones {args.context.stack}: Step Functions workflow",
             # Step Functions sets aws:SourceArn to the state machine (developer guide,
             # "Cross-service confused deputy prevention"); its name is fixed, so its ARN is
             # known before it exists.
             assume_role_policy=assume_role_policy(
                 "states.amazonaws.com",
-                source_account=args.account_id,
+                source_account=args.context.account_id,
                 source_arn=sm_arn,
             ),
             opts=child,
@@ -269,7 +281,7 @@ class InferenceWorkflow(pulumi.ComponentResource):
                     function_arns,
                     review_topic_arn=self.review_topic.arn,
                     review_queue_arn=self.review.queue.arn,
-                    kms_key_arn=args.kms_key_arn,
+                    kms_key_arn=args.context.kms_key_arn,
                 )
             ),
             opts=child,
@@ -306,19 +318,21 @@ class InferenceWorkflow(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-intake-rule",
-            description=f"scones {args.stack}: image uploaded under {INTAKE_PREFIX}/",
-            event_pattern=pulumi.Output.from_input(args.bucket_name).apply(
+            description=f"scones {args.context.stack}: image uploaded under {INTAKE_PREFIX}/",
+            event_pattern=pulumi.Output.from_input(args.context.bucket_name).apply(
                 lambda bucket: json.dumps(intake_event_pattern(bucket), sort_keys=True)
             ),
             opts=child,
         )
         self.events_role = aws.iam.Role(
             f"{name}-events-role",
-            description=f"scones {args.stack}: EventBridge starts the workflow",
+            description=f"scones {args.context.stack}: EventBridge starts the workflow",
             # EventBridge sets aws:SourceArn to the rule (EventBridge user guide, "Preventing
             # the confused deputy problem").
             assume_role_policy=assume_role_policy(
-                "events.amazonaws.com", source_account=args.account_id, source_arn=self.rule.arn
+                "events.amazonaws.com",
+                source_account=args.context.account_id,
+                source_arn=self.rule.arn,
             ),
             opts=child,
         )

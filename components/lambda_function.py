@@ -10,6 +10,8 @@ the component's children's):
   (``components.iam.function_runtime_statements``: its own log group, X-Ray).
 - the function (``spec.resource_name``): the zip, JSON logs to that log group, active tracing;
   created after its policy and log group, so its first invocation can write both.
+
+``invoked_by_rule`` lets an EventBridge rule (a schedule, an event pattern) invoke a function.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.iam import assume_role_policy, document, function_runtime_statements
 from lambdas.defaults import RUNTIME
 
@@ -64,8 +67,7 @@ class LambdaFunction:
 def function_with_log_group(
     spec: FunctionSpec,
     *,
-    account_id: pulumi.Input[str],
-    log_retention_days: int,
+    context: StackContext,
     parent: pulumi.Resource,
 ) -> LambdaFunction:
     """The function, its log group, role and policy, all children of `parent`."""
@@ -73,13 +75,15 @@ def function_with_log_group(
     log_group = aws.cloudwatch.LogGroup(
         f"{spec.prefix}-logs",
         name=f"/aws/lambda/{spec.function_name}",
-        retention_in_days=log_retention_days,
+        retention_in_days=context.log_retention_days,
         opts=child,
     )
     role = aws.iam.Role(
         f"{spec.prefix}-role",
         description=spec.role_description,
-        assume_role_policy=assume_role_policy("lambda.amazonaws.com", source_account=account_id),
+        assume_role_policy=assume_role_policy(
+            "lambda.amazonaws.com", source_account=context.account_id
+        ),
         opts=child,
     )
     policy = aws.iam.RolePolicy(
@@ -117,3 +121,27 @@ def function_with_log_group(
         opts=pulumi.ResourceOptions(parent=parent, depends_on=[policy, log_group]),
     )
     return LambdaFunction(function=function, role=role, policy=policy, log_group=log_group)
+
+
+def invoked_by_rule(
+    name: str,
+    *,
+    rule: aws.cloudwatch.EventRule,
+    function: aws.lambda_.Function,
+    parent: pulumi.Resource,
+) -> tuple[aws.cloudwatch.EventTarget, aws.lambda_.Permission]:
+    """The rule's target ``<name>-target`` (the function) and ``<name>-invoke``, the function's
+    permission for EventBridge to invoke it from that rule only."""
+    child = pulumi.ResourceOptions(parent=parent)
+    target = aws.cloudwatch.EventTarget(
+        f"{name}-target", rule=rule.name, arn=function.arn, opts=child
+    )
+    permission = aws.lambda_.Permission(
+        f"{name}-invoke",
+        action="lambda:InvokeFunction",
+        function=function.name,
+        principal="events.amazonaws.com",
+        source_arn=rule.arn,
+        opts=child,
+    )
+    return target, permission

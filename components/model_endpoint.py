@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
 from components.iam import assume_role_policy, document, statement
@@ -38,23 +39,16 @@ def has_instance_storage(instance_type: str) -> bool:
 
 @dataclass
 class ModelEndpointArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     endpoint_name: str
     model_data_url: pulumi.Input[str]
     image_uri: str
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint: InstanceEndpoint | ServerlessEndpoint
     data_capture_percent: int
-    log_retention_days: int = 30
     rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
     # The same alarms' ARNs: SageMaker reads them with the model's execution role.
     rollback_alarm_arns: Sequence[pulumi.Input[str]] = ()
     variant_name: str = VARIANT_NAME
-    partition: str = "aws"
 
 
 def execution_role_statements(
@@ -65,13 +59,15 @@ def execution_role_statements(
     statements = [
         statement(
             ["s3:GetObject"],
-            [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
+            [pulumi.Output.concat(args.context.bucket_arn, f"/{MODELS_PREFIX}/*")],
             sid="ReadModelArtifacts",
         ),
         statement(
-            ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="UseTheBucketKey",
         ),
-        *image_pull_statements(args.image_uri, args.partition, sid="PullTheInferenceImage"),
+        *image_pull_statements(args.image_uri, args.context.partition, sid="PullTheInferenceImage"),
         statement(
             ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             [pulumi.Output.concat(log_group_arn, ":log-stream:*")],
@@ -88,7 +84,7 @@ def execution_role_statements(
         statements.append(
             statement(
                 ["s3:PutObject"],
-                [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                [pulumi.Output.concat(args.context.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
                 sid="WriteDataCapture",
             )
         )
@@ -131,7 +127,7 @@ def data_capture_config(
         "enable_capture": True,
         "initial_sampling_percentage": args.data_capture_percent,
         "destination_s3_uri": capture_s3_uri,
-        "kms_key_id": args.kms_key_arn,
+        "kms_key_id": args.context.kms_key_arn,
         "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
         # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
         # the record format docs/design.md fixes and the drift monitor reads.
@@ -184,7 +180,9 @@ class ModelEndpoint(pulumi.ComponentResource):
     ) -> None:
         super().__init__("scones:serving:ModelEndpoint", name, None, opts)
         serverless = isinstance(args.endpoint, ServerlessEndpoint)
-        self.capture_s3_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{CAPTURE_PREFIX}")
+        self.capture_s3_uri = pulumi.Output.concat(
+            "s3://", args.context.bucket_name, f"/{CAPTURE_PREFIX}"
+        )
         self._model(name, args)
         self.config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config",
@@ -192,7 +190,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             data_capture_config=data_capture_config(args, self.capture_s3_uri),
             kms_key_arn=None
             if serverless or has_instance_storage(args.endpoint.instance_type)
-            else args.kms_key_arn,
+            else args.context.kms_key_arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
         scaling = scaling_spec(args)
@@ -221,14 +219,14 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/sagemaker/Endpoints/{args.endpoint_name}",
-            retention_in_days=args.log_retention_days,
+            retention_in_days=args.context.log_retention_days,
             opts=child,
         )
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: SageMaker model execution role",
+            description=f"scones {args.context.stack}: SageMaker model execution role",
             assume_role_policy=assume_role_policy(
-                "sagemaker.amazonaws.com", source_account=args.account_id
+                "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
             opts=child,
         )
@@ -245,7 +243,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "image": args.image_uri,
                 "model_data_url": args.model_data_url,
                 # Workers, threads and code location: training/serving_environment.py.
-                "environment": serving_environment(args.region),
+                "environment": serving_environment(args.context.region),
             },
             # The container needs no network (artifacts and capture are SageMaker's job);
             # Serverless Inference does not support network isolation, so only instances get it.
@@ -276,7 +274,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 # name, so a replacement deletes the old endpoint first.
                 delete_before_replace=True,
                 hooks=endpoint_hooks(
-                    args.endpoint_name, args.region, scaling, scaling_policy_name
+                    args.endpoint_name, args.context.region, scaling, scaling_policy_name
                 ),
             ),
         )

@@ -29,6 +29,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
+from components.context import StackContext
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
 from components.iam import assume_role_policy, document, statement
 from components.images import image_pull_statements
@@ -148,12 +149,7 @@ def sagemaker_job_describer(region: str) -> DescribeJob:
 
 @dataclass
 class ModelTrainingArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
+    context: StackContext
     data_prefix: str
     data_hash: str
     source_bundle: Path
@@ -166,7 +162,6 @@ class ModelTrainingArgs:
     classes: Sequence[str]
     seed: int = 0
     max_runtime_seconds: int = 3 * 3600
-    partition: str = "aws"
     # The staged data set's S3 objects: the job reads them, so it is created after them.
     data_objects: Sequence[pulumi.Resource] = ()
     attempt: int = 1
@@ -184,9 +179,11 @@ def training_role_statements(
 ) -> list[dict]:
     """What the job's execution role may do: read its data, code and labelled channel, list the
     data channels, write its own model artifacts, pull the image, write its logs and metrics."""
-    p = args.partition
+    p = args.context.partition
     log_group = pulumi.Output.concat(
-        f"arn:{p}:logs:{args.region}:", args.account_id, f":log-group:{TRAINING_LOG_GROUP}"
+        f"arn:{p}:logs:{args.context.region}:",
+        args.context.account_id,
+        f":log-group:{TRAINING_LOG_GROUP}",
     )
     # The labelled channel's manifest and the images it lists (labelled/<class>/*).
     labelled_read = (
@@ -194,8 +191,8 @@ def training_role_statements(
             statement(
                 ["s3:GetObject"],
                 [
-                    pulumi.Output.concat(args.bucket_arn, f"/{manifest}"),
-                    pulumi.Output.concat(args.bucket_arn, f"/{LABELLED_PREFIX}/*"),
+                    pulumi.Output.concat(args.context.bucket_arn, f"/{manifest}"),
+                    pulumi.Output.concat(args.context.bucket_arn, f"/{LABELLED_PREFIX}/*"),
                 ],
                 sid="ReadLabelledChannel",
             )
@@ -207,26 +204,28 @@ def training_role_statements(
         statement(
             ["s3:GetObject"],
             [
-                pulumi.Output.concat(args.bucket_arn, f"/{args.data_prefix}/*"),
-                pulumi.Output.concat(args.bucket_arn, f"/{code_key}"),
+                pulumi.Output.concat(args.context.bucket_arn, f"/{args.data_prefix}/*"),
+                pulumi.Output.concat(args.context.bucket_arn, f"/{code_key}"),
             ],
             sid="ReadStagedDataAndSourceBundle",
         ),
         *labelled_read,
         statement(
             ["s3:ListBucket"],
-            [args.bucket_arn],
+            [args.context.bucket_arn],
             sid="ListTheDataChannels",
             condition={"StringLike": {"s3:prefix": [f"{args.data_prefix}/*"]}},
         ),
         statement(
             ["s3:PutObject"],
             # Its own job's prefix only: never the artifact of the model in service.
-            [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/{job_name}/*")],
+            [pulumi.Output.concat(args.context.bucket_arn, f"/{MODELS_PREFIX}/{job_name}/*")],
             sid="WriteOwnModelArtifacts",
         ),
         statement(
-            ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="UseTheBucketKey",
         ),
         *image_pull_statements(args.image_uri, p, sid="PullTheTrainingImage"),
         statement(["logs:CreateLogGroup"], [log_group], sid="JobLogGroup"),
@@ -269,7 +268,7 @@ def input_channels(args: ModelTrainingArgs, manifest: str | None) -> list[dict]:
                 "s3_data_source": {
                     "s3_data_type": "S3Prefix",
                     "s3_uri": pulumi.Output.concat(
-                        "s3://", args.bucket_name, f"/{args.data_prefix}/{channel}/"
+                        "s3://", args.context.bucket_name, f"/{args.data_prefix}/{channel}/"
                     ),
                     "s3_data_distribution_type": "FullyReplicated",
                 }
@@ -293,7 +292,9 @@ def input_channels(args: ModelTrainingArgs, manifest: str | None) -> list[dict]:
                 "data_source": {
                     "s3_data_source": {
                         "s3_data_type": "ManifestFile",
-                        "s3_uri": pulumi.Output.concat("s3://", args.bucket_name, f"/{manifest}"),
+                        "s3_uri": pulumi.Output.concat(
+                            "s3://", args.context.bucket_name, f"/{manifest}"
+                        ),
                         "s3_data_distribution_type": "FullyReplicated",
                     }
                 },
@@ -330,14 +331,14 @@ class ModelTraining(pulumi.ComponentResource):
             else None
         )
         self._training_role(name, args, code_key, manifest)
-        output_path = pulumi.Output.concat("s3://", args.bucket_name, f"/{MODELS_PREFIX}")
+        output_path = pulumi.Output.concat("s3://", args.context.bucket_name, f"/{MODELS_PREFIX}")
         self.job = self._training_job(
             name,
             args,
             hyperparameters=script_mode_hyperparameters(
                 hyperparameters,
-                pulumi.Output.concat("s3://", args.bucket_name, f"/{code_key}"),
-                args.region,
+                pulumi.Output.concat("s3://", args.context.bucket_name, f"/{code_key}"),
+                args.context.region,
             ),
             channels=input_channels(args, manifest),
             output_path=output_path,
@@ -368,11 +369,11 @@ class ModelTraining(pulumi.ComponentResource):
         """The training source bundle (training/ and its script), uploaded under code/."""
         return aws.s3.BucketObjectv2(
             f"{name}-source",
-            bucket=args.bucket_name,
+            bucket=args.context.bucket_name,
             key=code_key,
             source=pulumi.FileAsset(str(args.source_bundle)),
             server_side_encryption="aws:kms",
-            kms_key_id=args.kms_key_arn,
+            kms_key_id=args.context.kms_key_arn,
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete),
         )
 
@@ -382,7 +383,7 @@ class ModelTraining(pulumi.ComponentResource):
     ) -> str:
         """The job's name (see training_job_name), refused if a failed job holds it."""
         job_name = training_job_name(
-            args.stack,
+            args.context.stack,
             data_hash=args.data_hash,
             code_hash=code_hash,
             image_uri=args.image_uri,
@@ -406,9 +407,9 @@ class ModelTraining(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: SageMaker training job execution role",
+            description=f"scones {args.context.stack}: SageMaker training job execution role",
             assume_role_policy=assume_role_policy(
-                "sagemaker.amazonaws.com", source_account=args.account_id
+                "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
             opts=child,
         )
@@ -442,7 +443,10 @@ class ModelTraining(pulumi.ComponentResource):
             },
             hyper_parameters=hyperparameters,
             input_data_configs=list(channels),
-            output_data_config={"s3_output_path": output_path, "kms_key_id": args.kms_key_arn},
+            output_data_config={
+                "s3_output_path": output_path,
+                "kms_key_id": args.context.kms_key_arn,
+            },
             resource_config={
                 "instance_type": args.instance_type,
                 "instance_count": 1,
@@ -472,7 +476,7 @@ class ModelTraining(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.model_package_group = aws.sagemaker.ModelPackageGroup(
             f"{name}-registry",
-            model_package_group_name=f"scones-{args.stack}-vehicle-classifier",
+            model_package_group_name=f"scones-{args.context.stack}-vehicle-classifier",
             model_package_group_description="Models that passed the training quality gate",
             opts=child,
         )
@@ -482,7 +486,7 @@ class ModelTraining(pulumi.ComponentResource):
             job_name=self.job.training_job_name,
             group_name=self.model_package_group.model_package_group_name,
             image_uri=args.inference_image_uri,
-            region=args.region,
-            kms_key_arn=args.kms_key_arn,
+            region=args.context.region,
+            kms_key_arn=args.context.kms_key_arn,
             opts=child,
         )

@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.bucket_layout import INTAKE_PREFIX
+from components.context import StackContext
 from components.function_policies import reviewer_statements
 from components.iam import document
 from review.cases import (
@@ -34,10 +35,7 @@ from review.cases import (
 
 @dataclass
 class ReviewQueueArgs:
-    stack: str
-    kms_key_arn: pulumi.Input[str]
-    account_id: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
+    context: StackContext
     route_function_arn: pulumi.Input[str]
     # Where case images live (no trailing "/"): intake/, and the batch workflow's inputs.
     image_prefixes: Sequence[str] = (INTAKE_PREFIX,)
@@ -55,13 +53,13 @@ class ReviewQueue(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.dead_letter_queue = aws.sqs.Queue(
             f"{name}-dlq",
-            kms_master_key_id=args.kms_key_arn,
+            kms_master_key_id=args.context.kms_key_arn,
             message_retention_seconds=QUEUE_RETENTION_SECONDS,
             opts=child,
         )
         self.queue = aws.sqs.Queue(
             f"{name}-queue",
-            kms_master_key_id=args.kms_key_arn,
+            kms_master_key_id=args.context.kms_key_arn,
             message_retention_seconds=QUEUE_RETENTION_SECONDS,
             visibility_timeout_seconds=QUEUE_VISIBILITY_SECONDS,
             redrive_policy=self.dead_letter_queue.arn.apply(
@@ -73,14 +71,14 @@ class ReviewQueue(pulumi.ComponentResource):
         )
         self.reviewer_role = aws.iam.Role(
             f"{name}-reviewer-role",
-            description=f"scones {args.stack}: answers human review cases",
+            description=f"scones {args.context.stack}: answers human review cases",
             assume_role_policy=document(
                 [
                     {
                         "Effect": "Allow",
                         "Principal": {
                             "AWS": pulumi.Output.concat(
-                                "arn:aws:iam::", args.account_id, ":root"
+                                "arn:aws:iam::", args.context.account_id, ":root"
                             )
                         },
                         "Action": "sts:AssumeRole",
@@ -94,8 +92,8 @@ class ReviewQueue(pulumi.ComponentResource):
             role=self.reviewer_role.id,
             policy=document(
                 reviewer_statements(
-                    bucket_arn=args.bucket_arn,
-                    kms_key_arn=args.kms_key_arn,
+                    bucket_arn=args.context.bucket_arn,
+                    kms_key_arn=args.context.kms_key_arn,
                     queue_arns=[self.queue.arn, self.dead_letter_queue.arn],
                     route_function_arn=args.route_function_arn,
                     image_prefixes=args.image_prefixes,

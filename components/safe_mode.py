@@ -35,9 +35,9 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.function_policies import safe_mode_statements
-from components.inference_functions import powertools_layer_arn
-from components.lambda_function import FunctionSpec, function_with_log_group
+from components.lambda_function import FunctionSpec, function_with_log_group, invoked_by_rule
 from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
@@ -100,16 +100,10 @@ def review_widget(region: str, service: str) -> dict:
 
 @dataclass
 class SafeModeArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     lambda_zip: Path
-    kms_key_arn: pulumi.Input[str]
     alarm_names: Sequence[pulumi.Input[str]]  # the drift alarms that switch safe mode on
-    log_retention_days: int
     service_name: str  # Powertools service: the workflow's, so its metrics sit beside them
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
 class SafeMode(pulumi.ComponentResource):
@@ -123,9 +117,13 @@ class SafeMode(pulumi.ComponentResource):
         self, name: str, args: SafeModeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:monitoring:SafeMode", name, None, opts)
-        self.parameter_name = parameter_name(args.stack)
+        self.parameter_name = parameter_name(args.context.stack)
         self.parameter = self._flag(name, args)
-        self._switch_function(name, args)
+        built = function_with_log_group(
+            self._switch_spec(name, args), context=args.context, parent=self
+        )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
         self._alarm_trigger(name, args)
         self.register_outputs(
             {
@@ -142,67 +140,54 @@ class SafeMode(pulumi.ComponentResource):
             f"{name}-flag",
             name=self.parameter_name,
             description=(
-                f"scones {args.stack}: safe mode (every request to human review) while on; "
+                f"scones {args.context.stack}: safe mode (every request to human review) while on; "
                 "set by the drift alarms, cleared by a person"
             ),
             type="SecureString",
-            key_id=args.kms_key_arn,
+            key_id=args.context.kms_key_arn,
             tier="Standard",
             value=INITIAL.to_json(),
             # The alarm and the operators own the value once deployed.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
         )
 
-    def _switch_function(self, name: str, args: SafeModeArgs) -> None:
-        """The setter function, its log group, and a role that reads and writes only the flag."""
-        built = function_with_log_group(
-            FunctionSpec(
-                resource_name=f"{name}-function",
-                prefix=name,
-                function_name=function_name(args.stack),
-                description=(
-                    f"scones {args.stack}: switch safe mode on (drift alarm) or off (a person)"
-                ),
-                role_description=f"scones {args.stack}: safe-mode switch",
-                handler=HANDLER,
-                code=args.lambda_zip,
-                layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
-                environment={
-                    PARAMETER_ENV: self.parameter_name,
-                    KEY_ENV: args.kms_key_arn,
-                    "POWERTOOLS_SERVICE_NAME": args.service_name,
-                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                    "POWERTOOLS_LOG_LEVEL": "INFO",
-                },
-                statements=safe_mode_statements(
-                    parameter_arn=self.parameter.arn, kms_key_arn=args.kms_key_arn, write=True
-                ),
-                log_sid="WriteOwnLogGroupAndEmfMetrics",
+    def _switch_spec(self, name: str, args: SafeModeArgs) -> FunctionSpec:
+        """The setter function: it may read and write only the flag."""
+        return FunctionSpec(
+            resource_name=f"{name}-function",
+            prefix=name,
+            function_name=function_name(args.context.stack),
+            description=(
+                f"scones {args.context.stack}: switch safe mode on (drift alarm) or off "
+                "(a person)"
             ),
-            account_id=args.account_id,
-            log_retention_days=args.log_retention_days,
-            parent=self,
+            role_description=f"scones {args.context.stack}: safe-mode switch",
+            handler=HANDLER,
+            code=args.lambda_zip,
+            layers=[args.context.powertools_layer_arn],
+            environment={
+                PARAMETER_ENV: self.parameter_name,
+                KEY_ENV: args.context.kms_key_arn,
+                "POWERTOOLS_SERVICE_NAME": args.service_name,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            statements=safe_mode_statements(
+                parameter_arn=self.parameter.arn,
+                kms_key_arn=args.context.kms_key_arn,
+                write=True,
+            ),
+            log_sid="WriteOwnLogGroupAndEmfMetrics",
         )
-        self.function, self.role = built.function, built.role
-        self.policy, self.log_group = built.policy, built.log_group
 
     def _alarm_trigger(self, name: str, args: SafeModeArgs) -> None:
         """The EventBridge rule on the drift alarms going to ALARM, which invokes the setter."""
-        child = pulumi.ResourceOptions(parent=self)
         self.rule = aws.cloudwatch.EventRule(
             f"{name}-on-drift-alarm",
-            description=f"scones {args.stack}: a drift alarm fired: switch safe mode on",
+            description=f"scones {args.context.stack}: a drift alarm fired: switch safe mode on",
             event_pattern=pulumi.Output.all(*args.alarm_names).apply(alarm_event_pattern),
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
+        self.target, self.permission = invoked_by_rule(
+            name, rule=self.rule, function=self.function, parent=self
         )

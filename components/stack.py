@@ -17,6 +17,7 @@ import pulumi_aws as aws
 
 from components.alarms import Alarms, AlarmsArgs
 from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
+from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
@@ -122,16 +123,13 @@ def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: 
 
 @dataclass(frozen=True)
 class SharedBase:
-    """What every later component builds on: where it runs, the key, the bucket, the layer."""
+    """What every later component builds on: the context (key and bucket in it), the key and
+    bucket components themselves, and the endpoint's fixed name."""
 
-    stack: str
-    region: str
-    account_id: pulumi.Output[str]
-    partition: str
-    endpoint_name: str
-    powertools_layer_arn: str
+    context: StackContext
     key: EncryptionKey
     staging: DataStaging
+    endpoint_name: str
 
 
 @dataclass(frozen=True)
@@ -173,9 +171,7 @@ def deploy(
     alarms = Alarms(
         "alarms",
         AlarmsArgs(
-            stack=stack,
-            region=region,
-            kms_key_arn=base.key.arn,
+            context=base.context,
             endpoint_name=base.endpoint_name,
             variant_name=VARIANT_NAME,
             latency_p99_ms=settings.latency_p99_ms,
@@ -184,7 +180,7 @@ def deploy(
     )
     model = deploy_model(settings, base, artifacts, alarms, describe_training_job)
     workflow = deploy_workflow(settings, base, artifacts, model)
-    workflow_alarms(settings, base, alarms, workflow)
+    workflow_alarms(settings, base.context, alarms, workflow)
     monitoring = deploy_monitoring(settings, base, artifacts, alarms, model, workflow)
     alarms.add_widget(review_widget(region, workflow.functions.service_name))
     alarms.finish()
@@ -194,7 +190,7 @@ def deploy(
 def shared_base(
     settings: Settings, *, stack: str, region: str, artifacts: Artifacts
 ) -> SharedBase:
-    """The stack's KMS key and bucket (with the staged data), and the Powertools layer."""
+    """The stack's KMS key and bucket (with the staged data), and the context built on them."""
     account_id = aws.get_caller_identity_output().account_id
     # Resolved before any resource: a Region without the pinned layer stops the preview here.
     powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
@@ -223,15 +219,18 @@ def shared_base(
             f"scones:classes {list(settings.classes)} differ from the staged data's "
             f"{staging.classes}"
         )
-    return SharedBase(
+    context = StackContext(
         stack=stack,
         region=region,
         account_id=account_id,
-        partition="aws",
-        endpoint_name=f"scones-{stack}",
+        kms_key_arn=key.arn,
+        bucket_name=staging.bucket_name,
+        bucket_arn=staging.bucket_arn,
+        log_retention_days=settings.log_retention_days,
         powertools_layer_arn=powertools,
-        key=key,
-        staging=staging,
+    )
+    return SharedBase(
+        context=context, key=key, staging=staging, endpoint_name=f"scones-{stack}"
     )
 
 
@@ -243,7 +242,7 @@ def deploy_model(
     describe_training_job: DescribeJob | None,
 ) -> Model:
     """The training job (and its registered model package) and the endpoint serving it."""
-    region, staging = base.region, base.staging
+    region, staging = base.context.region, base.staging
     instance_for_lookup = (
         "ml.m5.large" if settings.serverless else settings.endpoint.instance_type  # type: ignore[union-attr]
     )
@@ -251,12 +250,7 @@ def deploy_model(
     training = ModelTraining(
         "training",
         ModelTrainingArgs(
-            stack=base.stack,
-            region=region,
-            account_id=base.account_id,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=base.key.arn,
+            context=base.context,
             data_prefix=staging.data_prefix,
             data_hash=staging.data_hash,
             source_bundle=artifacts.source_bundle,
@@ -267,7 +261,6 @@ def deploy_model(
             min_accuracy=settings.min_accuracy,
             confidence_threshold=settings.confidence_threshold,
             classes=settings.classes,
-            partition=base.partition,
             data_objects=staging.objects,
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
@@ -278,21 +271,14 @@ def deploy_model(
     endpoint = ModelEndpoint(
         "endpoint",
         ModelEndpointArgs(
-            stack=base.stack,
-            region=region,
-            account_id=base.account_id,
+            context=base.context,
             endpoint_name=base.endpoint_name,
             model_data_url=training.model_data_url,
             image_uri=inference_image,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=base.key.arn,
             endpoint=settings.endpoint,
             data_capture_percent=settings.data_capture_percent,
-            log_retention_days=settings.log_retention_days,
             rollback_alarm_names=alarms.endpoint_alarm_names,
             rollback_alarm_arns=alarms.endpoint_alarm_arns,
-            partition=base.partition,
         ),
     )
     return Model(training=training, endpoint=endpoint)
@@ -302,7 +288,7 @@ def deploy_workflow(
     settings: Settings, base: SharedBase, artifacts: Artifacts, model: Model
 ) -> Workflow:
     """The four step functions, the per-image workflow (with review) and the batch workflow."""
-    stack, region, staging = base.stack, base.region, base.staging
+    context = base.context
     routes = dict(settings.routes)
     # Where images to classify live: intake/, and the batch workflow's inputs.
     image_prefixes = list(
@@ -311,43 +297,29 @@ def deploy_workflow(
     functions = InferenceFunctions(
         "functions",
         InferenceFunctionsArgs(
-            stack=stack,
-            region=region,
-            account_id=base.account_id,
+            context=context,
             lambda_zips=artifacts.lambda_zips,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=base.key.arn,
             endpoint_name=model.endpoint.endpoint_name,
             endpoint_arn=model.endpoint.endpoint_arn,
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             routes=routes,
-            log_retention_days=settings.log_retention_days,
             capture_s3_uri=model.endpoint.lambda_capture_s3_uri,
-            partition=base.partition,
-            powertools_layer_arn=base.powertools_layer_arn,
             read_prefixes=image_prefixes,
             # SafeMode (below, after the drift alarms it watches) creates this parameter.
-            safe_mode_parameter=safe_mode_parameter_name(stack),
+            safe_mode_parameter=safe_mode_parameter_name(context.stack),
             safe_mode_parameter_arn=parameter_arn(
-                stack, region, base.account_id, base.partition
+                context.stack, context.region, context.account_id, context.partition
             ),
         ),
     )
     workflow = InferenceWorkflow(
         "workflow",
         InferenceWorkflowArgs(
-            stack=stack,
+            context=context,
             function_arns=functions.function_arns,
             routes=routes,
-            bucket_name=staging.bucket_name,
-            kms_key_arn=base.key.arn,
-            bucket_arn=staging.bucket_arn,
             workflow_type=settings.workflow_type,
-            log_retention_days=settings.log_retention_days,
-            region=region,
-            account_id=base.account_id,
             review_image_prefixes=image_prefixes,
             review_timeout_seconds=settings.review_timeout_seconds,
         ),
@@ -356,34 +328,26 @@ def deploy_workflow(
     batch = BatchWorkflow(
         "batch",
         BatchWorkflowArgs(
-            stack=stack,
-            region=region,
-            account_id=base.account_id,
+            context=context,
             lambda_zip=artifacts.lambda_zips["summarize_batch"],
             function_arns=functions.function_arns,
             review_topic_arn=workflow.review_topic.arn,
             review_queue_url=workflow.review.queue.url,
             review_queue_arn=workflow.review.queue.arn,
             routes=routes,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=base.key.arn,
-            log_retention_days=settings.log_retention_days,
             service_name=functions.service_name,
-            powertools_layer_arn=base.powertools_layer_arn,
             input_prefixes=BATCH_INPUT_PREFIXES,
-            partition=base.partition,
         ),
     )
     return Workflow(functions=functions, workflow=workflow, batch=batch)
 
 
 def workflow_alarms(
-    settings: Settings, base: SharedBase, alarms: Alarms, workflow: Workflow
+    settings: Settings, context: StackContext, alarms: Alarms, workflow: Workflow
 ) -> None:
     """Failed executions, review cases waiting too long or dead-lettered, and the
     low-confidence rate, with their dashboard graphs."""
-    stack, region = base.stack, base.region
+    stack, region = context.stack, context.region
     functions = workflow.functions
     state_machine_arn = workflow.workflow.state_machine.arn
     alarms.add_alarm(
@@ -498,18 +462,12 @@ def deploy_monitoring(
     workflow: Workflow,
 ) -> Monitoring:
     """The drift detector with its alarms, and the safe mode those alarms switch on."""
-    stack, region = base.stack, base.region
     drift = DriftMonitor(
         "drift",
         DriftMonitorArgs(
-            stack=stack,
-            region=region,
-            account_id=base.account_id,
+            context=base.context,
             function_zip=artifacts.drift_zip,
             layer_zip=artifacts.drift_layer_zip,
-            bucket_name=base.staging.bucket_name,
-            bucket_arn=base.staging.bucket_arn,
-            kms_key_arn=base.key.arn,
             endpoint_name=base.endpoint_name,
             variant_name=VARIANT_NAME,
             capture_prefix=CAPTURE_PREFIX,
@@ -519,25 +477,17 @@ def deploy_monitoring(
             thresholds=settings.drift_thresholds(),
             schedule_minutes=settings.drift_schedule_minutes,
             window_minutes=settings.drift_window_minutes,
-            log_retention_days=settings.log_retention_days,
             alarms=alarms,
-            powertools_layer_arn=base.powertools_layer_arn,
         ),
     )
     # A drift alarm switches the workflow into safe mode (every request to review).
     safe_mode = SafeMode(
         "safe-mode",
         SafeModeArgs(
-            stack=stack,
-            region=region,
-            account_id=base.account_id,
+            context=base.context,
             lambda_zip=artifacts.lambda_zips["safe_mode"],
-            kms_key_arn=base.key.arn,
             alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
-            log_retention_days=settings.log_retention_days,
             service_name=workflow.functions.service_name,
-            partition=base.partition,
-            powertools_layer_arn=base.powertools_layer_arn,
         ),
     )
     return Monitoring(drift=drift, safe_mode=safe_mode)
