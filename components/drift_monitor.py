@@ -9,7 +9,8 @@
   segments. No ``cloudwatch:PutMetricData``: EMF metrics travel through the log group.
 - numpy and Pillow come from a layer built from python3.12 manylinux wheels
   (``lambdas.detect_drift.package``); Powertools from AWS's published layer.
-- Alarms (through the ``Alarms`` seam, so they notify the alarm topic and sit on the dashboard),
+- Alarms (children of this component that notify the alarm topic, listed with their graphs in
+  ``alarms`` and ``dashboard_widgets`` for the dashboard),
   one per rule of ``lambdas.detect_drift.rules.alarm_rules`` — the rules the Lambda's verdict
   and ``python -m local monitor`` evaluate: ``ConfidencePSI`` and ``InputPSI`` above their
   thresholds, ``LowConfidenceRate - BaselineLowConfidenceRate`` (metric math) above the
@@ -24,11 +25,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarms
+from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_alarm
 from components.context import StackContext
 from components.function_policies import drift_statements
 from components.lambda_function import (
@@ -84,7 +86,7 @@ class DriftMonitorArgs:
     thresholds: DriftThresholds
     schedule_minutes: int
     window_minutes: int
-    alarms: Alarms
+    alarm_topic: AlarmTopic  # the drift alarms notify it
 
 
 def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]:
@@ -121,9 +123,9 @@ def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]
     return environment
 
 
-def drift_alarm_args(
+def drift_alarm_properties(
     rule: AlarmRule, stack: str, dims: dict[str, str], period: int
-) -> tuple[aws.cloudwatch.MetricAlarmArgs, list[list[str]] | None]:
+) -> tuple[dict[str, Any], list[list[str]] | None]:
     """One rule's alarm (a metric, or metric math over two) and the metrics it graphs, if any."""
     # Every drift alarm: one period above its threshold; no traffic is not drift.
     breach_rule = {
@@ -134,7 +136,7 @@ def drift_alarm_args(
         "alarm_description": f"scones {stack} drift: {rule.description}",
     }
     if rule.minus is not None:
-        alarm_args = aws.cloudwatch.MetricAlarmArgs(
+        properties = dict(
             metric_queries=[
                 _query("rate", rule.metric, dims, period),
                 _query("base", rule.minus, dims, period),
@@ -147,12 +149,12 @@ def drift_alarm_args(
             ],
             **breach_rule,
         )
-        return alarm_args, [
-            [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
-            [METRICS_NAMESPACE, rule.minus, *_flat(dims)],
+        return properties, [
+            [METRICS_NAMESPACE, rule.metric, *flat_dimensions(dims)],
+            [METRICS_NAMESPACE, rule.minus, *flat_dimensions(dims)],
         ]
     if rule.class_name is None:
-        alarm_args = aws.cloudwatch.MetricAlarmArgs(
+        properties = dict(
             namespace=METRICS_NAMESPACE,
             metric_name=rule.metric,
             dimensions=dict(dims),
@@ -160,8 +162,8 @@ def drift_alarm_args(
             period=period,
             **breach_rule,
         )
-        return alarm_args, [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
-    alarm_args = aws.cloudwatch.MetricAlarmArgs(
+        return properties, [[METRICS_NAMESPACE, rule.metric, *flat_dimensions(dims)]]
+    properties = dict(
         metric_queries=[
             _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name}, period),
             aws.cloudwatch.MetricAlarmMetricQueryArgs(
@@ -173,10 +175,12 @@ def drift_alarm_args(
         ],
         **breach_rule,
     )
-    return alarm_args, None
+    return properties, None
 
 
 class DriftMonitor(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     function: aws.lambda_.Function
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
@@ -272,29 +276,36 @@ class DriftMonitor(pulumi.ComponentResource):
         )
 
     def _drift_alarms(self, args: DriftMonitorArgs, rules: Sequence[AlarmRule]) -> None:
-        """One alarm per rule, and the class-share and input-PSI graphs on the dashboard."""
+        """One alarm per rule, its graph where it has one, and the class-share and input-PSI
+        graphs."""
+        region = args.context.region
         period = args.schedule_minutes * 60
         dims = {DIM_STACK: args.context.stack, DIM_ENDPOINT: args.endpoint_name}
         self.drift_alarms = {}
+        self.dashboard_widgets = []
         for rule in rules:
-            alarm_args, widget = drift_alarm_args(rule, args.context.stack, dims, period)
-            self.drift_alarms[rule.key] = args.alarms.add_alarm(
-                f"drift-{rule.key}", alarm_args, widget_metrics=widget
+            key = f"drift-{rule.key}"
+            properties, graphed = drift_alarm_properties(rule, args.context.stack, dims, period)
+            self.drift_alarms[rule.key] = topic_alarm(
+                key, properties, alarm_topic=args.alarm_topic, parent=self
             )
-        args.alarms.add_widget(
+            if graphed:
+                self.dashboard_widgets.append(alarm_graph(key, properties, graphed, region))
+        self.alarms = list(self.drift_alarms.values())
+        self.dashboard_widgets.append(
             _lines_widget(
                 "Drift: share of each class",
-                args.context.region,
-                [[METRICS_NAMESPACE, M_CLASS_SHARE, *_flat(dims), DIM_CLASS, c]
+                region,
+                [[METRICS_NAMESPACE, M_CLASS_SHARE, *flat_dimensions(dims), DIM_CLASS, c]
                  for c in args.classes],
                 period,
             )
         )
-        args.alarms.add_widget(
+        self.dashboard_widgets.append(
             _lines_widget(
                 "Drift: PSI per input statistic",
-                args.context.region,
-                [[METRICS_NAMESPACE, "InputPSI", *_flat(dims), DIM_STATISTIC, s]
+                region,
+                [[METRICS_NAMESPACE, "InputPSI", *flat_dimensions(dims), DIM_STATISTIC, s]
                  for s in STATISTICS],
                 period,
                 threshold=args.thresholds.input_psi,
@@ -316,10 +327,6 @@ def _query(
         ),
         return_data=False,
     )
-
-
-def _flat(dimensions: dict[str, str]) -> list[str]:
-    return [part for key, value in dimensions.items() for part in (key, value)]
 
 
 def _lines_widget(

@@ -6,7 +6,8 @@ layer, resolved for the region from its public SSM parameter at the pinned versi
 grants exactly what its handler touches (components/function_policies.py builds it, for local
 mode too): serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
 records when the endpoint is serverless), route publishes to the routing topic; all write only
-to their own log group, plus X-Ray segments.
+to their own log group, plus X-Ray segments. The low-confidence-rate alarm (the filter step's
+LowConfidence metric) and its graph are exposed as `alarms` and `dashboard_widgets`.
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import AlarmTopic, alarm_graph, topic_alarm
 from components.bucket_layout import INTAKE_PREFIX
 from components.context import StackContext
 from components.function_policies import FUNCTIONS, function_statements
 from components.lambda_function import FunctionSpec, function_with_log_group
-from lambdas.defaults import RUNTIME
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 from lambdas.environment import workflow_environments
 
 # Same version as the lock (requirements-dev.txt), so the cloud runs the Powertools the tests ran.
@@ -75,6 +78,8 @@ class InferenceFunctionsArgs:
     classes: Sequence[str]
     confidence_threshold: float
     routes: Mapping[str, str]
+    alarm_topic: AlarmTopic  # the low-confidence alarm notifies it
+    low_confidence_rate_max: float  # that alarm's threshold: the share of images sent to review
     capture_s3_uri: pulumi.Input[str] | None = None
     # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
     read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
@@ -84,6 +89,8 @@ class InferenceFunctionsArgs:
 
 
 class InferenceFunctions(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     functions: dict[str, aws.lambda_.Function]
     roles: dict[str, aws.iam.Role]
     log_groups: dict[str, aws.cloudwatch.LogGroup]
@@ -114,6 +121,7 @@ class InferenceFunctions(pulumi.ComponentResource):
         for function in FUNCTIONS:
             self._workflow_step(name, args, function, env[function], layer)
         self.function_arns = {f: fn.arn for f, fn in self.functions.items()}
+        self._low_confidence_alarm(args)
         self.register_outputs(
             {
                 "functionArns": self.function_arns,
@@ -162,3 +170,33 @@ class InferenceFunctions(pulumi.ComponentResource):
         self.roles[function] = built.role
         self.log_groups[function] = built.log_group
         self.policies[function] = built.policy
+
+    def _low_confidence_alarm(self, args: InferenceFunctionsArgs) -> None:
+        """Too many images below the confidence threshold, and a graph of the rate."""
+        # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
+        properties = {
+            "namespace": METRICS_NAMESPACE,
+            "metric_name": "LowConfidence",
+            "dimensions": {"service": self.service_name},
+            "statistic": "Average",
+            "period": 900,
+            "evaluation_periods": 2,
+            "datapoints_to_alarm": 2,
+            "threshold": args.low_confidence_rate_max,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": (
+                f"scones {args.context.stack}: more than {args.low_confidence_rate_max:.0%} of "
+                "images below the confidence threshold (sent to human review)"
+            ),
+        }
+        key = "low-confidence-rate"
+        self.alarms = [topic_alarm(key, properties, alarm_topic=args.alarm_topic, parent=self)]
+        self.dashboard_widgets = [
+            alarm_graph(
+                key,
+                properties,
+                [[METRICS_NAMESPACE, "LowConfidence", "service", self.service_name]],
+                args.context.region,
+            )
+        ]

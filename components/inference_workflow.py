@@ -4,6 +4,7 @@ The definition comes from lambdas.workflow_definition.build_definition (the one 
 runs too), resolved with Output.all(...).apply and serialised with json.dumps. Images put under
 intake/ emit S3 "Object Created" events to EventBridge (the bucket has EventBridge notifications
 on); a rule maps each to DESIGN's event {"s3_bucket", "s3_key"} and starts an execution.
+Its alarm (failed executions) and outcomes graph are exposed as `alarms` and `dashboard_widgets`.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import AlarmTopic, topic_alarm
 from components.context import StackContext
 from components.data_staging import INTAKE_PREFIX
 from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, statement
@@ -150,9 +153,38 @@ def logged_state_machine(
     )
 
 
+def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: str) -> dict:
+    """Dashboard graph: executions started, routed or reviewed (succeeded), failed, reviewed."""
+    metrics = [
+        ["AWS/States", m, "StateMachineArn", state_machine_arn, {"label": label}]
+        for m, label in (
+            ("ExecutionsStarted", "started"),
+            ("ExecutionsSucceeded", "succeeded (routed or sent to review)"),
+            ("ExecutionsFailed", "failed"),
+        )
+    ]
+    metrics.append(
+        ["AWS/SNS", "NumberOfMessagesPublished", "TopicName", review_topic,
+         {"label": "sent to human review"}]
+    )
+    return {
+        "type": "metric",
+        "width": 12,
+        "height": 6,
+        "properties": {
+            "title": "Workflow outcomes",
+            "region": region,
+            "stat": "Sum",
+            "period": 300,
+            "metrics": metrics,
+        },
+    }
+
+
 @dataclass
 class InferenceWorkflowArgs:
     context: StackContext
+    alarm_topic: AlarmTopic  # the workflow's and the review queue's alarms notify it
     function_arns: Mapping[str, pulumi.Input[str]]
     routes: Mapping[str, str]
     workflow_type: str
@@ -186,6 +218,8 @@ def workflow_role_statements(
 
 
 class InferenceWorkflow(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     state_machine: aws.sfn.StateMachine
     review_topic: aws.sns.Topic
     definition: pulumi.Output[str]
@@ -214,6 +248,8 @@ class InferenceWorkflow(pulumi.ComponentResource):
             ReviewQueueArgs(
                 context=args.context,
                 route_function_arn=args.function_arns["route_driver"],
+                alarm_topic=args.alarm_topic,
+                review_timeout_seconds=args.review_timeout_seconds,
                 image_prefixes=args.review_image_prefixes,
             ),
             opts=child,
@@ -232,6 +268,7 @@ class InferenceWorkflow(pulumi.ComponentResource):
             parent=self,
         )
         self._intake_trigger(name, args)
+        self._failure_alarm(args)
         self.register_outputs(
             {
                 "stateMachineArn": self.state_machine.arn,
@@ -358,3 +395,37 @@ class InferenceWorkflow(pulumi.ComponentResource):
             input_transformer={"input_paths": INPUT_PATHS, "input_template": INPUT_TEMPLATE},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.events_policy]),
         )
+
+    def _failure_alarm(self, args: InferenceWorkflowArgs) -> None:
+        """Failed executions, and a graph of the outcomes."""
+        self.alarms = [
+            topic_alarm(
+                "workflow-failed",
+                {
+                    "namespace": "AWS/States",
+                    "metric_name": "ExecutionsFailed",
+                    "dimensions": {"StateMachineArn": self.state_machine.arn},
+                    "statistic": "Sum",
+                    "period": 300,
+                    "evaluation_periods": 1,
+                    "threshold": 0,
+                    "comparison_operator": "GreaterThanThreshold",
+                    "treat_missing_data": "notBreaching",
+                    # Counts failures only: human review ends in a Succeed state.
+                    "alarm_description": (
+                        f"scones {args.context.stack}: routing workflow executions failed"
+                    ),
+                },
+                alarm_topic=args.alarm_topic,
+                parent=self,
+            )
+        ]
+        # Review is a successful end state (lambdas/workflow_definition.py), so ExecutionsFailed
+        # (and the workflow-failed alarm) counts real failures only; the dashboard shows the
+        # images handed to review apart, as the review topic's published messages.
+        region = args.context.region
+        self.dashboard_widgets = [
+            pulumi.Output.all(self.state_machine.arn, self.review_topic.name).apply(
+                lambda values: workflow_outcomes_widget(region, values[0], values[1])
+            )
+        ]

@@ -4,8 +4,10 @@ Replacing the model never breaks the live endpoint: Model and EndpointConfigurat
 auto-named (Pulumi adds a random suffix), so a new model yields a new configuration that is
 created before the old one is deleted, and the Endpoint (fixed name, which the Lambdas and
 alarms use) is updated in place to it with a blue/green deployment that rolls back on the
-endpoint alarms. Serverless endpoints (dev) have no Data Capture or autoscaling:
-`capture_s3_uri` is then set for the classify Lambda, which writes the capture records itself.
+endpoint alarms (5xx answers, p99 latency: children of this component, on the alarm topic,
+exposed with their graphs as `alarms` and `dashboard_widgets`). Serverless endpoints (dev) have
+no Data Capture or autoscaling: `capture_s3_uri` is then set for the classify Lambda, which
+writes the capture records itself.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_alarm
 from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
@@ -45,14 +49,15 @@ class ModelEndpointArgs:
     image_uri: str
     endpoint: InstanceEndpoint | ServerlessEndpoint
     data_capture_percent: int
-    rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
-    # The same alarms' ARNs: SageMaker reads them with the model's execution role.
-    rollback_alarm_arns: Sequence[pulumi.Input[str]] = ()
+    alarm_topic: AlarmTopic  # the endpoint alarms notify it
+    latency_p99_ms: float  # the latency alarm's threshold
     variant_name: str = VARIANT_NAME
 
 
 def execution_role_statements(
-    args: ModelEndpointArgs, log_group_arn: pulumi.Input[str]
+    args: ModelEndpointArgs,
+    log_group_arn: pulumi.Input[str],
+    rollback_alarm_arns: Sequence[pulumi.Input[str]] = (),
 ) -> list[dict]:
     """What the model's execution role may do: read the artifact, pull the image, write its
     logs and metrics, write Data Capture (instances), read the rollback alarms."""
@@ -88,14 +93,14 @@ def execution_role_statements(
                 sid="WriteDataCapture",
             )
         )
-    if args.rollback_alarm_arns:
+    if rollback_alarm_arns:
         # "Ensure that your IAM execution role has permission to perform the
         # cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
         # (SageMaker developer guide, "Auto-Rollback Configuration and Monitoring").
         statements.append(
             statement(
                 ["cloudwatch:DescribeAlarms"],
-                list(args.rollback_alarm_arns),
+                list(rollback_alarm_arns),
                 sid="ReadTheRollbackAlarms",
             )
         )
@@ -166,7 +171,52 @@ def scaling_spec(args: ModelEndpointArgs) -> ScalingSpec | None:
     )
 
 
+def endpoint_alarm_properties(args: ModelEndpointArgs) -> dict[str, dict[str, Any]]:
+    """The endpoint's alarms by key: 5xx answers, and p99 model latency above the threshold.
+    Both also drive the blue/green auto-rollback, so they are sensitive (1-minute periods)."""
+    dims = endpoint_dimensions(args)
+    return {
+        "endpoint-5xx": {
+            "namespace": "AWS/SageMaker",
+            "metric_name": "Invocation5XXErrors",
+            "dimensions": dims,
+            "statistic": "Sum",
+            "period": 60,
+            "evaluation_periods": 2,
+            "datapoints_to_alarm": 2,
+            "threshold": 0,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": f"{args.endpoint_name} answers 5xx (model/container fault)",
+        },
+        "endpoint-latency-p99": {
+            "namespace": "AWS/SageMaker",
+            "metric_name": "ModelLatency",
+            "dimensions": dims,
+            "extended_statistic": "p99",
+            "period": 60,
+            "evaluation_periods": 3,
+            "datapoints_to_alarm": 3,
+            # ModelLatency is reported in microseconds.
+            "threshold": args.latency_p99_ms * 1000.0,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": (
+                f"{args.endpoint_name} ModelLatency p99 above {args.latency_p99_ms:g} ms"
+            ),
+        },
+    }
+
+
+def endpoint_dimensions(args: ModelEndpointArgs) -> dict[str, str]:
+    # The fixed names, not the Endpoint's outputs: the endpoint's rollback watches these
+    # alarms, so they exist before it.
+    return {"EndpointName": args.endpoint_name, "VariantName": args.variant_name}
+
+
 class ModelEndpoint(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     model: aws.sagemaker.Model
     config: aws.sagemaker.EndpointConfiguration
     endpoint: aws.sagemaker.Endpoint
@@ -183,6 +233,7 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.capture_s3_uri = pulumi.Output.concat(
             "s3://", args.context.bucket_name, f"/{CAPTURE_PREFIX}"
         )
+        self._endpoint_alarms(args)
         self._model(name, args)
         self.config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config",
@@ -212,6 +263,20 @@ class ModelEndpoint(pulumi.ComponentResource):
             }
         )
 
+    def _endpoint_alarms(self, args: ModelEndpointArgs) -> None:
+        """The endpoint alarms (endpoint_alarm_properties) and a graph of each."""
+        self.alarms = []
+        self.dashboard_widgets = []
+        for key, properties in endpoint_alarm_properties(args).items():
+            self.alarms.append(
+                topic_alarm(key, properties, alarm_topic=args.alarm_topic, parent=self)
+            )
+            metric = ["AWS/SageMaker", properties["metric_name"],
+                      *flat_dimensions(properties["dimensions"])]
+            self.dashboard_widgets.append(
+                alarm_graph(key, properties, [metric], args.context.region)
+            )
+
     def _model(self, name: str, args: ModelEndpointArgs) -> None:
         """The endpoint's log group, the model's execution role and the SageMaker Model."""
         child = pulumi.ResourceOptions(parent=self)
@@ -233,7 +298,11 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
-            policy=document(execution_role_statements(args, self.log_group.arn)),
+            policy=document(
+                execution_role_statements(
+                    args, self.log_group.arn, [alarm.arn for alarm in self.alarms]
+                )
+            ),
             opts=child,
         )
         self.model = aws.sagemaker.Model(
@@ -264,7 +333,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             f"{name}-endpoint",
             name=args.endpoint_name,
             endpoint_config_name=self.config.name,
-            deployment_config=deployment_config(args.rollback_alarm_names),
+            deployment_config=deployment_config([alarm.name for alarm in self.alarms]),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The name is fixed (Lambdas, alarms and Data Capture use it) and

@@ -31,6 +31,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -107,6 +108,7 @@ class SafeModeArgs:
 
 
 class SafeMode(pulumi.ComponentResource):
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     parameter: aws.ssm.Parameter
     function: aws.lambda_.Function
     role: aws.iam.Role
@@ -125,6 +127,7 @@ class SafeMode(pulumi.ComponentResource):
         self.function, self.role = built.function, built.role
         self.policy, self.log_group = built.policy, built.log_group
         self._alarm_trigger(name, args)
+        self.dashboard_widgets = [review_widget(args.context.region, args.service_name)]
         self.register_outputs(
             {
                 "parameterName": self.parameter_name,

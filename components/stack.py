@@ -15,9 +15,10 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarms, AlarmsArgs
+from components.alarms import AlarmTopic, AlarmTopicArgs
 from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
 from components.context import StackContext
+from components.dashboard import Dashboard, DashboardArgs
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
@@ -30,17 +31,13 @@ from components.inference_functions import (
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
-from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
+from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn
 from components.settings import Settings, validate_stack_name
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
-from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
-# A review case older than this raises the review-queue-age alarm (well inside the default
-# 24 h review timeout, so someone can still answer before the case expires).
-REVIEW_AGE_ALARM_SECONDS = 4 * 3600
 
 
 @dataclass
@@ -93,34 +90,6 @@ def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> 
     )
 
 
-def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: str) -> dict:
-    """Dashboard graph: executions started, routed or reviewed (succeeded), failed, reviewed."""
-    metrics = [
-        ["AWS/States", m, "StateMachineArn", state_machine_arn, {"label": label}]
-        for m, label in (
-            ("ExecutionsStarted", "started"),
-            ("ExecutionsSucceeded", "succeeded (routed or sent to review)"),
-            ("ExecutionsFailed", "failed"),
-        )
-    ]
-    metrics.append(
-        ["AWS/SNS", "NumberOfMessagesPublished", "TopicName", review_topic,
-         {"label": "sent to human review"}]
-    )
-    return {
-        "type": "metric",
-        "width": 12,
-        "height": 6,
-        "properties": {
-            "title": "Workflow outcomes",
-            "region": region,
-            "stat": "Sum",
-            "period": 300,
-            "metrics": metrics,
-        },
-    }
-
-
 @dataclass(frozen=True)
 class SharedBase:
     """What every later component builds on: the context (key and bucket in it), the key and
@@ -166,25 +135,14 @@ def deploy(
     """
     validate_stack_name(stack)  # at preview, before any name reaches AWS
     base = shared_base(settings, stack=stack, region=region, artifacts=artifacts)
-    # Alarms first: the endpoint's blue/green rollback watches the endpoint alarms, which only
-    # need the endpoint's (fixed) name.
-    alarms = Alarms(
-        "alarms",
-        AlarmsArgs(
-            context=base.context,
-            endpoint_name=base.endpoint_name,
-            variant_name=VARIANT_NAME,
-            latency_p99_ms=settings.latency_p99_ms,
-            alarm_email=settings.alarm_email,
-        ),
+    alarm_topic = AlarmTopic(
+        "alarms", AlarmTopicArgs(context=base.context, alarm_email=settings.alarm_email)
     )
-    model = deploy_model(settings, base, artifacts, alarms, describe_training_job)
-    workflow = deploy_workflow(settings, base, artifacts, model)
-    workflow_alarms(settings, base.context, alarms, workflow)
-    monitoring = deploy_monitoring(settings, base, artifacts, alarms, model, workflow)
-    alarms.add_widget(review_widget(region, workflow.functions.service_name))
-    alarms.finish()
-    return stack_outputs(settings, base, alarms, model, workflow, monitoring)
+    model = deploy_model(settings, base, artifacts, alarm_topic, describe_training_job)
+    workflow = deploy_workflow(settings, base, artifacts, alarm_topic, model)
+    monitoring = deploy_monitoring(settings, base, artifacts, alarm_topic, model, workflow)
+    dashboard = stack_dashboard(base.context, alarm_topic, model, workflow, monitoring)
+    return stack_outputs(settings, base, alarm_topic, dashboard, model, workflow, monitoring)
 
 
 def shared_base(
@@ -238,7 +196,7 @@ def deploy_model(
     settings: Settings,
     base: SharedBase,
     artifacts: Artifacts,
-    alarms: Alarms,
+    alarm_topic: AlarmTopic,
     describe_training_job: DescribeJob | None,
 ) -> Model:
     """The training job (and its registered model package) and the endpoint serving it."""
@@ -277,15 +235,19 @@ def deploy_model(
             image_uri=inference_image,
             endpoint=settings.endpoint,
             data_capture_percent=settings.data_capture_percent,
-            rollback_alarm_names=alarms.endpoint_alarm_names,
-            rollback_alarm_arns=alarms.endpoint_alarm_arns,
+            alarm_topic=alarm_topic,
+            latency_p99_ms=settings.latency_p99_ms,
         ),
     )
     return Model(training=training, endpoint=endpoint)
 
 
 def deploy_workflow(
-    settings: Settings, base: SharedBase, artifacts: Artifacts, model: Model
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarm_topic: AlarmTopic,
+    model: Model,
 ) -> Workflow:
     """The four step functions, the per-image workflow (with review) and the batch workflow."""
     context = base.context
@@ -304,6 +266,8 @@ def deploy_workflow(
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             routes=routes,
+            alarm_topic=alarm_topic,
+            low_confidence_rate_max=settings.low_confidence_rate_max,
             capture_s3_uri=model.endpoint.lambda_capture_s3_uri,
             read_prefixes=image_prefixes,
             # SafeMode (below, after the drift alarms it watches) creates this parameter.
@@ -317,6 +281,7 @@ def deploy_workflow(
         "workflow",
         InferenceWorkflowArgs(
             context=context,
+            alarm_topic=alarm_topic,
             function_arns=functions.function_arns,
             routes=routes,
             workflow_type=settings.workflow_type,
@@ -342,122 +307,11 @@ def deploy_workflow(
     return Workflow(functions=functions, workflow=workflow, batch=batch)
 
 
-def workflow_alarms(
-    settings: Settings, context: StackContext, alarms: Alarms, workflow: Workflow
-) -> None:
-    """Failed executions, review cases waiting too long or dead-lettered, and the
-    low-confidence rate, with their dashboard graphs."""
-    stack, region = context.stack, context.region
-    functions = workflow.functions
-    state_machine_arn = workflow.workflow.state_machine.arn
-    alarms.add_alarm(
-        "workflow-failed",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/States",
-            metric_name="ExecutionsFailed",
-            dimensions={"StateMachineArn": state_machine_arn},
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            # Counts failures only: human review ends in a Succeed state.
-            alarm_description=f"scones {stack}: routing workflow executions failed",
-        ),
-    )
-    # Cases waiting for a person: the oldest one's age, and anything in the dead-letter queue
-    # (AWS/SQS metrics, SQS developer guide "Available CloudWatch metrics for Amazon SQS").
-    review_queues = workflow.workflow.review
-    alarms.add_alarm(
-        "review-queue-age",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/SQS",
-            metric_name="ApproximateAgeOfOldestMessage",
-            dimensions={"QueueName": review_queues.queue.name},
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=1,
-            # Before the case expires, even with a short scones:reviewTimeoutSeconds.
-            threshold=min(REVIEW_AGE_ALARM_SECONDS, settings.review_timeout_seconds // 2),
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: a review case has waited long (it expires "
-            f"after {settings.review_timeout_seconds} s)",
-        ),
-    )
-    alarms.add_alarm(
-        "review-dlq-depth",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": review_queues.dead_letter_queue.name},
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
-        ),
-    )
-    # What is waiting for a person: cases on the review queue and in its dead-letter queue.
-    alarms.add_widget(
-        {
-            "type": "metric",
-            "width": 12,
-            "height": 6,
-            "properties": {
-                "title": "Review cases waiting",
-                "region": region,
-                "stat": "Maximum",
-                "period": 300,
-                "metrics": [
-                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
-                     review_queues.queue.name, {"label": "review queue"}],
-                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
-                     review_queues.dead_letter_queue.name, {"label": "dead-letter queue"}],
-                ],
-            },
-        }
-    )
-    # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
-    low_confidence_dims = {"service": functions.service_name}
-    alarms.add_alarm(
-        "low-confidence-rate",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace=METRICS_NAMESPACE,
-            metric_name="LowConfidence",
-            dimensions=low_confidence_dims,
-            statistic="Average",
-            period=900,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            threshold=settings.low_confidence_rate_max,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=(
-                f"scones {stack}: more than {settings.low_confidence_rate_max:.0%} of images "
-                "below the confidence threshold (sent to human review)"
-            ),
-        ),
-        widget_metrics=[[METRICS_NAMESPACE, "LowConfidence", "service", functions.service_name]],
-    )
-    # Review is a successful end state (lambdas/workflow_definition.py), so ExecutionsFailed
-    # (and the workflow-failed alarm above) counts real failures only; the dashboard shows the
-    # images handed to review apart, as the review topic's published messages.
-    alarms.add_widget(
-        pulumi.Output.all(state_machine_arn, workflow.workflow.review_topic.name).apply(
-            lambda values: workflow_outcomes_widget(region, values[0], values[1])
-        )
-    )
-
-
 def deploy_monitoring(
     settings: Settings,
     base: SharedBase,
     artifacts: Artifacts,
-    alarms: Alarms,
+    alarm_topic: AlarmTopic,
     model: Model,
     workflow: Workflow,
 ) -> Monitoring:
@@ -477,7 +331,7 @@ def deploy_monitoring(
             thresholds=settings.drift_thresholds(),
             schedule_minutes=settings.drift_schedule_minutes,
             window_minutes=settings.drift_window_minutes,
-            alarms=alarms,
+            alarm_topic=alarm_topic,
         ),
     )
     # A drift alarm switches the workflow into safe mode (every request to review).
@@ -493,10 +347,41 @@ def deploy_monitoring(
     return Monitoring(drift=drift, safe_mode=safe_mode)
 
 
+def stack_dashboard(
+    context: StackContext,
+    alarm_topic: AlarmTopic,
+    model: Model,
+    workflow: Workflow,
+    monitoring: Monitoring,
+) -> Dashboard:
+    """The dashboard over every component's alarms and graphs: serving, review, the steps,
+    the workflow, drift, safe mode."""
+    shown = [
+        model.endpoint,
+        workflow.workflow.review,
+        workflow.functions,
+        workflow.workflow,
+        monitoring.drift,
+    ]
+    return Dashboard(
+        "dashboard",
+        DashboardArgs(
+            context=context,
+            alarm_topic=alarm_topic,
+            alarms=[alarm for component in shown for alarm in component.alarms],
+            widgets=[
+                *(widget for component in shown for widget in component.dashboard_widgets),
+                *monitoring.safe_mode.dashboard_widgets,
+            ],
+        ),
+    )
+
+
 def stack_outputs(
     settings: Settings,
     base: SharedBase,
-    alarms: Alarms,
+    alarm_topic: AlarmTopic,
+    dashboard: Dashboard,
     model: Model,
     workflow: Workflow,
     monitoring: Monitoring,
@@ -508,7 +393,7 @@ def stack_outputs(
         "endpointName": model.endpoint.endpoint_name,
         "stateMachineArn": workflow.workflow.state_machine.arn,
         "batchStateMachineArn": workflow.batch.state_machine.arn,
-        "alarmTopicArn": alarms.topic.arn,
+        "alarmTopicArn": alarm_topic.topic.arn,
         "routingTopicArn": functions.routing_topic.arn,
         "reviewTopicArn": workflow.workflow.review_topic.arn,
         "reviewQueueUrl": review.queue.url,
@@ -519,7 +404,7 @@ def stack_outputs(
         "classes": list(settings.classes),
         "retrainAfterLabels": settings.retrain_after_labels,
         "labelledSnapshot": settings.labelled_snapshot or "",
-        "dashboardUrl": alarms.dashboard_url,
+        "dashboardUrl": dashboard.dashboard_url,
         "trainingJobName": model.training.job_name,
         "modelDataUrl": model.training.model_data_url,
         "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
@@ -528,7 +413,8 @@ def stack_outputs(
         "_": {
             "key": base.key,
             "staging": staging,
-            "alarms": alarms,
+            "alarms": alarm_topic,
+            "dashboard": dashboard,
             "training": model.training,
             "endpoint": model.endpoint,
             "functions": functions,

@@ -9,8 +9,9 @@ import pulumi
 import pytest
 from pulumi_support import LAYER_ARN, REGION
 
-from components.alarms import Alarms, AlarmsArgs
+from components.alarms import AlarmTopic, AlarmTopicArgs
 from components.context import StackContext
+from components.dashboard import Dashboard, DashboardArgs
 from components.drift_monitor import (
     DriftMonitor,
     DriftMonitorArgs,
@@ -49,10 +50,7 @@ def _deploy(pulumi_mocks, zips, thresholds: DriftThresholds | None = None, sched
             # The SSM lookup the stack makes (answered by the mocks).
             powertools_layer_arn=powertools_layer_arn(REGION),
         )
-        alarms = Alarms("alarms", AlarmsArgs(
-            context=context, endpoint_name="scones-test", variant_name="AllTraffic",
-            latency_p99_ms=500,
-        ))
+        alarms = AlarmTopic("alarms", AlarmTopicArgs(context=context))
         monitor = DriftMonitor("drift", DriftMonitorArgs(
             context=context, function_zip=zips[0], layer_zip=zips[1],
             endpoint_name="scones-test", variant_name="AllTraffic",
@@ -60,9 +58,12 @@ def _deploy(pulumi_mocks, zips, thresholds: DriftThresholds | None = None, sched
             confidence_threshold=settings.confidence_threshold,
             thresholds=thresholds or settings.drift_thresholds(),
             schedule_minutes=schedule, window_minutes=settings.drift_window_minutes,
-            alarms=alarms,
+            alarm_topic=alarms,
         ))
-        alarms.finish()
+        Dashboard("dashboard", DashboardArgs(
+            context=context, alarm_topic=alarms, alarms=monitor.alarms,
+            widgets=monitor.dashboard_widgets,
+        ))
         holder["monitor"] = monitor
         return alarms.topic.arn.apply(lambda arn: holder.__setitem__("topic", arn))
 
