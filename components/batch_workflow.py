@@ -41,20 +41,16 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.iam import (
-    XRAY_WRITE_ACTIONS,
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
+from components.context import StackContext
+from components.iam import XRAY_WRITE_ACTIONS, document
 from components.iam import statement as allow
-from components.inference_functions import powertools_layer_arn, zip_source_hash
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
     XRAY_SAMPLING_ACTIONS,
-    log_delivery_policy,
     logged_state_machine,
+    state_machine_log_group,
 )
+from components.lambda_function import FunctionSpec, function_with_log_group
 from lambdas.batch_workflow_definition import (
     DEFAULT_INPUT_PREFIXES,
     DEFAULT_MAX_CONCURRENCY,
@@ -62,7 +58,7 @@ from lambdas.batch_workflow_definition import (
     RESULTS_PREFIX,
     build_batch_definition,
 )
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
+from lambdas.defaults import METRICS_NAMESPACE
 
 SUMMARIZE_HANDLER = "lambdas.summarize_batch.handler.lambda_handler"
 # A Distributed Map state runs only in a STANDARD workflow (Step Functions developer guide,
@@ -77,25 +73,89 @@ def batch_state_machine_name(stack: str) -> str:
 
 @dataclass
 class BatchWorkflowArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     lambda_zip: Path
     function_arns: Mapping[str, pulumi.Input[str]]
     review_topic_arn: pulumi.Input[str]
     review_queue_url: pulumi.Input[str]
     review_queue_arn: pulumi.Input[str]
     routes: Mapping[str, str]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
-    log_retention_days: int
     service_name: str
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     input_prefixes: Sequence[str] = field(default_factory=lambda: list(DEFAULT_INPUT_PREFIXES))
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     tolerated_failure_percentage: float = DEFAULT_TOLERATED_FAILURE_PERCENTAGE
-    partition: str = "aws"
+
+
+def summarize_statements(args: BatchWorkflowArgs) -> list[dict]:
+    """summarize_batch's own permissions: list the inputs and results, read the result files
+    and write summary.json, with the bucket key (its runtime statements come on top)."""
+    return [
+        allow(
+            ["s3:ListBucket"],
+            [args.context.bucket_arn],
+            sid="ListInputAndResults",
+            condition={
+                "StringLike": {
+                    "s3:prefix": [*(f"{p}*" for p in args.input_prefixes), f"{RESULTS_PREFIX}*"]
+                }
+            },
+        ),
+        allow(["s3:GetObject", "s3:PutObject"], [_results_objects(args)], sid="ResultsAndSummary"),
+        allow(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="EncryptedBucket",
+        ),
+    ]
+
+
+def batch_role_statements(
+    args: BatchWorkflowArgs,
+    *,
+    arn_base: pulumi.Output[str],
+    sm_arn: pulumi.Output[str],
+    function_arns: Sequence[pulumi.Input[str]],
+) -> list[dict]:
+    """What the state machine's role may do (the module docstring gives the sources)."""
+    sm_name = batch_state_machine_name(args.context.stack)
+    return [
+        allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
+        allow(
+            ["states:DescribeExecution", "states:StopExecution"],
+            [pulumi.Output.concat(arn_base, f"execution:{sm_name}/*")],
+            sid="ManageChildWorkflows",
+        ),
+        allow(
+            ["s3:ListBucket"],
+            [args.context.bucket_arn],
+            sid="ListInputPrefixes",
+            condition={"StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}},
+        ),
+        allow(
+            [
+                "s3:AbortMultipartUpload",
+                "s3:GetObject",
+                "s3:ListMultipartUploadParts",
+                "s3:PutObject",
+            ],
+            [_results_objects(args)],
+            sid="WriteMapRunResults",
+        ),
+        allow(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="EncryptedBucket",
+        ),
+        allow(["lambda:InvokeFunction"], list(function_arns), sid="InvokeTheFunctions"),
+        allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
+        allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
+        allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
+        allow(XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS, ["*"], sid="XRayHasNoResourceLevel"),
+    ]
+
+
+def _results_objects(args: BatchWorkflowArgs) -> pulumi.Output[str]:
+    return pulumi.Output.concat(args.context.bucket_arn, f"/{RESULTS_PREFIX}*")
 
 
 class BatchWorkflow(pulumi.ComponentResource):
@@ -107,113 +167,84 @@ class BatchWorkflow(pulumi.ComponentResource):
         self, name: str, args: BatchWorkflowArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:workflow:BatchWorkflow", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        sm_name = batch_state_machine_name(args.stack)
-        arn_base = pulumi.Output.concat(
-            f"arn:{args.partition}:states:{args.region}:", args.account_id, ":"
+        sm_name = batch_state_machine_name(args.context.stack)
+        keys = sorted(args.function_arns)
+        function_arns = [args.function_arns[k] for k in keys]
+        self._summarize_function(name, args)
+        # The delivery policy is the stack's, as for the per-image workflow.
+        self.log_group, self.log_delivery_policy = state_machine_log_group(
+            name,
+            log_group_name=f"/aws/vendedlogs/states/{sm_name}",
+            policy_name=f"{sm_name}-log-delivery",
+            context=args.context,
+            parent=self,
         )
-        sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
-        results_objects = pulumi.Output.concat(args.bucket_arn, f"/{RESULTS_PREFIX}*")
-        list_prefixes = {
-            "StringLike": {"s3:prefix": [f"{p}*" for p in args.input_prefixes]}
-        }
-        key = [args.kms_key_arn]
+        self._state_machine_role(name, args, sm_name, function_arns)
+        self.definition = self._definition(args, keys, function_arns)
+        self.state_machine = logged_state_machine(
+            f"{name}-state-machine",
+            name=sm_name,
+            workflow_type=STATE_MACHINE_TYPE,
+            role=self.role,
+            definition=self.definition,
+            log_group=self.log_group,
+            depends_on=[self.role_policy, self.log_delivery_policy],
+            parent=self,
+        )
+        self.register_outputs(
+            {
+                "stateMachineArn": self.state_machine.arn,
+                "summarizeFunctionArn": self.summarize_function.arn,
+            }
+        )
 
-        # summarize_batch: reads results, lists the input prefixes, writes summary.json.
-        fname = f"scones-{args.stack}-summarize-batch"
-        self.summarize_logs = aws.cloudwatch.LogGroup(
-            f"{name}-summarize-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.summarize_role = aws.iam.Role(
-            f"{name}-summarize-role",
-            description=f"scones {args.stack}: Lambda summarize_batch",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
-        self.summarize_policy = aws.iam.RolePolicy(
-            f"{name}-summarize-policy",
-            role=self.summarize_role.id,
-            policy=document(
-                [
-                    allow(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListInputAndResults",
-                        condition={
-                            "StringLike": {
-                                "s3:prefix": [
-                                    *(f"{p}*" for p in args.input_prefixes),
-                                    f"{RESULTS_PREFIX}*",
-                                ]
-                            }
-                        },
-                    ),
-                    allow(
-                        ["s3:GetObject", "s3:PutObject"], [results_objects], sid="ResultsAndSummary"
-                    ),
-                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
-                    *function_runtime_statements(self.summarize_logs.arn),
-                ]
-            ),
-            opts=child,
-        )
-        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        self.summarize_function = aws.lambda_.Function(
-            f"{name}-summarize",
-            name=fname,
-            description=f"scones {args.stack}: batch summary per route and named failure",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=SUMMARIZE_HANDLER,
-            code=pulumi.FileArchive(str(args.lambda_zip)),
-            source_code_hash=zip_source_hash(args.lambda_zip),
-            role=self.summarize_role.arn,
-            layers=[layer],
-            memory_size=512,
-            # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
-            timeout=300,
-            environment={
-                "variables": {
+    def _summarize_function(self, name: str, args: BatchWorkflowArgs) -> None:
+        """summarize_batch: reads results, lists the input prefixes, writes summary.json."""
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-summarize",
+                prefix=f"{name}-summarize",
+                function_name=f"scones-{args.context.stack}-summarize-batch",
+                description=(
+                    f"scones {args.context.stack}: batch summary per route and named failure"
+                ),
+                role_description=f"scones {args.context.stack}: Lambda summarize_batch",
+                handler=SUMMARIZE_HANDLER,
+                code=args.lambda_zip,
+                layers=[args.context.powertools_layer_arn],
+                environment={
                     "POWERTOOLS_SERVICE_NAME": args.service_name,
                     "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                     "POWERTOOLS_LOG_LEVEL": "INFO",
-                }
-            },
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.summarize_logs.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(
-                parent=self, depends_on=[self.summarize_policy, self.summarize_logs]
+                },
+                statements=summarize_statements(args),
+                memory_size=512,
+                # Reading 100,000 results is a few hundred GETs of result files: minutes at most.
+                timeout=300,
             ),
+            context=args.context,
+            parent=self,
         )
+        self.summarize_function, self.summarize_role = built.function, built.role
+        self.summarize_policy, self.summarize_logs = built.policy, built.log_group
 
-        # The state machine's role.
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/vendedlogs/states/{sm_name}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
+    def _state_machine_role(
+        self,
+        name: str,
+        args: BatchWorkflowArgs,
+        sm_name: str,
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> None:
+        """The role Step Functions assumes for this state machine and its Map runs."""
+        child = pulumi.ResourceOptions(parent=self)
+        context = args.context
+        arn_base = pulumi.Output.concat(
+            f"arn:{context.partition}:states:{context.region}:", context.account_id, ":"
         )
-        # The role has no logs:PutResourcePolicy, so the log group's delivery policy is a
-        # resource of the stack, as for the per-image workflow (components/inference_workflow.py).
-        self.log_delivery_policy = aws.cloudwatch.LogResourcePolicy(
-            f"{name}-log-delivery",
-            policy_name=f"{sm_name}-log-delivery",
-            policy_document=log_delivery_policy(self.log_group.arn, args.account_id, args.region),
-            opts=child,
-        )
+        sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: Step Functions batch workflow",
+            description=f"scones {args.context.stack}: Step Functions batch workflow",
             assume_role_policy=document(
                 [
                     {
@@ -221,7 +252,7 @@ class BatchWorkflow(pulumi.ComponentResource):
                         "Principal": {"Service": "states.amazonaws.com"},
                         "Action": "sts:AssumeRole",
                         "Condition": {
-                            "StringEquals": {"aws:SourceAccount": args.account_id},
+                            "StringEquals": {"aws:SourceAccount": args.context.account_id},
                             # The state machine, and its Distributed Map state's qualified ARN.
                             "ArnLike": {
                                 "aws:SourceArn": [sm_arn, pulumi.Output.concat(sm_arn, "/*")]
@@ -232,56 +263,30 @@ class BatchWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        keys = sorted(args.function_arns)
-        function_arns = [args.function_arns[k] for k in keys]
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
             policy=document(
-                [
-                    allow(["states:StartExecution"], [sm_arn], sid="StartChildWorkflows"),
-                    allow(
-                        ["states:DescribeExecution", "states:StopExecution"],
-                        [pulumi.Output.concat(arn_base, f"execution:{sm_name}/*")],
-                        sid="ManageChildWorkflows",
-                    ),
-                    allow(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListInputPrefixes",
-                        condition=list_prefixes,
-                    ),
-                    allow(
-                        [
-                            "s3:AbortMultipartUpload",
-                            "s3:GetObject",
-                            "s3:ListMultipartUploadParts",
-                            "s3:PutObject",
-                        ],
-                        [results_objects],
-                        sid="WriteMapRunResults",
-                    ),
-                    allow(["kms:Decrypt", "kms:GenerateDataKey"], key, sid="EncryptedBucket"),
-                    allow(
-                        ["lambda:InvokeFunction"],
-                        [*function_arns, self.summarize_function.arn],
-                        sid="InvokeTheFunctions",
-                    ),
-                    allow(["sns:Publish"], [args.review_topic_arn], sid="PublishForReview"),
-                    allow(["sqs:SendMessage"], [args.review_queue_arn], sid="QueueForReview"),
-                    allow(SFN_LOG_DELIVERY_ACTIONS, ["*"], sid="LogDeliveryHasNoResourceLevel"),
-                    allow(
-                        XRAY_WRITE_ACTIONS + XRAY_SAMPLING_ACTIONS,
-                        ["*"],
-                        sid="XRayHasNoResourceLevel",
-                    ),
-                ]
+                batch_role_statements(
+                    args,
+                    arn_base=arn_base,
+                    sm_arn=sm_arn,
+                    function_arns=[*function_arns, self.summarize_function.arn],
+                )
             ),
             opts=child,
         )
+
+    def _definition(
+        self,
+        args: BatchWorkflowArgs,
+        keys: Sequence[str],
+        function_arns: Sequence[pulumi.Input[str]],
+    ) -> pulumi.Output[str]:
+        """The batch ASL (build_batch_definition), once the ARNs and queue URL resolve."""
         input_prefixes = list(args.input_prefixes)
-        self.definition = pulumi.Output.all(
-            args.bucket_name,
+        return pulumi.Output.all(
+            args.context.bucket_name,
             args.review_topic_arn,
             self.summarize_function.arn,
             args.review_queue_url,
@@ -302,20 +307,4 @@ class BatchWorkflow(pulumi.ComponentResource):
                 indent=2,
                 sort_keys=True,
             )
-        )
-        self.state_machine = logged_state_machine(
-            f"{name}-state-machine",
-            name=sm_name,
-            workflow_type=STATE_MACHINE_TYPE,
-            role=self.role,
-            definition=self.definition,
-            log_group=self.log_group,
-            depends_on=[self.role_policy, self.log_delivery_policy],
-            parent=self,
-        )
-        self.register_outputs(
-            {
-                "stateMachineArn": self.state_machine.arn,
-                "summarizeFunctionArn": self.summarize_function.arn,
-            }
         )

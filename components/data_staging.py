@@ -66,14 +66,46 @@ class DataStaging(pulumi.ComponentResource):
         manifest = json.loads((args.staged_dir / "manifest.json").read_text())
         self.classes: list[str] = list(manifest["classes"])
         self.data_hash = staged_data_hash(args.staged_dir)
-
         # retainData: prod keeps the bucket on destroy (Pulumi forgets it), and with it
         # everything that keeps it private and readable: its guards and staged objects here,
         # the KMS key in EncryptionKey. A retained resource is only dropped from the state
         # (Pulumi docs, "retainOnDelete"). Dev empties and deletes it.
         retained = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_data)
+        self.bucket = self._bucket(name, args, retained)
+        self.bucket_name = self.bucket.bucket
+        self.bucket_arn = self.bucket.arn
+        # Each guard is a Put* API call on create, which creates or replaces the configuration
+        # (S3 API reference, e.g. PutPublicAccessBlock: "Creates or modifies the
+        # PublicAccessBlock configuration"; PutBucketPolicy; PutBucketEncryption): on an
+        # adopted bucket they are created again over the retained ones, so only the bucket and
+        # the key need importing.
+        self._private_access(name, retained)
+        self._encryption_and_versions(name, args, retained)
+        # Object-created events go to EventBridge, where the workflow's rule filters on intake/.
+        self.notification = aws.s3.BucketNotification(
+            f"{name}-eventbridge", bucket=self.bucket.id, eventbridge=True, opts=retained
+        )
+        prefix = f"{DATA_PREFIX}/{self.data_hash[:16]}"
+        self.objects = self._staged_objects(name, args, prefix, retained)
+        self.data_prefix = prefix
+        self.train_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/train/")
+        self.test_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/test/")
+        self.register_outputs(
+            {
+                "bucket": self.bucket_name,
+                "bucketArn": self.bucket_arn,
+                "dataHash": self.data_hash,
+                "trainUri": self.train_uri,
+                "testUri": self.test_uri,
+            }
+        )
+
+    def _bucket(
+        self, name: str, args: DataStagingArgs, retained: pulumi.ResourceOptions
+    ) -> aws.s3.Bucket:
+        """The stack's bucket: a new one, or the kept one named by `adopt_bucket`, imported."""
         if args.adopt_bucket:
-            self.bucket = aws.s3.Bucket(
+            return aws.s3.Bucket(
                 f"{name}-bucket",
                 bucket=args.adopt_bucket,
                 force_destroy=not args.retain_data,
@@ -86,27 +118,21 @@ class DataStaging(pulumi.ComponentResource):
                     ),
                 ),
             )
-        else:
-            self.bucket = aws.s3.Bucket(
-                f"{name}-bucket",
-                bucket_prefix=f"scones-{args.stack}-data-",
-                force_destroy=not args.retain_data,
-                opts=retained,
-            )
-        self.bucket_name = self.bucket.bucket
-        self.bucket_arn = self.bucket.arn
+        return aws.s3.Bucket(
+            f"{name}-bucket",
+            bucket_prefix=f"scones-{args.stack}-data-",
+            force_destroy=not args.retain_data,
+            opts=retained,
+        )
+
+    def _private_access(self, name: str, retained: pulumi.ResourceOptions) -> None:
+        """Owner-enforced objects, no public access, and no request without TLS."""
         bucket_id = self.bucket.id
-        # Each guard is a Put* API call on create, which creates or replaces the configuration
-        # (S3 API reference, e.g. PutPublicAccessBlock: "Creates or modifies the
-        # PublicAccessBlock configuration"; PutBucketPolicy; PutBucketEncryption): on an
-        # adopted bucket they are created again over the retained ones, so only the bucket and
-        # the key need importing.
-        child = retained
         self.ownership = aws.s3.BucketOwnershipControls(
             f"{name}-ownership",
             bucket=bucket_id,
             rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
+            opts=retained,
         )
         self.public_access_block = aws.s3.BucketPublicAccessBlock(
             f"{name}-public-access-block",
@@ -115,8 +141,35 @@ class DataStaging(pulumi.ComponentResource):
             block_public_policy=True,
             ignore_public_acls=True,
             restrict_public_buckets=True,
-            opts=child,
+            opts=retained,
         )
+        self.policy = aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket_id,
+            policy=document(
+                [
+                    {
+                        # A Deny: the wildcards widen what is refused, never what is allowed.
+                        "Sid": "DenyInsecureTransport",
+                        "Effect": "Deny",
+                        "Principal": "*",
+                        "Action": "s3:*",
+                        "Resource": [self.bucket_arn, pulumi.Output.concat(self.bucket_arn, "/*")],
+                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                    }
+                ]
+            ),
+            # The public access block must exist first or S3 may judge the policy "public".
+            opts=pulumi.ResourceOptions.merge(
+                retained, pulumi.ResourceOptions(depends_on=[self.public_access_block])
+            ),
+        )
+
+    def _encryption_and_versions(
+        self, name: str, args: DataStagingArgs, retained: pulumi.ResourceOptions
+    ) -> None:
+        """SSE-KMS with the stack's key, versioning, and the expiry of captures and old versions."""
+        bucket_id = self.bucket.id
         self.encryption = aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket_id,
@@ -130,13 +183,13 @@ class DataStaging(pulumi.ComponentResource):
                     "bucket_key_enabled": True,
                 }
             ],
-            opts=child,
+            opts=retained,
         )
         self.versioning = aws.s3.BucketVersioning(
             f"{name}-versioning",
             bucket=bucket_id,
             versioning_configuration={"status": "Enabled"},
-            opts=child,
+            opts=retained,
         )
         self.lifecycle = aws.s3.BucketLifecycleConfiguration(
             f"{name}-lifecycle",
@@ -162,37 +215,15 @@ class DataStaging(pulumi.ComponentResource):
                 retained, pulumi.ResourceOptions(depends_on=[self.versioning])
             ),
         )
-        self.policy = aws.s3.BucketPolicy(
-            f"{name}-tls-only",
-            bucket=bucket_id,
-            policy=document(
-                [
-                    {
-                        # A Deny: the wildcards widen what is refused, never what is allowed.
-                        "Sid": "DenyInsecureTransport",
-                        "Effect": "Deny",
-                        "Principal": "*",
-                        "Action": "s3:*",
-                        "Resource": [self.bucket_arn, pulumi.Output.concat(self.bucket_arn, "/*")],
-                        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                    }
-                ]
-            ),
-            # The public access block must exist first or S3 may judge the policy "public".
-            opts=pulumi.ResourceOptions.merge(
-                retained, pulumi.ResourceOptions(depends_on=[self.public_access_block])
-            ),
-        )
-        # Object-created events go to EventBridge, where the workflow's rule filters on intake/.
-        self.notification = aws.s3.BucketNotification(
-            f"{name}-eventbridge", bucket=bucket_id, eventbridge=True, opts=child
-        )
 
-        prefix = f"{DATA_PREFIX}/{self.data_hash[:16]}"
-        self.objects = [
+    def _staged_objects(
+        self, name: str, args: DataStagingArgs, prefix: str, retained: pulumi.ResourceOptions
+    ) -> list[aws.s3.BucketObjectv2]:
+        """The staged data set's files under `prefix`, encrypted, after the bucket's encryption."""
+        return [
             aws.s3.BucketObjectv2(
                 f"{name}-{rel.replace('/', '-').replace('.', '-')}",
-                bucket=bucket_id,
+                bucket=self.bucket.id,
                 key=f"{prefix}/{rel}",
                 source=pulumi.FileAsset(str(args.staged_dir / rel)),
                 server_side_encryption="aws:kms",
@@ -203,15 +234,3 @@ class DataStaging(pulumi.ComponentResource):
             )
             for rel in STAGED_FILES
         ]
-        self.data_prefix = prefix
-        self.train_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/train/")
-        self.test_uri = pulumi.Output.concat("s3://", self.bucket_name, f"/{prefix}/test/")
-        self.register_outputs(
-            {
-                "bucket": self.bucket_name,
-                "bucketArn": self.bucket_arn,
-                "dataHash": self.data_hash,
-                "trainUri": self.train_uri,
-                "testUri": self.test_uri,
-            }
-        )

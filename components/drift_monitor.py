@@ -9,7 +9,8 @@
   segments. No ``cloudwatch:PutMetricData``: EMF metrics travel through the log group.
 - numpy and Pillow come from a layer built from python3.12 manylinux wheels
   (``lambdas.detect_drift.package``); Powertools from AWS's published layer.
-- Alarms (through the ``Alarms`` seam, so they notify the alarm topic and sit on the dashboard),
+- Alarms (children of this component that notify the alarm topic, listed with their graphs in
+  ``alarms`` and ``dashboard_widgets`` for the dashboard),
   one per rule of ``lambdas.detect_drift.rules.alarm_rules`` — the rules the Lambda's verdict
   and ``python -m local monitor`` evaluate: ``ConfidencePSI`` and ``InputPSI`` above their
   thresholds, ``LowConfidenceRate - BaselineLowConfidenceRate`` (metric math) above the
@@ -20,24 +21,24 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarms
+from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_alarm
+from components.context import StackContext
 from components.function_policies import drift_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
+from components.lambda_function import (
+    FunctionSpec,
+    function_with_log_group,
+    invoked_by_rule,
+    zip_source_hash,
 )
-from components.inference_functions import powertools_layer_arn
 from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.detect_drift.package import HANDLER, RUNTIME
 from lambdas.detect_drift.rules import (
@@ -46,6 +47,7 @@ from lambdas.detect_drift.rules import (
     DIM_STACK,
     DIM_STATISTIC,
     M_CLASS_SHARE,
+    AlarmRule,
     DriftThresholds,
     alarm_rules,
 )
@@ -70,20 +72,11 @@ def s3_object_arn(uri: str, partition: str = "aws") -> str:
     return f"arn:{partition}:s3:::{location.bucket}/{location.prefix}"
 
 
-def _hash(path: Path) -> str:
-    return base64.b64encode(hashlib.sha256(Path(path).read_bytes()).digest()).decode()
-
-
 @dataclass
 class DriftMonitorArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     function_zip: Path
     layer_zip: Path
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint_name: str
     variant_name: str
     capture_prefix: str  # key prefix in the bucket the endpoint captures under
@@ -93,13 +86,101 @@ class DriftMonitorArgs:
     thresholds: DriftThresholds
     schedule_minutes: int
     window_minutes: int
-    log_retention_days: int
-    alarms: Alarms
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
+    alarm_topic: AlarmTopic  # the drift alarms notify it
+
+
+def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]:
+    """The detector's settings: where capture, baseline and reports live, the window, and the
+    thresholds the alarms use (so the Lambda's verdict and the alarms agree)."""
+    t = args.thresholds
+    environment: dict[str, pulumi.Input[str]] = {
+        "CAPTURE_S3_URI": pulumi.Output.concat(
+            "s3://", args.context.bucket_name, f"/{args.capture_prefix.strip('/')}"
+        ),
+        "REPORT_S3_URI": pulumi.Output.concat(
+            "s3://", args.context.bucket_name, f"/{REPORTS_PREFIX}"
+        ),
+        "BASELINE_S3_URI": args.baseline_s3_uri,
+        "ENDPOINT_NAME": args.endpoint_name,
+        "VARIANT_NAME": args.variant_name,
+        "STACK_NAME": args.context.stack,
+        "WINDOW_MINUTES": str(args.window_minutes),
+        "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
+        "CLASSES": json.dumps(list(args.classes)),
+        "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
+        "DRIFT_INPUT_PSI": repr(t.input_psi),
+        "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
+        "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
+        "DRIFT_MIN_SAMPLES": str(t.min_samples),
+        "POWERTOOLS_SERVICE_NAME": f"scones-{args.context.stack}-drift",
+        "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+    if t.expected_class_share is not None:
+        environment["EXPECTED_CLASS_SHARE"] = json.dumps(
+            dict(t.expected_class_share), sort_keys=True
+        )
+    return environment
+
+
+def drift_alarm_properties(
+    rule: AlarmRule, stack: str, dims: dict[str, str], period: int
+) -> tuple[dict[str, Any], list[list[str]] | None]:
+    """One rule's alarm (a metric, or metric math over two) and the metrics it graphs, if any."""
+    # Every drift alarm: one period above its threshold; no traffic is not drift.
+    breach_rule = {
+        "evaluation_periods": 1,
+        "threshold": rule.threshold,
+        "comparison_operator": "GreaterThanThreshold",
+        "treat_missing_data": "notBreaching",
+        "alarm_description": f"scones {stack} drift: {rule.description}",
+    }
+    if rule.minus is not None:
+        properties = dict(
+            metric_queries=[
+                _query("rate", rule.metric, dims, period),
+                _query("base", rule.minus, dims, period),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="increase",
+                    expression="rate - base",
+                    label=f"{rule.metric} - {rule.minus}",
+                    return_data=True,
+                ),
+            ],
+            **breach_rule,
+        )
+        return properties, [
+            [METRICS_NAMESPACE, rule.metric, *flat_dimensions(dims)],
+            [METRICS_NAMESPACE, rule.minus, *flat_dimensions(dims)],
+        ]
+    if rule.class_name is None:
+        properties = dict(
+            namespace=METRICS_NAMESPACE,
+            metric_name=rule.metric,
+            dimensions=dict(dims),
+            statistic="Maximum",
+            period=period,
+            **breach_rule,
+        )
+        return properties, [[METRICS_NAMESPACE, rule.metric, *flat_dimensions(dims)]]
+    properties = dict(
+        metric_queries=[
+            _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name}, period),
+            aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id="deviation",
+                expression=f"ABS(share - {rule.expected!r})",
+                label=f"|{rule.class_name} share - {rule.expected:g}|",
+                return_data=True,
+            ),
+        ],
+        **breach_rule,
+    )
+    return properties, None
 
 
 class DriftMonitor(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     function: aws.lambda_.Function
     role: aws.iam.Role
     log_group: aws.cloudwatch.LogGroup
@@ -111,205 +192,17 @@ class DriftMonitor(pulumi.ComponentResource):
         self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:monitoring:DriftMonitor", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         # Fail at preview, naming the problem, if the classes and expected mix disagree.
         rules = alarm_rules(list(args.classes), args.thresholds)
-        fname = f"scones-{args.stack}-detect-drift"
-        capture_key_prefix = f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/"
-
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
+        self.layer = self._numpy_pillow_layer(name, args)
+        environment = detector_environment(args)
+        built = function_with_log_group(
+            self._detector_spec(name, args, environment), context=args.context, parent=self
         )
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            description=f"scones {args.stack}: drift detector",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
-        baseline_arn = pulumi.Output.from_input(args.baseline_s3_uri).apply(
-            lambda uri: s3_object_arn(uri, args.partition)
-        )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                [
-                    *drift_statements(
-                        bucket_arn=args.bucket_arn,
-                        kms_key_arn=args.kms_key_arn,
-                        capture_key_prefix=capture_key_prefix,
-                        baseline_arn=baseline_arn,
-                        reports_prefix=REPORTS_PREFIX,
-                    ),
-                    *function_runtime_statements(
-                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
-                    ),
-                ]
-            ),
-            opts=child,
-        )
-        self.layer = aws.lambda_.LayerVersion(
-            f"{name}-numpy-pillow",
-            layer_name=f"scones-{args.stack}-drift-numpy-pillow",
-            description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
-            code=pulumi.FileArchive(str(args.layer_zip)),
-            source_code_hash=_hash(args.layer_zip),
-            compatible_runtimes=[RUNTIME],
-            compatible_architectures=["x86_64"],
-            opts=child,
-        )
-        powertools = args.powertools_layer_arn or powertools_layer_arn(args.region)
-        t = args.thresholds
-        environment: dict[str, pulumi.Input[str]] = {
-            "CAPTURE_S3_URI": pulumi.Output.concat(
-                "s3://", args.bucket_name, f"/{args.capture_prefix.strip('/')}"
-            ),
-            "REPORT_S3_URI": pulumi.Output.concat("s3://", args.bucket_name, f"/{REPORTS_PREFIX}"),
-            "BASELINE_S3_URI": args.baseline_s3_uri,
-            "ENDPOINT_NAME": args.endpoint_name,
-            "VARIANT_NAME": args.variant_name,
-            "STACK_NAME": args.stack,
-            "WINDOW_MINUTES": str(args.window_minutes),
-            "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
-            "CLASSES": json.dumps(list(args.classes)),
-            "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
-            "DRIFT_INPUT_PSI": repr(t.input_psi),
-            "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
-            "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
-            "DRIFT_MIN_SAMPLES": str(t.min_samples),
-            "POWERTOOLS_SERVICE_NAME": f"scones-{args.stack}-drift",
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        if t.expected_class_share is not None:
-            environment["EXPECTED_CLASS_SHARE"] = json.dumps(
-                dict(t.expected_class_share), sort_keys=True
-            )
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=fname,
-            description=f"scones {args.stack}: drift of captured traffic vs the training baseline",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=HANDLER,
-            code=pulumi.FileArchive(str(args.function_zip)),
-            source_code_hash=_hash(args.function_zip),
-            role=self.role.arn,
-            layers=[powertools, self.layer.arn],
-            # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well within.
-            memory_size=1024,
-            timeout=300,
-            environment={"variables": environment},
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.log_group.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
-        )
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-schedule",
-            description=f"scones {args.stack}: run the drift detector",
-            schedule_expression=schedule_expression(args.schedule_minutes),
-            opts=child,
-        )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
-        )
-
-        period = args.schedule_minutes * 60
-        dims = {DIM_STACK: args.stack, DIM_ENDPOINT: args.endpoint_name}
-        self.drift_alarms = {}
-        for rule in rules:
-            description = f"scones {args.stack} drift: {rule.description}"
-            # Every drift alarm: one period above its threshold; no traffic is not drift.
-            breach_rule = {
-                "evaluation_periods": 1,
-                "threshold": rule.threshold,
-                "comparison_operator": "GreaterThanThreshold",
-                "treat_missing_data": "notBreaching",
-                "alarm_description": description,
-            }
-            if rule.minus is not None:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    metric_queries=[
-                        _query("rate", rule.metric, dims, period),
-                        _query("base", rule.minus, dims, period),
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="increase",
-                            expression="rate - base",
-                            label=f"{rule.metric} - {rule.minus}",
-                            return_data=True,
-                        ),
-                    ],
-                    **breach_rule,
-                )
-                widget = [
-                    [METRICS_NAMESPACE, rule.metric, *_flat(dims)],
-                    [METRICS_NAMESPACE, rule.minus, *_flat(dims)],
-                ]
-            elif rule.class_name is None:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name=rule.metric,
-                    dimensions=dict(dims),
-                    statistic="Maximum",
-                    period=period,
-                    **breach_rule,
-                )
-                widget = [[METRICS_NAMESPACE, rule.metric, *_flat(dims)]]
-            else:
-                alarm_args = aws.cloudwatch.MetricAlarmArgs(
-                    metric_queries=[
-                        _query("share", M_CLASS_SHARE, {**dims, DIM_CLASS: rule.class_name},
-                               period),
-                        aws.cloudwatch.MetricAlarmMetricQueryArgs(
-                            id="deviation",
-                            expression=f"ABS(share - {rule.expected!r})",
-                            label=f"|{rule.class_name} share - {rule.expected:g}|",
-                            return_data=True,
-                        ),
-                    ],
-                    **breach_rule,
-                )
-                widget = None
-            self.drift_alarms[rule.key] = args.alarms.add_alarm(
-                f"drift-{rule.key}", alarm_args, widget_metrics=widget
-            )
-        args.alarms.add_widget(
-            _lines_widget(
-                "Drift: share of each class",
-                args.region,
-                [[METRICS_NAMESPACE, M_CLASS_SHARE, *_flat(dims), DIM_CLASS, c]
-                 for c in args.classes],
-                period,
-            )
-        )
-        args.alarms.add_widget(
-            _lines_widget(
-                "Drift: PSI per input statistic",
-                args.region,
-                [[METRICS_NAMESPACE, "InputPSI", *_flat(dims), DIM_STATISTIC, s]
-                 for s in STATISTICS],
-                period,
-                threshold=t.input_psi,
-            )
-        )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
+        self._schedule(name, args)
+        self._drift_alarms(args, rules)
         self.register_outputs(
             {
                 "functionArn": self.function.arn,
@@ -317,6 +210,106 @@ class DriftMonitor(pulumi.ComponentResource):
                 "reportsUri": environment["REPORT_S3_URI"],
                 "alarmArns": {k: a.arn for k, a in self.drift_alarms.items()},
             }
+        )
+
+    def _numpy_pillow_layer(
+        self, name: str, args: DriftMonitorArgs
+    ) -> aws.lambda_.LayerVersion:
+        return aws.lambda_.LayerVersion(
+            f"{name}-numpy-pillow",
+            layer_name=f"scones-{args.context.stack}-drift-numpy-pillow",
+            description="numpy + Pillow (manylinux x86_64 wheels) for the drift detector",
+            code=pulumi.FileArchive(str(args.layer_zip)),
+            source_code_hash=zip_source_hash(args.layer_zip),
+            compatible_runtimes=[RUNTIME],
+            compatible_architectures=["x86_64"],
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _detector_spec(
+        self, name: str, args: DriftMonitorArgs, environment: dict[str, pulumi.Input[str]]
+    ) -> FunctionSpec:
+        """The detector function: its role reads capture and baseline, writes reports."""
+        baseline_arn = pulumi.Output.from_input(args.baseline_s3_uri).apply(
+            lambda uri: s3_object_arn(uri, args.context.partition)
+        )
+        return FunctionSpec(
+            resource_name=f"{name}-function",
+            prefix=name,
+            function_name=f"scones-{args.context.stack}-detect-drift",
+            description=(
+                f"scones {args.context.stack}: drift of captured traffic vs the training "
+                "baseline"
+            ),
+            role_description=f"scones {args.context.stack}: drift detector",
+            handler=HANDLER,
+            code=args.function_zip,
+            layers=[
+                args.context.powertools_layer_arn,
+                self.layer.arn,
+            ],
+            environment=environment,
+            statements=drift_statements(
+                bucket_arn=args.context.bucket_arn,
+                kms_key_arn=args.context.kms_key_arn,
+                capture_key_prefix=f"{args.capture_prefix.strip('/')}/{args.endpoint_name}/",
+                baseline_arn=baseline_arn,
+                reports_prefix=REPORTS_PREFIX,
+            ),
+            # Decoding and statistics of a busy hour (MAX_RECORDS 20,000 images) fit well
+            # within.
+            memory_size=1024,
+            timeout=300,
+            log_sid="WriteOwnLogGroupAndEmfMetrics",
+        )
+
+    def _schedule(self, name: str, args: DriftMonitorArgs) -> None:
+        """The EventBridge schedule that invokes the detector every `schedule_minutes`."""
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-schedule",
+            description=f"scones {args.context.stack}: run the drift detector",
+            schedule_expression=schedule_expression(args.schedule_minutes),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.target, self.permission = invoked_by_rule(
+            name, rule=self.rule, function=self.function, parent=self
+        )
+
+    def _drift_alarms(self, args: DriftMonitorArgs, rules: Sequence[AlarmRule]) -> None:
+        """One alarm per rule, its graph where it has one, and the class-share and input-PSI
+        graphs."""
+        region = args.context.region
+        period = args.schedule_minutes * 60
+        dims = {DIM_STACK: args.context.stack, DIM_ENDPOINT: args.endpoint_name}
+        self.drift_alarms = {}
+        self.dashboard_widgets = []
+        for rule in rules:
+            key = f"drift-{rule.key}"
+            properties, graphed = drift_alarm_properties(rule, args.context.stack, dims, period)
+            self.drift_alarms[rule.key] = topic_alarm(
+                key, properties, alarm_topic=args.alarm_topic, parent=self
+            )
+            if graphed:
+                self.dashboard_widgets.append(alarm_graph(key, properties, graphed, region))
+        self.alarms = list(self.drift_alarms.values())
+        self.dashboard_widgets.append(
+            _lines_widget(
+                "Drift: share of each class",
+                region,
+                [[METRICS_NAMESPACE, M_CLASS_SHARE, *flat_dimensions(dims), DIM_CLASS, c]
+                 for c in args.classes],
+                period,
+            )
+        )
+        self.dashboard_widgets.append(
+            _lines_widget(
+                "Drift: PSI per input statistic",
+                region,
+                [[METRICS_NAMESPACE, "InputPSI", *flat_dimensions(dims), DIM_STATISTIC, s]
+                 for s in STATISTICS],
+                period,
+                threshold=args.thresholds.input_psi,
+            )
         )
 
 
@@ -334,10 +327,6 @@ def _query(
         ),
         return_data=False,
     )
-
-
-def _flat(dimensions: dict[str, str]) -> list[str]:
-    return [part for key, value in dimensions.items() for part in (key, value)]
 
 
 def _lines_widget(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
+
+from components.iam import statement
 
 # The newest version with both a training and an inference image (sagemaker-core 2.27 tables);
 # training/ code uses only torch APIs that this version has.
@@ -33,3 +36,16 @@ def ecr_repository_arn(image_uri: str, partition: str = "aws") -> str:
         raise ValueError(f"not an ECR image URI: {image_uri!r}")
     account, region, repository, _tag = match.groups()
     return f"arn:{partition}:ecr:{region}:{account}:repository/{repository}"
+
+
+def image_pull_statements(image_uri: str, partition: str, *, sid: str) -> list[dict[str, Any]]:
+    """Pull this image's repository (`sid` names the image), and log in to ECR."""
+    return [
+        statement(
+            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+             "ecr:GetDownloadUrlForLayer"],
+            [ecr_repository_arn(image_uri, partition)],
+            sid=sid,
+        ),
+        statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+    ]

@@ -6,28 +6,26 @@ layer, resolved for the region from its public SSM parameter at the pinned versi
 grants exactly what its handler touches (components/function_policies.py builds it, for local
 mode too): serialize reads intake/ objects, classify invokes the endpoint (and writes capture/
 records when the endpoint is serverless), route publishes to the routing topic; all write only
-to their own log group, plus X-Ray segments.
+to their own log group, plus X-Ray segments. The low-confidence-rate alarm (the filter step's
+LowConfidence metric) and its graph are exposed as `alarms` and `dashboard_widgets`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import AlarmTopic, alarm_graph, topic_alarm
 from components.bucket_layout import INTAKE_PREFIX
+from components.context import StackContext
 from components.function_policies import FUNCTIONS, function_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
-from lambdas.defaults import RUNTIME
+from components.lambda_function import FunctionSpec, function_with_log_group
+from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
 from lambdas.environment import workflow_environments
 
 # Same version as the lock (requirements-dev.txt), so the cloud runs the Powertools the tests ran.
@@ -70,29 +68,19 @@ def function_name(stack: str, function: str) -> str:
     return f"scones-{stack}-{function.replace('_', '-')}"
 
 
-def zip_source_hash(zip_path: Path) -> str:
-    return base64.b64encode(hashlib.sha256(zip_path.read_bytes()).digest()).decode()
-
-
 @dataclass
 class InferenceFunctionsArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     # {function: zip}, one per FUNCTIONS key (lambdas.package.build_function_zips).
     lambda_zips: Mapping[str, Path]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint_name: pulumi.Input[str]
     endpoint_arn: pulumi.Input[str]
     classes: Sequence[str]
     confidence_threshold: float
     routes: Mapping[str, str]
-    log_retention_days: int
+    alarm_topic: AlarmTopic  # the low-confidence alarm notifies it
+    low_confidence_rate_max: float  # that alarm's threshold: the share of images sent to review
     capture_s3_uri: pulumi.Input[str] | None = None
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
     # Key prefixes (no trailing "/") the serialize step reads: intake/, plus the batch inputs.
     read_prefixes: Sequence[str] = (INTAKE_PREFIX,)
     # The safe-mode flag the filter step reads (components/safe_mode.py): name and ARN.
@@ -101,6 +89,8 @@ class InferenceFunctionsArgs:
 
 
 class InferenceFunctions(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     functions: dict[str, aws.lambda_.Function]
     roles: dict[str, aws.iam.Role]
     log_groups: dict[str, aws.cloudwatch.LogGroup]
@@ -112,11 +102,11 @@ class InferenceFunctions(pulumi.ComponentResource):
     ) -> None:
         super().__init__("scones:workflow:InferenceFunctions", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.service_name = f"scones-{args.stack}"
+        self.service_name = f"scones-{args.context.stack}"
         self.routing_topic = aws.sns.Topic(
-            f"{name}-routing-topic", kms_master_key_id=args.kms_key_arn, opts=child
+            f"{name}-routing-topic", kms_master_key_id=args.context.kms_key_arn, opts=child
         )
-        layer = args.powertools_layer_arn or powertools_layer_arn(args.region)
+        layer = args.context.powertools_layer_arn
         env = workflow_environments(
             service_name=self.service_name,
             classes=args.classes,
@@ -127,79 +117,86 @@ class InferenceFunctions(pulumi.ComponentResource):
             capture_s3_uri=args.capture_s3_uri,
             safe_mode_parameter=args.safe_mode_parameter,
         )
-        own = {
-            f: function_statements(
-                f,
-                bucket_arn=args.bucket_arn,
-                kms_key_arn=args.kms_key_arn,
-                endpoint_arn=args.endpoint_arn,
-                routing_topic_arn=self.routing_topic.arn,
-                writes_capture=args.capture_s3_uri is not None,
-                read_prefixes=args.read_prefixes,
-                safe_mode_parameter_arn=args.safe_mode_parameter_arn,
-            )
-            for f in FUNCTIONS
-        }
-
         self.functions, self.roles, self.log_groups, self.policies = {}, {}, {}, {}
         for function in FUNCTIONS:
-            fname = function_name(args.stack, function)
-            short = function.replace("_", "-")
-            log_group = aws.cloudwatch.LogGroup(
-                f"{name}-{short}-logs",
-                name=f"/aws/lambda/{fname}",
-                retention_in_days=args.log_retention_days,
-                opts=child,
-            )
-            role = aws.iam.Role(
-                f"{name}-{short}-role",
-                description=f"scones {args.stack}: Lambda {function}",
-                assume_role_policy=assume_role_policy(
-                    "lambda.amazonaws.com", source_account=args.account_id
-                ),
-                opts=child,
-            )
-            policy = aws.iam.RolePolicy(
-                f"{name}-{short}-policy",
-                role=role.id,
-                policy=document(
-                    [
-                        *own[function],
-                        *function_runtime_statements(log_group.arn),
-                    ]
-                ),
-                opts=child,
-            )
-            self.functions[function] = aws.lambda_.Function(
-                f"{name}-{short}",
-                name=fname,
-                description=f"scones {args.stack}: workflow step {function}",
-                runtime=RUNTIME,
-                architectures=["x86_64"],
-                handler=f"lambdas.{function}.handler.lambda_handler",
-                code=pulumi.FileArchive(str(args.lambda_zips[function])),
-                source_code_hash=zip_source_hash(args.lambda_zips[function]),
-                role=role.arn,
-                layers=[layer],
-                memory_size=_MEMORY.get(function, 256),
-                timeout=_TIMEOUT.get(function, 15),
-                environment={"variables": env[function]},
-                tracing_config={"mode": "Active"},
-                logging_config={
-                    "log_format": "JSON",
-                    "log_group": log_group.name,
-                    "application_log_level": "INFO",
-                    "system_log_level": "WARN",
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[policy, log_group]),
-            )
-            self.roles[function] = role
-            self.log_groups[function] = log_group
-            self.policies[function] = policy
+            self._workflow_step(name, args, function, env[function], layer)
         self.function_arns = {f: fn.arn for f, fn in self.functions.items()}
+        self._low_confidence_alarm(args)
         self.register_outputs(
             {
                 "functionArns": self.function_arns,
                 "routingTopicArn": self.routing_topic.arn,
             }
         )
+
+    def _workflow_step(
+        self,
+        name: str,
+        args: InferenceFunctionsArgs,
+        function: str,
+        environment: Mapping[str, pulumi.Input[str]],
+        layer: str,
+    ) -> None:
+        """One step's function, its log group, and its role (function_statements)."""
+        short = function.replace("_", "-")
+        built = function_with_log_group(
+            FunctionSpec(
+                resource_name=f"{name}-{short}",
+                prefix=f"{name}-{short}",
+                function_name=function_name(args.context.stack, function),
+                description=f"scones {args.context.stack}: workflow step {function}",
+                role_description=f"scones {args.context.stack}: Lambda {function}",
+                handler=f"lambdas.{function}.handler.lambda_handler",
+                code=args.lambda_zips[function],
+                layers=[layer],
+                environment=environment,
+                statements=function_statements(
+                    function,
+                    bucket_arn=args.context.bucket_arn,
+                    kms_key_arn=args.context.kms_key_arn,
+                    endpoint_arn=args.endpoint_arn,
+                    routing_topic_arn=self.routing_topic.arn,
+                    writes_capture=args.capture_s3_uri is not None,
+                    read_prefixes=args.read_prefixes,
+                    safe_mode_parameter_arn=args.safe_mode_parameter_arn,
+                ),
+                memory_size=_MEMORY.get(function, 256),
+                timeout=_TIMEOUT.get(function, 15),
+            ),
+            context=args.context,
+            parent=self,
+        )
+        self.functions[function] = built.function
+        self.roles[function] = built.role
+        self.log_groups[function] = built.log_group
+        self.policies[function] = built.policy
+
+    def _low_confidence_alarm(self, args: InferenceFunctionsArgs) -> None:
+        """Too many images below the confidence threshold, and a graph of the rate."""
+        # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
+        properties = {
+            "namespace": METRICS_NAMESPACE,
+            "metric_name": "LowConfidence",
+            "dimensions": {"service": self.service_name},
+            "statistic": "Average",
+            "period": 900,
+            "evaluation_periods": 2,
+            "datapoints_to_alarm": 2,
+            "threshold": args.low_confidence_rate_max,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": (
+                f"scones {args.context.stack}: more than {args.low_confidence_rate_max:.0%} of "
+                "images below the confidence threshold (sent to human review)"
+            ),
+        }
+        key = "low-confidence-rate"
+        self.alarms = [topic_alarm(key, properties, alarm_topic=args.alarm_topic, parent=self)]
+        self.dashboard_widgets = [
+            alarm_graph(
+                key,
+                properties,
+                [[METRICS_NAMESPACE, "LowConfidence", "service", self.service_name]],
+                args.context.region,
+            )
+        ]

@@ -4,8 +4,10 @@ Replacing the model never breaks the live endpoint: Model and EndpointConfigurat
 auto-named (Pulumi adds a random suffix), so a new model yields a new configuration that is
 created before the old one is deleted, and the Endpoint (fixed name, which the Lambdas and
 alarms use) is updated in place to it with a blue/green deployment that rolls back on the
-endpoint alarms. Serverless endpoints (dev) have no Data Capture or autoscaling:
-`capture_s3_uri` is then set for the classify Lambda, which writes the capture records itself.
+endpoint alarms (5xx answers, p99 latency: children of this component, on the alarm topic,
+exposed with their graphs as `alarms` and `dashboard_widgets`). Serverless endpoints (dev) have
+no Data Capture or autoscaling: `capture_s3_uri` is then set for the classify Lambda, which
+writes the capture records itself.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_alarm
+from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
 from components.iam import assume_role_policy, document, statement
-from components.images import ecr_repository_arn
+from components.images import image_pull_statements
 from components.settings import InstanceEndpoint, ServerlessEndpoint
 from training.serving_environment import serving_environment
 
@@ -38,46 +43,36 @@ def has_instance_storage(instance_type: str) -> bool:
 
 @dataclass
 class ModelEndpointArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     endpoint_name: str
     model_data_url: pulumi.Input[str]
     image_uri: str
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
     endpoint: InstanceEndpoint | ServerlessEndpoint
     data_capture_percent: int
-    log_retention_days: int = 30
-    rollback_alarm_names: Sequence[pulumi.Input[str]] = ()
-    # The same alarms' ARNs: SageMaker reads them with the model's execution role.
-    rollback_alarm_arns: Sequence[pulumi.Input[str]] = ()
+    alarm_topic: AlarmTopic  # the endpoint alarms notify it
+    latency_p99_ms: float  # the latency alarm's threshold
     variant_name: str = VARIANT_NAME
-    partition: str = "aws"
 
 
 def execution_role_statements(
-    args: ModelEndpointArgs, log_group_arn: pulumi.Input[str]
+    args: ModelEndpointArgs,
+    log_group_arn: pulumi.Input[str],
+    rollback_alarm_arns: Sequence[pulumi.Input[str]] = (),
 ) -> list[dict]:
     """What the model's execution role may do: read the artifact, pull the image, write its
     logs and metrics, write Data Capture (instances), read the rollback alarms."""
     statements = [
         statement(
             ["s3:GetObject"],
-            [pulumi.Output.concat(args.bucket_arn, f"/{MODELS_PREFIX}/*")],
+            [pulumi.Output.concat(args.context.bucket_arn, f"/{MODELS_PREFIX}/*")],
             sid="ReadModelArtifacts",
         ),
         statement(
-            ["kms:Decrypt", "kms:GenerateDataKey"], [args.kms_key_arn], sid="UseTheBucketKey"
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="UseTheBucketKey",
         ),
-        statement(
-            ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-             "ecr:GetDownloadUrlForLayer"],
-            [ecr_repository_arn(args.image_uri, args.partition)],
-            sid="PullTheInferenceImage",
-        ),
-        statement(["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"),
+        *image_pull_statements(args.image_uri, args.context.partition, sid="PullTheInferenceImage"),
         statement(
             ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             [pulumi.Output.concat(log_group_arn, ":log-stream:*")],
@@ -94,18 +89,18 @@ def execution_role_statements(
         statements.append(
             statement(
                 ["s3:PutObject"],
-                [pulumi.Output.concat(args.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
+                [pulumi.Output.concat(args.context.bucket_arn, f"/{CAPTURE_PREFIX}/*")],
                 sid="WriteDataCapture",
             )
         )
-    if args.rollback_alarm_arns:
+    if rollback_alarm_arns:
         # "Ensure that your IAM execution role has permission to perform the
         # cloudwatch:DescribeAlarms action on the auto-rollback alarms you specify"
         # (SageMaker developer guide, "Auto-Rollback Configuration and Monitoring").
         statements.append(
             statement(
                 ["cloudwatch:DescribeAlarms"],
-                list(args.rollback_alarm_arns),
+                list(rollback_alarm_arns),
                 sid="ReadTheRollbackAlarms",
             )
         )
@@ -137,7 +132,7 @@ def data_capture_config(
         "enable_capture": True,
         "initial_sampling_percentage": args.data_capture_percent,
         "destination_s3_uri": capture_s3_uri,
-        "kms_key_id": args.kms_key_arn,
+        "kms_key_id": args.context.kms_key_arn,
         "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
         # JSON responses are captured as text (encoding JSON); image bodies as BASE64:
         # the record format docs/design.md fixes and the drift monitor reads.
@@ -176,7 +171,52 @@ def scaling_spec(args: ModelEndpointArgs) -> ScalingSpec | None:
     )
 
 
+def endpoint_alarm_properties(args: ModelEndpointArgs) -> dict[str, dict[str, Any]]:
+    """The endpoint's alarms by key: 5xx answers, and p99 model latency above the threshold.
+    Both also drive the blue/green auto-rollback, so they are sensitive (1-minute periods)."""
+    dims = endpoint_dimensions(args)
+    return {
+        "endpoint-5xx": {
+            "namespace": "AWS/SageMaker",
+            "metric_name": "Invocation5XXErrors",
+            "dimensions": dims,
+            "statistic": "Sum",
+            "period": 60,
+            "evaluation_periods": 2,
+            "datapoints_to_alarm": 2,
+            "threshold": 0,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": f"{args.endpoint_name} answers 5xx (model/container fault)",
+        },
+        "endpoint-latency-p99": {
+            "namespace": "AWS/SageMaker",
+            "metric_name": "ModelLatency",
+            "dimensions": dims,
+            "extended_statistic": "p99",
+            "period": 60,
+            "evaluation_periods": 3,
+            "datapoints_to_alarm": 3,
+            # ModelLatency is reported in microseconds.
+            "threshold": args.latency_p99_ms * 1000.0,
+            "comparison_operator": "GreaterThanThreshold",
+            "treat_missing_data": "notBreaching",
+            "alarm_description": (
+                f"{args.endpoint_name} ModelLatency p99 above {args.latency_p99_ms:g} ms"
+            ),
+        },
+    }
+
+
+def endpoint_dimensions(args: ModelEndpointArgs) -> dict[str, str]:
+    # The fixed names, not the Endpoint's outputs: the endpoint's rollback watches these
+    # alarms, so they exist before it.
+    return {"EndpointName": args.endpoint_name, "VariantName": args.variant_name}
+
+
 class ModelEndpoint(pulumi.ComponentResource):
+    alarms: list[aws.cloudwatch.MetricAlarm]
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     model: aws.sagemaker.Model
     config: aws.sagemaker.EndpointConfiguration
     endpoint: aws.sagemaker.Endpoint
@@ -190,7 +230,10 @@ class ModelEndpoint(pulumi.ComponentResource):
     ) -> None:
         super().__init__("scones:serving:ModelEndpoint", name, None, opts)
         serverless = isinstance(args.endpoint, ServerlessEndpoint)
-        self.capture_s3_uri = pulumi.Output.concat("s3://", args.bucket_name, f"/{CAPTURE_PREFIX}")
+        self.capture_s3_uri = pulumi.Output.concat(
+            "s3://", args.context.bucket_name, f"/{CAPTURE_PREFIX}"
+        )
+        self._endpoint_alarms(args)
         self._model(name, args)
         self.config = aws.sagemaker.EndpointConfiguration(
             f"{name}-config",
@@ -198,7 +241,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             data_capture_config=data_capture_config(args, self.capture_s3_uri),
             kms_key_arn=None
             if serverless or has_instance_storage(args.endpoint.instance_type)
-            else args.kms_key_arn,
+            else args.context.kms_key_arn,
             opts=pulumi.ResourceOptions(parent=self),
         )
         scaling = scaling_spec(args)
@@ -220,6 +263,20 @@ class ModelEndpoint(pulumi.ComponentResource):
             }
         )
 
+    def _endpoint_alarms(self, args: ModelEndpointArgs) -> None:
+        """The endpoint alarms (endpoint_alarm_properties) and a graph of each."""
+        self.alarms = []
+        self.dashboard_widgets = []
+        for key, properties in endpoint_alarm_properties(args).items():
+            self.alarms.append(
+                topic_alarm(key, properties, alarm_topic=args.alarm_topic, parent=self)
+            )
+            metric = ["AWS/SageMaker", properties["metric_name"],
+                      *flat_dimensions(properties["dimensions"])]
+            self.dashboard_widgets.append(
+                alarm_graph(key, properties, [metric], args.context.region)
+            )
+
     def _model(self, name: str, args: ModelEndpointArgs) -> None:
         """The endpoint's log group, the model's execution role and the SageMaker Model."""
         child = pulumi.ResourceOptions(parent=self)
@@ -227,21 +284,25 @@ class ModelEndpoint(pulumi.ComponentResource):
         self.log_group = aws.cloudwatch.LogGroup(
             f"{name}-logs",
             name=f"/aws/sagemaker/Endpoints/{args.endpoint_name}",
-            retention_in_days=args.log_retention_days,
+            retention_in_days=args.context.log_retention_days,
             opts=child,
         )
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: SageMaker model execution role",
+            description=f"scones {args.context.stack}: SageMaker model execution role",
             assume_role_policy=assume_role_policy(
-                "sagemaker.amazonaws.com", source_account=args.account_id
+                "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
             opts=child,
         )
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
-            policy=document(execution_role_statements(args, self.log_group.arn)),
+            policy=document(
+                execution_role_statements(
+                    args, self.log_group.arn, [alarm.arn for alarm in self.alarms]
+                )
+            ),
             opts=child,
         )
         self.model = aws.sagemaker.Model(
@@ -251,7 +312,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 "image": args.image_uri,
                 "model_data_url": args.model_data_url,
                 # Workers, threads and code location: training/serving_environment.py.
-                "environment": serving_environment(args.region),
+                "environment": serving_environment(args.context.region),
             },
             # The container needs no network (artifacts and capture are SageMaker's job);
             # Serverless Inference does not support network isolation, so only instances get it.
@@ -272,7 +333,7 @@ class ModelEndpoint(pulumi.ComponentResource):
             f"{name}-endpoint",
             name=args.endpoint_name,
             endpoint_config_name=self.config.name,
-            deployment_config=deployment_config(args.rollback_alarm_names),
+            deployment_config=deployment_config([alarm.name for alarm in self.alarms]),
             opts=pulumi.ResourceOptions(
                 parent=self,
                 # The name is fixed (Lambdas, alarms and Data Capture use it) and
@@ -282,7 +343,7 @@ class ModelEndpoint(pulumi.ComponentResource):
                 # name, so a replacement deletes the old endpoint first.
                 delete_before_replace=True,
                 hooks=endpoint_hooks(
-                    args.endpoint_name, args.region, scaling, scaling_policy_name
+                    args.endpoint_name, args.context.region, scaling, scaling_policy_name
                 ),
             ),
         )

@@ -29,9 +29,10 @@ import pulumi
 import pulumi_aws as aws
 
 from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
+from components.context import StackContext
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
 from components.iam import assume_role_policy, document, statement
-from components.images import ecr_repository_arn
+from components.images import image_pull_statements
 from components.model_registration import ModelRegistration
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -148,12 +149,7 @@ def sagemaker_job_describer(region: str) -> DescribeJob:
 
 @dataclass
 class ModelTrainingArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
-    bucket_name: pulumi.Input[str]
-    bucket_arn: pulumi.Input[str]
-    kms_key_arn: pulumi.Input[str]
+    context: StackContext
     data_prefix: str
     data_hash: str
     source_bundle: Path
@@ -166,7 +162,6 @@ class ModelTrainingArgs:
     classes: Sequence[str]
     seed: int = 0
     max_runtime_seconds: int = 3 * 3600
-    partition: str = "aws"
     # The staged data set's S3 objects: the job reads them, so it is created after them.
     data_objects: Sequence[pulumi.Resource] = ()
     attempt: int = 1
@@ -179,6 +174,136 @@ class ModelTrainingArgs:
     labelled_snapshot: str | None = None
 
 
+def training_role_statements(
+    args: ModelTrainingArgs, *, code_key: str, job_name: str, manifest: str | None
+) -> list[dict]:
+    """What the job's execution role may do: read its data, code and labelled channel, list the
+    data channels, write its own model artifacts, pull the image, write its logs and metrics."""
+    p = args.context.partition
+    log_group = pulumi.Output.concat(
+        f"arn:{p}:logs:{args.context.region}:",
+        args.context.account_id,
+        f":log-group:{TRAINING_LOG_GROUP}",
+    )
+    # The labelled channel's manifest and the images it lists (labelled/<class>/*).
+    labelled_read = (
+        [
+            statement(
+                ["s3:GetObject"],
+                [
+                    pulumi.Output.concat(args.context.bucket_arn, f"/{manifest}"),
+                    pulumi.Output.concat(args.context.bucket_arn, f"/{LABELLED_PREFIX}/*"),
+                ],
+                sid="ReadLabelledChannel",
+            )
+        ]
+        if manifest
+        else []
+    )
+    return [
+        statement(
+            ["s3:GetObject"],
+            [
+                pulumi.Output.concat(args.context.bucket_arn, f"/{args.data_prefix}/*"),
+                pulumi.Output.concat(args.context.bucket_arn, f"/{code_key}"),
+            ],
+            sid="ReadStagedDataAndSourceBundle",
+        ),
+        *labelled_read,
+        statement(
+            ["s3:ListBucket"],
+            [args.context.bucket_arn],
+            sid="ListTheDataChannels",
+            condition={"StringLike": {"s3:prefix": [f"{args.data_prefix}/*"]}},
+        ),
+        statement(
+            ["s3:PutObject"],
+            # Its own job's prefix only: never the artifact of the model in service.
+            [pulumi.Output.concat(args.context.bucket_arn, f"/{MODELS_PREFIX}/{job_name}/*")],
+            sid="WriteOwnModelArtifacts",
+        ),
+        statement(
+            ["kms:Decrypt", "kms:GenerateDataKey"],
+            [args.context.kms_key_arn],
+            sid="UseTheBucketKey",
+        ),
+        *image_pull_statements(args.image_uri, p, sid="PullTheTrainingImage"),
+        statement(["logs:CreateLogGroup"], [log_group], sid="JobLogGroup"),
+        statement(
+            ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+            [pulumi.Output.concat(log_group, ":log-stream:*")],
+            sid="JobLogStreams",
+        ),
+        statement(
+            ["cloudwatch:PutMetricData"],
+            ["*"],
+            sid="JobMetricsHaveNoResourceLevel",
+            condition={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+        ),
+    ]
+
+
+def script_mode_hyperparameters(
+    hyperparameters: Mapping[str, str], submit_dir: pulumi.Output[str], region: str
+) -> pulumi.Output[dict[str, str]]:
+    """Script mode (sagemaker-training-toolkit) reads its settings from these hyperparameters,
+    JSON-encoded as the SageMaker SDK writes them; the rest become the script's arguments."""
+    return submit_dir.apply(
+        lambda uri: {
+            **hyperparameters,
+            "sagemaker_program": json.dumps("train.py"),
+            "sagemaker_submit_directory": json.dumps(uri),
+            "sagemaker_region": json.dumps(region),
+            "sagemaker_container_log_level": "20",
+        }
+    )
+
+
+def input_channels(args: ModelTrainingArgs, manifest: str | None) -> list[dict]:
+    """The train and test channels over the staged data, and the labelled channel if any."""
+    channels = [
+        {
+            "channel_name": channel,
+            "data_source": {
+                "s3_data_source": {
+                    "s3_data_type": "S3Prefix",
+                    "s3_uri": pulumi.Output.concat(
+                        "s3://", args.context.bucket_name, f"/{args.data_prefix}/{channel}/"
+                    ),
+                    "s3_data_distribution_type": "FullyReplicated",
+                }
+            },
+            "input_mode": "File",
+        }
+        for channel in ("train", "test")
+    ]
+    if manifest:
+        # SageMaker downloads exactly the manifest's keys (S3DataSource ManifestFile,
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html)
+        # into /opt/ml/input/data/labelled, which training.train reads as
+        # SM_CHANNEL_LABELLED (--labelled): staged data + labelled images, the test channel
+        # unchanged. That each file lands under its path relative to the manifest's prefix
+        # (<class>/<file>, the layout training.labelled reads) is not stated on that page
+        # and was not checked against AWS here: the job's metrics.json `data` counts (which
+        # `local retrain --stack` prints) show whether the labelled images were used.
+        channels.append(
+            {
+                "channel_name": "labelled",
+                "data_source": {
+                    "s3_data_source": {
+                        "s3_data_type": "ManifestFile",
+                        "s3_uri": pulumi.Output.concat(
+                            "s3://", args.context.bucket_name, f"/{manifest}"
+                        ),
+                        "s3_data_distribution_type": "FullyReplicated",
+                    }
+                },
+                "input_mode": "File",
+            }
+        )
+    return channels
+
+
 class ModelTraining(pulumi.ComponentResource):
     job: aws.sagemaker.TrainingJob
     job_name: str
@@ -189,21 +314,9 @@ class ModelTraining(pulumi.ComponentResource):
         self, name: str, args: ModelTrainingArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:training:ModelTraining", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        p = args.partition
         code_hash = file_sha256(args.source_bundle)
         code_key = f"{CODE_PREFIX}/training/{code_hash[:16]}/sourcedir.tar.gz"
-        self.source = aws.s3.BucketObjectv2(
-            f"{name}-source",
-            bucket=args.bucket_name,
-            key=code_key,
-            source=pulumi.FileAsset(str(args.source_bundle)),
-            server_side_encryption="aws:kms",
-            kms_key_id=args.kms_key_arn,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete),
-        )
-        logs = f"arn:{p}:logs:{args.region}:"
-        log_group = pulumi.Output.concat(logs, args.account_id, f":log-group:{TRAINING_LOG_GROUP}")
+        self.source = self._source_bundle(name, args, code_key)
         hyperparameters = training_hyperparameters(
             epochs=args.epochs,
             seed=args.seed,
@@ -211,8 +324,66 @@ class ModelTraining(pulumi.ComponentResource):
             threshold=args.confidence_threshold,
             classes=args.classes,
         )
-        self.job_name = training_job_name(
-            args.stack,
+        self.job_name = self._job_name(args, code_hash, hyperparameters)
+        manifest = (
+            f"{LABELLED_MANIFESTS_PREFIX}/{args.labelled_snapshot}.json"
+            if args.labelled_snapshot
+            else None
+        )
+        self._training_role(name, args, code_key, manifest)
+        output_path = pulumi.Output.concat("s3://", args.context.bucket_name, f"/{MODELS_PREFIX}")
+        self.job = self._training_job(
+            name,
+            args,
+            hyperparameters=script_mode_hyperparameters(
+                hyperparameters,
+                pulumi.Output.concat("s3://", args.context.bucket_name, f"/{code_key}"),
+                args.context.region,
+            ),
+            channels=input_channels(args, manifest),
+            output_path=output_path,
+        )
+        self._registry(name, args)
+        # TrainingJob has no artifact output; SageMaker's layout is fixed:
+        # {s3_output_path}/{job name}/output/model.tar.gz. Gated on the registration so that
+        # the endpoint only ever sees a model that passed.
+        self.model_data_url = pulumi.Output.all(
+            pulumi.Output.concat(
+                output_path, "/", self.job.training_job_name, "/output/model.tar.gz"
+            ),
+            self.registration.model_package_arn,
+        ).apply(lambda values: values[0])
+        self.register_outputs(
+            {
+                "jobName": self.job_name,
+                "modelDataUrl": self.model_data_url,
+                "roleArn": self.role.arn,
+                "modelPackageGroup": self.model_package_group.model_package_group_name,
+                "modelPackageArn": self.registration.model_package_arn,
+            }
+        )
+
+    def _source_bundle(
+        self, name: str, args: ModelTrainingArgs, code_key: str
+    ) -> aws.s3.BucketObjectv2:
+        """The training source bundle (training/ and its script), uploaded under code/."""
+        return aws.s3.BucketObjectv2(
+            f"{name}-source",
+            bucket=args.context.bucket_name,
+            key=code_key,
+            source=pulumi.FileAsset(str(args.source_bundle)),
+            server_side_encryption="aws:kms",
+            kms_key_id=args.context.kms_key_arn,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete),
+        )
+
+    @staticmethod
+    def _job_name(
+        args: ModelTrainingArgs, code_hash: str, hyperparameters: Mapping[str, str]
+    ) -> str:
+        """The job's name (see training_job_name), refused if a failed job holds it."""
+        job_name = training_job_name(
+            args.context.stack,
             data_hash=args.data_hash,
             code_hash=code_hash,
             image_uri=args.image_uri,
@@ -226,153 +397,43 @@ class ModelTraining(pulumi.ComponentResource):
             labelled_snapshot=args.labelled_snapshot,
         )
         if args.describe_job is not None:
-            check_job_name_free(
-                self.job_name, args.describe_job(self.job_name), attempt=args.attempt
-            )
+            check_job_name_free(job_name, args.describe_job(job_name), attempt=args.attempt)
+        return job_name
+
+    def _training_role(
+        self, name: str, args: ModelTrainingArgs, code_key: str, manifest: str | None
+    ) -> None:
+        """The job's execution role and its policy (training_role_statements)."""
+        child = pulumi.ResourceOptions(parent=self)
         self.role = aws.iam.Role(
             f"{name}-role",
-            description=f"scones {args.stack}: SageMaker training job execution role",
+            description=f"scones {args.context.stack}: SageMaker training job execution role",
             assume_role_policy=assume_role_policy(
-                "sagemaker.amazonaws.com", source_account=args.account_id
+                "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
             opts=child,
-        )
-        manifest = (
-            f"{LABELLED_MANIFESTS_PREFIX}/{args.labelled_snapshot}.json"
-            if args.labelled_snapshot
-            else None
-        )
-        # The labelled channel's manifest and the images it lists (labelled/<class>/*).
-        labelled_read = (
-            [
-                statement(
-                    ["s3:GetObject"],
-                    [
-                        pulumi.Output.concat(args.bucket_arn, f"/{manifest}"),
-                        pulumi.Output.concat(args.bucket_arn, f"/{LABELLED_PREFIX}/*"),
-                    ],
-                    sid="ReadLabelledChannel",
-                )
-            ]
-            if manifest
-            else []
         )
         self.role_policy = aws.iam.RolePolicy(
             f"{name}-policy",
             role=self.role.id,
             policy=document(
-                [
-                    statement(
-                        ["s3:GetObject"],
-                        [
-                            pulumi.Output.concat(args.bucket_arn, f"/{args.data_prefix}/*"),
-                            pulumi.Output.concat(args.bucket_arn, f"/{code_key}"),
-                        ],
-                        sid="ReadStagedDataAndSourceBundle",
-                    ),
-                    *labelled_read,
-                    statement(
-                        ["s3:ListBucket"],
-                        [args.bucket_arn],
-                        sid="ListTheDataChannels",
-                        condition={"StringLike": {"s3:prefix": [f"{args.data_prefix}/*"]}},
-                    ),
-                    statement(
-                        ["s3:PutObject"],
-                        # Its own job's prefix only: never the artifact of the model in service.
-                        [
-                            pulumi.Output.concat(
-                                args.bucket_arn, f"/{MODELS_PREFIX}/{self.job_name}/*"
-                            )
-                        ],
-                        sid="WriteOwnModelArtifacts",
-                    ),
-                    statement(
-                        ["kms:Decrypt", "kms:GenerateDataKey"],
-                        [args.kms_key_arn],
-                        sid="UseTheBucketKey",
-                    ),
-                    statement(
-                        ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
-                         "ecr:GetDownloadUrlForLayer"],
-                        [ecr_repository_arn(args.image_uri, p)],
-                        sid="PullTheTrainingImage",
-                    ),
-                    statement(
-                        ["ecr:GetAuthorizationToken"], ["*"], sid="EcrLoginHasNoResourceLevel"
-                    ),
-                    statement(["logs:CreateLogGroup"], [log_group], sid="JobLogGroup"),
-                    statement(
-                        ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
-                        [pulumi.Output.concat(log_group, ":log-stream:*")],
-                        sid="JobLogStreams",
-                    ),
-                    statement(
-                        ["cloudwatch:PutMetricData"],
-                        ["*"],
-                        sid="JobMetricsHaveNoResourceLevel",
-                        condition={
-                            "StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}
-                        },
-                    ),
-                ]
+                training_role_statements(
+                    args, code_key=code_key, job_name=self.job_name, manifest=manifest
+                )
             ),
             opts=child,
         )
-        submit_dir = pulumi.Output.concat("s3://", args.bucket_name, f"/{code_key}")
-        # Script mode (sagemaker-training-toolkit) reads its settings from these hyperparameters,
-        # JSON-encoded as the SageMaker SDK writes them; the rest become the script's arguments.
-        all_hyperparameters = submit_dir.apply(
-            lambda uri: {
-                **hyperparameters,
-                "sagemaker_program": json.dumps("train.py"),
-                "sagemaker_submit_directory": json.dumps(uri),
-                "sagemaker_region": json.dumps(args.region),
-                "sagemaker_container_log_level": "20",
-            }
-        )
-        output_path = pulumi.Output.concat("s3://", args.bucket_name, f"/{MODELS_PREFIX}")
-        channels = [
-            {
-                "channel_name": channel,
-                "data_source": {
-                    "s3_data_source": {
-                        "s3_data_type": "S3Prefix",
-                        "s3_uri": pulumi.Output.concat(
-                            "s3://", args.bucket_name, f"/{args.data_prefix}/{channel}/"
-                        ),
-                        "s3_data_distribution_type": "FullyReplicated",
-                    }
-                },
-                "input_mode": "File",
-            }
-            for channel in ("train", "test")
-        ]
-        if manifest:
-            # SageMaker downloads exactly the manifest's keys (S3DataSource ManifestFile,
-            # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_S3DataSource.html)
-            # into /opt/ml/input/data/labelled, which training.train reads as
-            # SM_CHANNEL_LABELLED (--labelled): staged data + labelled images, the test channel
-            # unchanged. That each file lands under its path relative to the manifest's prefix
-            # (<class>/<file>, the layout training.labelled reads) is not stated on that page
-            # and was not checked against AWS here: the job's metrics.json `data` counts (which
-            # `local retrain --stack` prints) show whether the labelled images were used.
-            channels.append(
-                {
-                    "channel_name": "labelled",
-                    "data_source": {
-                        "s3_data_source": {
-                            "s3_data_type": "ManifestFile",
-                            "s3_uri": pulumi.Output.concat(
-                                "s3://", args.bucket_name, f"/{manifest}"
-                            ),
-                            "s3_data_distribution_type": "FullyReplicated",
-                        }
-                    },
-                    "input_mode": "File",
-                }
-            )
-        self.job = aws.sagemaker.TrainingJob(
+
+    def _training_job(
+        self,
+        name: str,
+        args: ModelTrainingArgs,
+        *,
+        hyperparameters: pulumi.Input[Mapping[str, str]],
+        channels: Sequence[Mapping],
+        output_path: pulumi.Output[str],
+    ) -> aws.sagemaker.TrainingJob:
+        return aws.sagemaker.TrainingJob(
             f"{name}-job",
             training_job_name=self.job_name,
             role_arn=self.role.arn,
@@ -380,9 +441,12 @@ class ModelTraining(pulumi.ComponentResource):
                 "training_image": args.image_uri,
                 "training_input_mode": "File",
             },
-            hyper_parameters=all_hyperparameters,
-            input_data_configs=channels,
-            output_data_config={"s3_output_path": output_path, "kms_key_id": args.kms_key_arn},
+            hyper_parameters=hyperparameters,
+            input_data_configs=list(channels),
+            output_data_config={
+                "s3_output_path": output_path,
+                "kms_key_id": args.context.kms_key_arn,
+            },
             resource_config={
                 "instance_type": args.instance_type,
                 "instance_count": 1,
@@ -406,9 +470,13 @@ class ModelTraining(pulumi.ComponentResource):
                 ignore_changes=["roleArn"],
             ),
         )
+
+    def _registry(self, name: str, args: ModelTrainingArgs) -> None:
+        """The model package group and the job's model package in it."""
+        child = pulumi.ResourceOptions(parent=self)
         self.model_package_group = aws.sagemaker.ModelPackageGroup(
             f"{name}-registry",
-            model_package_group_name=f"scones-{args.stack}-vehicle-classifier",
+            model_package_group_name=f"scones-{args.context.stack}-vehicle-classifier",
             model_package_group_description="Models that passed the training quality gate",
             opts=child,
         )
@@ -418,25 +486,7 @@ class ModelTraining(pulumi.ComponentResource):
             job_name=self.job.training_job_name,
             group_name=self.model_package_group.model_package_group_name,
             image_uri=args.inference_image_uri,
-            region=args.region,
-            kms_key_arn=args.kms_key_arn,
+            region=args.context.region,
+            kms_key_arn=args.context.kms_key_arn,
             opts=child,
-        )
-        # TrainingJob has no artifact output; SageMaker's layout is fixed:
-        # {s3_output_path}/{job name}/output/model.tar.gz. Gated on the registration so that
-        # the endpoint only ever sees a model that passed.
-        self.model_data_url = pulumi.Output.all(
-            pulumi.Output.concat(
-                output_path, "/", self.job.training_job_name, "/output/model.tar.gz"
-            ),
-            self.registration.model_package_arn,
-        ).apply(lambda values: values[0])
-        self.register_outputs(
-            {
-                "jobName": self.job_name,
-                "modelDataUrl": self.model_data_url,
-                "roleArn": self.role.arn,
-                "modelPackageGroup": self.model_package_group.model_package_group_name,
-                "modelPackageArn": self.registration.model_package_arn,
-            }
         )

@@ -31,18 +31,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from components.context import StackContext
 from components.function_policies import safe_mode_statements
-from components.iam import (
-    assume_role_policy,
-    document,
-    function_runtime_statements,
-)
-from components.inference_functions import powertools_layer_arn, zip_source_hash
-from lambdas.defaults import METRICS_NAMESPACE, RUNTIME
+from components.lambda_function import FunctionSpec, function_with_log_group, invoked_by_rule
+from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.review_reasons import REASON_DIMENSION, REVIEW_METRIC, ReviewReason
 from lambdas.safe_mode.commands import ALARM_DETAIL_TYPE, ALARM_SOURCE
 from lambdas.safe_mode.flag import INITIAL, KEY_ENV, PARAMETER_ENV, parameter_name
@@ -104,19 +101,14 @@ def review_widget(region: str, service: str) -> dict:
 
 @dataclass
 class SafeModeArgs:
-    stack: str
-    region: str
-    account_id: pulumi.Input[str]
+    context: StackContext
     lambda_zip: Path
-    kms_key_arn: pulumi.Input[str]
     alarm_names: Sequence[pulumi.Input[str]]  # the drift alarms that switch safe mode on
-    log_retention_days: int
     service_name: str  # Powertools service: the workflow's, so its metrics sit beside them
-    partition: str = "aws"
-    powertools_layer_arn: str | None = None  # resolved once by the stack; None: look it up
 
 
 class SafeMode(pulumi.ComponentResource):
+    dashboard_widgets: list[pulumi.Input[dict[str, Any]]]
     parameter: aws.ssm.Parameter
     function: aws.lambda_.Function
     role: aws.iam.Role
@@ -127,102 +119,15 @@ class SafeMode(pulumi.ComponentResource):
         self, name: str, args: SafeModeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("scones:monitoring:SafeMode", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        fname = function_name(args.stack)
-        self.parameter_name = parameter_name(args.stack)
-        self.parameter = aws.ssm.Parameter(
-            f"{name}-flag",
-            name=self.parameter_name,
-            description=(
-                f"scones {args.stack}: safe mode (every request to human review) while on; "
-                "set by the drift alarms, cleared by a person"
-            ),
-            type="SecureString",
-            key_id=args.kms_key_arn,
-            tier="Standard",
-            value=INITIAL.to_json(),
-            # The alarm and the operators own the value once deployed.
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        self.parameter_name = parameter_name(args.context.stack)
+        self.parameter = self._flag(name, args)
+        built = function_with_log_group(
+            self._switch_spec(name, args), context=args.context, parent=self
         )
-        self.log_group = aws.cloudwatch.LogGroup(
-            f"{name}-logs",
-            name=f"/aws/lambda/{fname}",
-            retention_in_days=args.log_retention_days,
-            opts=child,
-        )
-        self.role = aws.iam.Role(
-            f"{name}-role",
-            description=f"scones {args.stack}: safe-mode switch",
-            assume_role_policy=assume_role_policy(
-                "lambda.amazonaws.com", source_account=args.account_id
-            ),
-            opts=child,
-        )
-        self.policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                [
-                    *safe_mode_statements(
-                        parameter_arn=self.parameter.arn,
-                        kms_key_arn=args.kms_key_arn,
-                        write=True,
-                    ),
-                    *function_runtime_statements(
-                        self.log_group.arn, log_sid="WriteOwnLogGroupAndEmfMetrics"
-                    ),
-                ]
-            ),
-            opts=child,
-        )
-        self.function = aws.lambda_.Function(
-            f"{name}-function",
-            name=fname,
-            description=f"scones {args.stack}: switch safe mode on (drift alarm) or off (a person)",
-            runtime=RUNTIME,
-            architectures=["x86_64"],
-            handler=HANDLER,
-            code=pulumi.FileArchive(str(args.lambda_zip)),
-            source_code_hash=zip_source_hash(args.lambda_zip),
-            role=self.role.arn,
-            layers=[args.powertools_layer_arn or powertools_layer_arn(args.region)],
-            memory_size=256,
-            timeout=15,
-            environment={
-                "variables": {
-                    PARAMETER_ENV: self.parameter_name,
-                    KEY_ENV: args.kms_key_arn,
-                    "POWERTOOLS_SERVICE_NAME": args.service_name,
-                    "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
-                    "POWERTOOLS_LOG_LEVEL": "INFO",
-                }
-            },
-            tracing_config={"mode": "Active"},
-            logging_config={
-                "log_format": "JSON",
-                "log_group": self.log_group.name,
-                "application_log_level": "INFO",
-                "system_log_level": "WARN",
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.policy, self.log_group]),
-        )
-        self.rule = aws.cloudwatch.EventRule(
-            f"{name}-on-drift-alarm",
-            description=f"scones {args.stack}: a drift alarm fired: switch safe mode on",
-            event_pattern=pulumi.Output.all(*args.alarm_names).apply(alarm_event_pattern),
-            opts=child,
-        )
-        self.target = aws.cloudwatch.EventTarget(
-            f"{name}-target", rule=self.rule.name, arn=self.function.arn, opts=child
-        )
-        self.permission = aws.lambda_.Permission(
-            f"{name}-invoke",
-            action="lambda:InvokeFunction",
-            function=self.function.name,
-            principal="events.amazonaws.com",
-            source_arn=self.rule.arn,
-            opts=child,
-        )
+        self.function, self.role = built.function, built.role
+        self.policy, self.log_group = built.policy, built.log_group
+        self._alarm_trigger(name, args)
+        self.dashboard_widgets = [review_widget(args.context.region, args.service_name)]
         self.register_outputs(
             {
                 "parameterName": self.parameter_name,
@@ -230,4 +135,62 @@ class SafeMode(pulumi.ComponentResource):
                 "functionName": self.function.name,
                 "ruleArn": self.rule.arn,
             }
+        )
+
+    def _flag(self, name: str, args: SafeModeArgs) -> aws.ssm.Parameter:
+        """The safe-mode parameter, deployed off; its value is not Pulumi's after that."""
+        return aws.ssm.Parameter(
+            f"{name}-flag",
+            name=self.parameter_name,
+            description=(
+                f"scones {args.context.stack}: safe mode (every request to human review) while on; "
+                "set by the drift alarms, cleared by a person"
+            ),
+            type="SecureString",
+            key_id=args.context.kms_key_arn,
+            tier="Standard",
+            value=INITIAL.to_json(),
+            # The alarm and the operators own the value once deployed.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["value"]),
+        )
+
+    def _switch_spec(self, name: str, args: SafeModeArgs) -> FunctionSpec:
+        """The setter function: it may read and write only the flag."""
+        return FunctionSpec(
+            resource_name=f"{name}-function",
+            prefix=name,
+            function_name=function_name(args.context.stack),
+            description=(
+                f"scones {args.context.stack}: switch safe mode on (drift alarm) or off "
+                "(a person)"
+            ),
+            role_description=f"scones {args.context.stack}: safe-mode switch",
+            handler=HANDLER,
+            code=args.lambda_zip,
+            layers=[args.context.powertools_layer_arn],
+            environment={
+                PARAMETER_ENV: self.parameter_name,
+                KEY_ENV: args.context.kms_key_arn,
+                "POWERTOOLS_SERVICE_NAME": args.service_name,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_LOG_LEVEL": "INFO",
+            },
+            statements=safe_mode_statements(
+                parameter_arn=self.parameter.arn,
+                kms_key_arn=args.context.kms_key_arn,
+                write=True,
+            ),
+            log_sid="WriteOwnLogGroupAndEmfMetrics",
+        )
+
+    def _alarm_trigger(self, name: str, args: SafeModeArgs) -> None:
+        """The EventBridge rule on the drift alarms going to ALARM, which invokes the setter."""
+        self.rule = aws.cloudwatch.EventRule(
+            f"{name}-on-drift-alarm",
+            description=f"scones {args.context.stack}: a drift alarm fired: switch safe mode on",
+            event_pattern=pulumi.Output.all(*args.alarm_names).apply(alarm_event_pattern),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.target, self.permission = invoked_by_rule(
+            name, rule=self.rule, function=self.function, parent=self
         )

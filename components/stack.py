@@ -15,8 +15,10 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from components.alarms import Alarms, AlarmsArgs
+from components.alarms import AlarmTopic, AlarmTopicArgs
 from components.batch_workflow import BatchWorkflow, BatchWorkflowArgs
+from components.context import StackContext
+from components.dashboard import Dashboard, DashboardArgs
 from components.data_staging import CAPTURE_PREFIX, INTAKE_PREFIX, DataStaging, DataStagingArgs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.encryption_key import EncryptionKey, EncryptionKeyArgs
@@ -29,17 +31,13 @@ from components.inference_functions import (
 from components.inference_workflow import InferenceWorkflow, InferenceWorkflowArgs
 from components.model_endpoint import VARIANT_NAME, ModelEndpoint, ModelEndpointArgs
 from components.model_training import DescribeJob, ModelTraining, ModelTrainingArgs
-from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn, review_widget
+from components.safe_mode import SafeMode, SafeModeArgs, parameter_arn
 from components.settings import Settings, validate_stack_name
 from lambdas.batch_workflow_definition import DEFAULT_INPUT_PREFIXES as BATCH_INPUT_PREFIXES
-from lambdas.defaults import METRICS_NAMESPACE
 from lambdas.safe_mode.flag import parameter_name as safe_mode_parameter_name
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_BUILD_DIR = REPO_ROOT / "build" / "pulumi"
-# A review case older than this raises the review-queue-age alarm (well inside the default
-# 24 h review timeout, so someone can still answer before the case expires).
-REVIEW_AGE_ALARM_SECONDS = 4 * 3600
 
 
 @dataclass
@@ -92,32 +90,34 @@ def build_artifacts(settings: Settings, build_dir: Path = DEFAULT_BUILD_DIR) -> 
     )
 
 
-def workflow_outcomes_widget(region: str, state_machine_arn: str, review_topic: str) -> dict:
-    """Dashboard graph: executions started, routed or reviewed (succeeded), failed, reviewed."""
-    metrics = [
-        ["AWS/States", m, "StateMachineArn", state_machine_arn, {"label": label}]
-        for m, label in (
-            ("ExecutionsStarted", "started"),
-            ("ExecutionsSucceeded", "succeeded (routed or sent to review)"),
-            ("ExecutionsFailed", "failed"),
-        )
-    ]
-    metrics.append(
-        ["AWS/SNS", "NumberOfMessagesPublished", "TopicName", review_topic,
-         {"label": "sent to human review"}]
-    )
-    return {
-        "type": "metric",
-        "width": 12,
-        "height": 6,
-        "properties": {
-            "title": "Workflow outcomes",
-            "region": region,
-            "stat": "Sum",
-            "period": 300,
-            "metrics": metrics,
-        },
-    }
+@dataclass(frozen=True)
+class SharedBase:
+    """What every later component builds on: the context (key and bucket in it), the key and
+    bucket components themselves, and the endpoint's fixed name."""
+
+    context: StackContext
+    key: EncryptionKey
+    staging: DataStaging
+    endpoint_name: str
+
+
+@dataclass(frozen=True)
+class Model:
+    training: ModelTraining
+    endpoint: ModelEndpoint
+
+
+@dataclass(frozen=True)
+class Workflow:
+    functions: InferenceFunctions
+    workflow: InferenceWorkflow
+    batch: BatchWorkflow
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    drift: DriftMonitor
+    safe_mode: SafeMode
 
 
 def deploy(
@@ -134,13 +134,24 @@ def deploy(
     __main__.py) lets the preview refuse a job name a failed job holds; None skips that check.
     """
     validate_stack_name(stack)  # at preview, before any name reaches AWS
-    identity = aws.get_caller_identity_output()
-    account_id = identity.account_id
-    partition = "aws"
-    endpoint_name = f"scones-{stack}"
-    routes = dict(settings.routes)
-    powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
+    base = shared_base(settings, stack=stack, region=region, artifacts=artifacts)
+    alarm_topic = AlarmTopic(
+        "alarms", AlarmTopicArgs(context=base.context, alarm_email=settings.alarm_email)
+    )
+    model = deploy_model(settings, base, artifacts, alarm_topic, describe_training_job)
+    workflow = deploy_workflow(settings, base, artifacts, alarm_topic, model)
+    monitoring = deploy_monitoring(settings, base, artifacts, alarm_topic, model, workflow)
+    dashboard = stack_dashboard(base.context, alarm_topic, model, workflow, monitoring)
+    return stack_outputs(settings, base, alarm_topic, dashboard, model, workflow, monitoring)
 
+
+def shared_base(
+    settings: Settings, *, stack: str, region: str, artifacts: Artifacts
+) -> SharedBase:
+    """The stack's KMS key and bucket (with the staged data), and the context built on them."""
+    account_id = aws.get_caller_identity_output().account_id
+    # Resolved before any resource: a Region without the pinned layer stops the preview here.
+    powertools = powertools_layer_arn(region, settings.powertools_layer_arn)
     adopt = settings.adopt
     key = EncryptionKey(
         "key",
@@ -166,20 +177,30 @@ def deploy(
             f"scones:classes {list(settings.classes)} differ from the staged data's "
             f"{staging.classes}"
         )
-    # Alarms first: the endpoint's blue/green rollback watches the endpoint alarms, which only
-    # need the endpoint's (fixed) name.
-    alarms = Alarms(
-        "alarms",
-        AlarmsArgs(
-            stack=stack,
-            region=region,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint_name,
-            variant_name=VARIANT_NAME,
-            latency_p99_ms=settings.latency_p99_ms,
-            alarm_email=settings.alarm_email,
-        ),
+    context = StackContext(
+        stack=stack,
+        region=region,
+        account_id=account_id,
+        kms_key_arn=key.arn,
+        bucket_name=staging.bucket_name,
+        bucket_arn=staging.bucket_arn,
+        log_retention_days=settings.log_retention_days,
+        powertools_layer_arn=powertools,
     )
+    return SharedBase(
+        context=context, key=key, staging=staging, endpoint_name=f"scones-{stack}"
+    )
+
+
+def deploy_model(
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarm_topic: AlarmTopic,
+    describe_training_job: DescribeJob | None,
+) -> Model:
+    """The training job (and its registered model package) and the endpoint serving it."""
+    region, staging = base.context.region, base.staging
     instance_for_lookup = (
         "ml.m5.large" if settings.serverless else settings.endpoint.instance_type  # type: ignore[union-attr]
     )
@@ -187,12 +208,7 @@ def deploy(
     training = ModelTraining(
         "training",
         ModelTrainingArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
+            context=base.context,
             data_prefix=staging.data_prefix,
             data_hash=staging.data_hash,
             source_bundle=artifacts.source_bundle,
@@ -203,7 +219,6 @@ def deploy(
             min_accuracy=settings.min_accuracy,
             confidence_threshold=settings.confidence_threshold,
             classes=settings.classes,
-            partition=partition,
             data_objects=staging.objects,
             attempt=settings.training_attempt,
             describe_job=describe_training_job,
@@ -214,23 +229,29 @@ def deploy(
     endpoint = ModelEndpoint(
         "endpoint",
         ModelEndpointArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
-            endpoint_name=endpoint_name,
+            context=base.context,
+            endpoint_name=base.endpoint_name,
             model_data_url=training.model_data_url,
             image_uri=inference_image,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
             endpoint=settings.endpoint,
             data_capture_percent=settings.data_capture_percent,
-            log_retention_days=settings.log_retention_days,
-            rollback_alarm_names=alarms.endpoint_alarm_names,
-            rollback_alarm_arns=alarms.endpoint_alarm_arns,
-            partition=partition,
+            alarm_topic=alarm_topic,
+            latency_p99_ms=settings.latency_p99_ms,
         ),
     )
+    return Model(training=training, endpoint=endpoint)
+
+
+def deploy_workflow(
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarm_topic: AlarmTopic,
+    model: Model,
+) -> Workflow:
+    """The four step functions, the per-image workflow (with review) and the batch workflow."""
+    context = base.context
+    routes = dict(settings.routes)
     # Where images to classify live: intake/, and the batch workflow's inputs.
     image_prefixes = list(
         dict.fromkeys([INTAKE_PREFIX, *(p.rstrip("/") for p in BATCH_INPUT_PREFIXES)])
@@ -238,41 +259,32 @@ def deploy(
     functions = InferenceFunctions(
         "functions",
         InferenceFunctionsArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
+            context=context,
             lambda_zips=artifacts.lambda_zips,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint.endpoint_name,
-            endpoint_arn=endpoint.endpoint_arn,
+            endpoint_name=model.endpoint.endpoint_name,
+            endpoint_arn=model.endpoint.endpoint_arn,
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             routes=routes,
-            log_retention_days=settings.log_retention_days,
-            capture_s3_uri=endpoint.lambda_capture_s3_uri,
-            partition=partition,
-            powertools_layer_arn=powertools,
+            alarm_topic=alarm_topic,
+            low_confidence_rate_max=settings.low_confidence_rate_max,
+            capture_s3_uri=model.endpoint.lambda_capture_s3_uri,
             read_prefixes=image_prefixes,
             # SafeMode (below, after the drift alarms it watches) creates this parameter.
-            safe_mode_parameter=safe_mode_parameter_name(stack),
-            safe_mode_parameter_arn=parameter_arn(stack, region, account_id, partition),
+            safe_mode_parameter=safe_mode_parameter_name(context.stack),
+            safe_mode_parameter_arn=parameter_arn(
+                context.stack, context.region, context.account_id, context.partition
+            ),
         ),
     )
     workflow = InferenceWorkflow(
         "workflow",
         InferenceWorkflowArgs(
-            stack=stack,
+            context=context,
+            alarm_topic=alarm_topic,
             function_arns=functions.function_arns,
             routes=routes,
-            bucket_name=staging.bucket_name,
-            kms_key_arn=key.arn,
-            bucket_arn=staging.bucket_arn,
             workflow_type=settings.workflow_type,
-            log_retention_days=settings.log_retention_days,
-            region=region,
-            account_id=account_id,
             review_image_prefixes=image_prefixes,
             review_timeout_seconds=settings.review_timeout_seconds,
         ),
@@ -281,203 +293,135 @@ def deploy(
     batch = BatchWorkflow(
         "batch",
         BatchWorkflowArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
+            context=context,
             lambda_zip=artifacts.lambda_zips["summarize_batch"],
             function_arns=functions.function_arns,
             review_topic_arn=workflow.review_topic.arn,
             review_queue_url=workflow.review.queue.url,
             review_queue_arn=workflow.review.queue.arn,
             routes=routes,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
-            log_retention_days=settings.log_retention_days,
             service_name=functions.service_name,
-            powertools_layer_arn=powertools,
             input_prefixes=BATCH_INPUT_PREFIXES,
-            partition=partition,
         ),
     )
-    state_machine_arn = workflow.state_machine.arn
-    alarms.add_alarm(
-        "workflow-failed",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/States",
-            metric_name="ExecutionsFailed",
-            dimensions={"StateMachineArn": state_machine_arn},
-            statistic="Sum",
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            # Counts failures only: human review ends in a Succeed state.
-            alarm_description=f"scones {stack}: routing workflow executions failed",
-        ),
-    )
-    # Cases waiting for a person: the oldest one's age, and anything in the dead-letter queue
-    # (AWS/SQS metrics, SQS developer guide "Available CloudWatch metrics for Amazon SQS").
-    review_queues = workflow.review
-    alarms.add_alarm(
-        "review-queue-age",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/SQS",
-            metric_name="ApproximateAgeOfOldestMessage",
-            dimensions={"QueueName": review_queues.queue.name},
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=1,
-            # Before the case expires, even with a short scones:reviewTimeoutSeconds.
-            threshold=min(REVIEW_AGE_ALARM_SECONDS, settings.review_timeout_seconds // 2),
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: a review case has waited long (it expires "
-            f"after {settings.review_timeout_seconds} s)",
-        ),
-    )
-    alarms.add_alarm(
-        "review-dlq-depth",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": review_queues.dead_letter_queue.name},
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=1,
-            threshold=0,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=f"scones {stack}: review cases moved to the dead-letter queue",
-        ),
-    )
-    # What is waiting for a person: cases on the review queue and in its dead-letter queue.
-    alarms.add_widget(
-        {
-            "type": "metric",
-            "width": 12,
-            "height": 6,
-            "properties": {
-                "title": "Review cases waiting",
-                "region": region,
-                "stat": "Maximum",
-                "period": 300,
-                "metrics": [
-                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
-                     review_queues.queue.name, {"label": "review queue"}],
-                    ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName",
-                     review_queues.dead_letter_queue.name, {"label": "dead-letter queue"}],
-                ],
-            },
-        }
-    )
-    # The filter step emits LowConfidence = 1 or 0 per image, so its Average is the rate.
-    low_confidence_dims = {"service": functions.service_name}
-    alarms.add_alarm(
-        "low-confidence-rate",
-        aws.cloudwatch.MetricAlarmArgs(
-            namespace=METRICS_NAMESPACE,
-            metric_name="LowConfidence",
-            dimensions=low_confidence_dims,
-            statistic="Average",
-            period=900,
-            evaluation_periods=2,
-            datapoints_to_alarm=2,
-            threshold=settings.low_confidence_rate_max,
-            comparison_operator="GreaterThanThreshold",
-            treat_missing_data="notBreaching",
-            alarm_description=(
-                f"scones {stack}: more than {settings.low_confidence_rate_max:.0%} of images "
-                "below the confidence threshold (sent to human review)"
-            ),
-        ),
-        widget_metrics=[[METRICS_NAMESPACE, "LowConfidence", "service", functions.service_name]],
-    )
-    # Review is a successful end state (lambdas/workflow_definition.py), so ExecutionsFailed
-    # (and the workflow-failed alarm above) counts real failures only; the dashboard shows the
-    # images handed to review apart, as the review topic's published messages.
-    alarms.add_widget(
-        pulumi.Output.all(state_machine_arn, workflow.review_topic.name).apply(
-            lambda values: workflow_outcomes_widget(region, values[0], values[1])
-        )
-    )
+    return Workflow(functions=functions, workflow=workflow, batch=batch)
+
+
+def deploy_monitoring(
+    settings: Settings,
+    base: SharedBase,
+    artifacts: Artifacts,
+    alarm_topic: AlarmTopic,
+    model: Model,
+    workflow: Workflow,
+) -> Monitoring:
+    """The drift detector with its alarms, and the safe mode those alarms switch on."""
     drift = DriftMonitor(
         "drift",
         DriftMonitorArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
+            context=base.context,
             function_zip=artifacts.drift_zip,
             layer_zip=artifacts.drift_layer_zip,
-            bucket_name=staging.bucket_name,
-            bucket_arn=staging.bucket_arn,
-            kms_key_arn=key.arn,
-            endpoint_name=endpoint_name,
+            endpoint_name=base.endpoint_name,
             variant_name=VARIANT_NAME,
             capture_prefix=CAPTURE_PREFIX,
-            baseline_s3_uri=training.model_data_url,
+            baseline_s3_uri=model.training.model_data_url,
             classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             thresholds=settings.drift_thresholds(),
             schedule_minutes=settings.drift_schedule_minutes,
             window_minutes=settings.drift_window_minutes,
-            log_retention_days=settings.log_retention_days,
-            alarms=alarms,
-            powertools_layer_arn=powertools,
+            alarm_topic=alarm_topic,
         ),
     )
     # A drift alarm switches the workflow into safe mode (every request to review).
     safe_mode = SafeMode(
         "safe-mode",
         SafeModeArgs(
-            stack=stack,
-            region=region,
-            account_id=account_id,
+            context=base.context,
             lambda_zip=artifacts.lambda_zips["safe_mode"],
-            kms_key_arn=key.arn,
             alarm_names=[alarm.name for alarm in drift.drift_alarms.values()],
-            log_retention_days=settings.log_retention_days,
-            service_name=functions.service_name,
-            partition=partition,
-            powertools_layer_arn=powertools,
+            service_name=workflow.functions.service_name,
         ),
     )
-    alarms.add_widget(review_widget(region, functions.service_name))
-    alarms.finish()
+    return Monitoring(drift=drift, safe_mode=safe_mode)
+
+
+def stack_dashboard(
+    context: StackContext,
+    alarm_topic: AlarmTopic,
+    model: Model,
+    workflow: Workflow,
+    monitoring: Monitoring,
+) -> Dashboard:
+    """The dashboard over every component's alarms and graphs: serving, review, the steps,
+    the workflow, drift, safe mode."""
+    shown = [
+        model.endpoint,
+        workflow.workflow.review,
+        workflow.functions,
+        workflow.workflow,
+        monitoring.drift,
+    ]
+    return Dashboard(
+        "dashboard",
+        DashboardArgs(
+            context=context,
+            alarm_topic=alarm_topic,
+            alarms=[alarm for component in shown for alarm in component.alarms],
+            widgets=[
+                *(widget for component in shown for widget in component.dashboard_widgets),
+                *monitoring.safe_mode.dashboard_widgets,
+            ],
+        ),
+    )
+
+
+def stack_outputs(
+    settings: Settings,
+    base: SharedBase,
+    alarm_topic: AlarmTopic,
+    dashboard: Dashboard,
+    model: Model,
+    workflow: Workflow,
+    monitoring: Monitoring,
+) -> dict:
+    """The stack outputs __main__.py exports, and every component under `_` (for tests)."""
+    staging, functions, review = base.staging, workflow.functions, workflow.workflow.review
     return {
         "bucket": staging.bucket_name,
-        "endpointName": endpoint.endpoint_name,
-        "stateMachineArn": state_machine_arn,
-        "batchStateMachineArn": batch.state_machine.arn,
-        "alarmTopicArn": alarms.topic.arn,
+        "endpointName": model.endpoint.endpoint_name,
+        "stateMachineArn": workflow.workflow.state_machine.arn,
+        "batchStateMachineArn": workflow.batch.state_machine.arn,
+        "alarmTopicArn": alarm_topic.topic.arn,
         "routingTopicArn": functions.routing_topic.arn,
-        "reviewTopicArn": workflow.review_topic.arn,
-        "reviewQueueUrl": workflow.review.queue.url,
-        "reviewDeadLetterQueueUrl": workflow.review.dead_letter_queue.url,
-        "reviewerRoleArn": workflow.review.reviewer_role.arn,
+        "reviewTopicArn": workflow.workflow.review_topic.arn,
+        "reviewQueueUrl": review.queue.url,
+        "reviewDeadLetterQueueUrl": review.dead_letter_queue.url,
+        "reviewerRoleArn": review.reviewer_role.arn,
         # For `python -m local review|retrain --stack` (local/review_cli.py, local/retrain.py).
         "routeFunctionArn": functions.function_arns["route_driver"],
         "classes": list(settings.classes),
         "retrainAfterLabels": settings.retrain_after_labels,
         "labelledSnapshot": settings.labelled_snapshot or "",
-        "dashboardUrl": alarms.dashboard_url,
-        "trainingJobName": training.job_name,
-        "modelDataUrl": training.model_data_url,
+        "dashboardUrl": dashboard.dashboard_url,
+        "trainingJobName": model.training.job_name,
+        "modelDataUrl": model.training.model_data_url,
         "intakeUri": pulumi.Output.concat("s3://", staging.bucket_name, f"/{INTAKE_PREFIX}/"),
-        "safeModeParameter": safe_mode.parameter_name,
-        "safeModeFunctionName": safe_mode.function.name,
+        "safeModeParameter": monitoring.safe_mode.parameter_name,
+        "safeModeFunctionName": monitoring.safe_mode.function.name,
         "_": {
-            "key": key,
+            "key": base.key,
             "staging": staging,
-            "alarms": alarms,
-            "training": training,
-            "endpoint": endpoint,
+            "alarms": alarm_topic,
+            "dashboard": dashboard,
+            "training": model.training,
+            "endpoint": model.endpoint,
             "functions": functions,
-            "workflow": workflow,
-            "batch": batch,
-            "drift": drift,
-            "safe_mode": safe_mode,
+            "workflow": workflow.workflow,
+            "batch": workflow.batch,
+            "drift": monitoring.drift,
+            "safe_mode": monitoring.safe_mode,
         },
     }
 

@@ -39,6 +39,7 @@ class Options:
     replace_on_changes: tuple[str, ...] = ()
     ignore_changes: tuple[str, ...] = ()
     hooks: dict[str, tuple[str, ...]] = field(default_factory=dict)  # kind -> hook names
+    aliases: tuple[str, ...] = ()  # the URNs the resource's aliases name (its former URNs)
 
 
 @dataclass
@@ -209,8 +210,18 @@ class RecordingMonitor(MockMonitor):
                              "before_delete", "after_delete")
                 if getattr(request.hooks, kind)
             },
+            aliases=tuple(self._alias_urn(request, alias) for alias in request.aliases),
         )
         return response
+
+    def _alias_urn(self, request, alias) -> str:
+        """An alias as a URN: given as one, or a spec whose unset fields are the resource's own
+        (the mock monitor takes alias specs: RESOURCE_MONITOR_FEATURE_ALIAS_SPECS)."""
+        if alias.WhichOneof("alias") == "urn":
+            return alias.urn
+        spec = alias.spec
+        parent = "" if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 MOCKS = RecordingMocks()

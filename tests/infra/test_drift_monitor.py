@@ -9,13 +9,16 @@ import pulumi
 import pytest
 from pulumi_support import LAYER_ARN, REGION
 
-from components.alarms import Alarms, AlarmsArgs
+from components.alarms import AlarmTopic, AlarmTopicArgs
+from components.context import StackContext
+from components.dashboard import Dashboard, DashboardArgs
 from components.drift_monitor import (
     DriftMonitor,
     DriftMonitorArgs,
     s3_object_arn,
     schedule_expression,
 )
+from components.inference_functions import powertools_layer_arn
 from components.settings import Settings
 from lambdas.detect_drift.rules import ENVIRONMENT, DriftThresholds, ThresholdError
 from policy.rules import policy_problems
@@ -40,21 +43,27 @@ def _deploy(pulumi_mocks, zips, thresholds: DriftThresholds | None = None, sched
 
     @pulumi.runtime.test
     def program():
-        alarms = Alarms("alarms", AlarmsArgs(
-            stack="test", region=REGION, kms_key_arn=KEY_ARN, endpoint_name="scones-test",
-            variant_name="AllTraffic", latency_p99_ms=500,
-        ))
+        context = StackContext(
+            stack="test", region=REGION, account_id="123456789012", kms_key_arn=KEY_ARN,
+            bucket_name="scones-data", bucket_arn=BUCKET_ARN,
+            log_retention_days=settings.log_retention_days,
+            # The SSM lookup the stack makes (answered by the mocks).
+            powertools_layer_arn=powertools_layer_arn(REGION),
+        )
+        alarms = AlarmTopic("alarms", AlarmTopicArgs(context=context))
         monitor = DriftMonitor("drift", DriftMonitorArgs(
-            stack="test", region=REGION, account_id="123456789012", function_zip=zips[0],
-            layer_zip=zips[1], bucket_name="scones-data", bucket_arn=BUCKET_ARN,
-            kms_key_arn=KEY_ARN, endpoint_name="scones-test", variant_name="AllTraffic",
+            context=context, function_zip=zips[0], layer_zip=zips[1],
+            endpoint_name="scones-test", variant_name="AllTraffic",
             capture_prefix="capture", baseline_s3_uri=MODEL_URI, classes=settings.classes,
             confidence_threshold=settings.confidence_threshold,
             thresholds=thresholds or settings.drift_thresholds(),
             schedule_minutes=schedule, window_minutes=settings.drift_window_minutes,
-            log_retention_days=settings.log_retention_days, alarms=alarms,
+            alarm_topic=alarms,
         ))
-        alarms.finish()
+        Dashboard("dashboard", DashboardArgs(
+            context=context, alarm_topic=alarms, alarms=monitor.alarms,
+            widgets=monitor.dashboard_widgets,
+        ))
         holder["monitor"] = monitor
         return alarms.topic.arn.apply(lambda arn: holder.__setitem__("topic", arn))
 

@@ -79,7 +79,9 @@ COMPONENT_CHILDREN = {
         "aws:lambda/permission:Permission": 1,
     },
 }
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 ENDPOINT_COMMON = {
+    ALARM: 2,  # 5xx and p99 latency: they also drive the blue/green rollback
     "aws:cloudwatch/logGroup:LogGroup": 1,
     "aws:iam/role:Role": 1,
     "aws:iam/rolePolicy:RolePolicy": 1,
@@ -93,6 +95,17 @@ def children(run, component: str) -> Counter:
     return Counter(r.type for r in run.resources if r.parent_types[-1:] == [component])
 
 
+def alarms_owned(run) -> Counter:
+    """Each component's alarms on what it runs; the drift monitor's: confidence PSI, input PSI,
+    the low-confidence increase, and one per class."""
+    return Counter({
+        "scones:workflow:InferenceFunctions": 1,
+        "scones:workflow:InferenceWorkflow": 1,
+        "scones:review:ReviewQueue": 2,
+        "scones:monitoring:DriftMonitor": 3 + len(run.outputs["classes"]),
+    })
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod", "roadway"])
 def test_components_own_their_resources(stack: str, request: pytest.FixtureRequest) -> None:
     run = request.getfixturevalue(stack)
@@ -102,9 +115,12 @@ def test_components_own_their_resources(stack: str, request: pytest.FixtureReque
         *COMPONENT_CHILDREN.keys() - nested,
         "scones:serving:ModelEndpoint",
         "scones:monitoring:Alarms",
+        "scones:monitoring:Dashboard",
     }
+    alarms = alarms_owned(run)
     for component, expected in COMPONENT_CHILDREN.items():
-        assert children(run, component) == Counter(expected), component
+        owned = Counter(expected) + Counter({ALARM: alarms[component]})
+        assert children(run, component) == owned, component
     # No resource floats outside a component.
     assert all(r.parent_types for r in run.resources)
 
@@ -123,13 +139,41 @@ def test_prod_endpoint_autoscales(prod) -> None:
     )
 
 
-def test_alarms_component(dev, prod) -> None:
-    alarms = {"aws:sns/topic:Topic": 1, "aws:cloudwatch/metricAlarm:MetricAlarm": 4 + 5 + 2,
-              "aws:cloudwatch/dashboard:Dashboard": 1}
-    assert children(dev, "scones:monitoring:Alarms") == Counter(alarms)
+def test_alarm_topic_and_dashboard_components(dev, prod) -> None:
+    topic = {"aws:sns/topic:Topic": 1}
+    assert children(dev, "scones:monitoring:Alarms") == Counter(topic)
     assert children(prod, "scones:monitoring:Alarms") == Counter(
-        {**alarms, "aws:sns/topicSubscription:TopicSubscription": 1}
+        {**topic, "aws:sns/topicSubscription:TopicSubscription": 1}
     )
+    for run in (dev, prod):
+        assert children(run, "scones:monitoring:Dashboard") == Counter(
+            {"aws:cloudwatch/dashboard:Dashboard": 1}
+        )
+        assert len(run.of_type(ALARM)) == 4 + 5 + 2
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "roadway"])
+def test_alarms_and_dashboard_keep_their_urns_by_alias(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """The alarms and the dashboard were children of the Alarms component: each keeps its name
+    and names its URN there as an alias, so `pulumi up` on a stack deployed before moves it to
+    its new parent instead of replacing it (Pulumi docs, "aliases":
+    https://www.pulumi.com/docs/iac/concepts/options/aliases/)."""
+    run = request.getfixturevalue(stack)
+    alarm_topic = run.named("alarms-topic").urn.rsplit("$", 1)[0]  # ...$scones:monitoring:Alarms
+    moved = [*run.of_type(ALARM), run.one("aws:cloudwatch/dashboard:Dashboard")]
+    for resource in moved:
+        assert resource.name.startswith("alarms-"), resource.name
+        former = f"{alarm_topic}${resource.type}::{resource.name}"
+        assert resource.options.aliases == (former,), resource.name
+        assert resource.urn != former  # it did move
+    # Nothing else names the Alarms component as its former parent. (pulumi-aws gives some
+    # resources aliases of its own, e.g. s3 Bucket from BucketV2.)
+    others = [r for r in run.resources if not any(r is m for m in moved)]
+    assert [
+        r.name for r in others if any(a.startswith(f"{alarm_topic}$") for a in r.options.aliases)
+    ] == []
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "roadway"])

@@ -298,17 +298,17 @@ def test_prod_alarm_email(prod, dev) -> None:
     assert not dev.of_type("aws:sns/topicSubscription:TopicSubscription")
 
 
-def test_alarm_seam_closed_after_finish(dev) -> None:
-    import pulumi_aws as aws
-
-    alarms = dev.components["alarms"]
-    with pytest.raises(RuntimeError, match="finish"):
-        alarms.add_widget({"type": "text", "properties": {"markdown": "late"}})
-    with pytest.raises(RuntimeError, match="finish"):
-        alarms.add_alarm("late", aws.cloudwatch.MetricAlarmArgs(
-            comparison_operator="GreaterThanThreshold", evaluation_periods=1))
-
-
+def test_every_alarm_and_graph_the_components_expose_is_on_the_dashboard(dev) -> None:
+    body = json.loads(dev.one("aws:cloudwatch/dashboard:Dashboard").inputs["dashboardBody"])
+    exposed = [c for c in dev.components.values() if hasattr(c, "dashboard_widgets")]
+    assert {type(c).__name__ for c in exposed} == {
+        "ModelEndpoint", "InferenceFunctions", "InferenceWorkflow", "DriftMonitor", "SafeMode"
+    }
+    review = dev.components["workflow"].review
+    widgets = sum(len(c.dashboard_widgets) for c in [*exposed, review])
+    assert len(body["widgets"]) == 1 + widgets  # the alarm status first
+    alarms = [a for c in [*exposed, review] for a in getattr(c, "alarms", [])]
+    assert len(alarms) == len(dev.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"))
 def test_train_script_accepts_the_job_hyperparameters(
     prod, monkeypatch: pytest.MonkeyPatch
 ) -> None:
