@@ -92,7 +92,6 @@ class DriftMonitorArgs:
 def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]:
     """The detector's settings: where capture, baseline and reports live, the window, and the
     thresholds the alarms use (so the Lambda's verdict and the alarms agree)."""
-    t = args.thresholds
     environment: dict[str, pulumi.Input[str]] = {
         "CAPTURE_S3_URI": pulumi.Output.concat(
             "s3://", args.context.bucket_name, f"/{args.capture_prefix.strip('/')}"
@@ -107,19 +106,11 @@ def detector_environment(args: DriftMonitorArgs) -> dict[str, pulumi.Input[str]]
         "WINDOW_MINUTES": str(args.window_minutes),
         "CONFIDENCE_THRESHOLD": repr(args.confidence_threshold),
         "CLASSES": json.dumps(list(args.classes)),
-        "DRIFT_CONFIDENCE_PSI": repr(t.confidence_psi),
-        "DRIFT_INPUT_PSI": repr(t.input_psi),
-        "DRIFT_LOW_CONFIDENCE_INCREASE": repr(t.low_confidence_increase),
-        "DRIFT_CLASS_SHARE_TOLERANCE": repr(t.class_share_tolerance),
-        "DRIFT_MIN_SAMPLES": str(t.min_samples),
+        **args.thresholds.environment(),
         "POWERTOOLS_SERVICE_NAME": f"scones-{args.context.stack}-drift",
         "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
-    if t.expected_class_share is not None:
-        environment["EXPECTED_CLASS_SHARE"] = json.dumps(
-            dict(t.expected_class_share), sort_keys=True
-        )
     return environment
 
 
