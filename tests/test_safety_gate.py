@@ -84,6 +84,19 @@ def test_night_photos_fail_as_underexposed_even_where_their_mean_brightness_pass
     )
 
 
+def test_a_grey_photo_goes_to_review_as_colourless(gate: Gate, photos) -> None:
+    colour = photos.test.images[0]
+    grey = np.repeat(
+        (colour.astype(np.float64) @ [0.299, 0.587, 0.114]).round().astype(np.uint8)[..., None],
+        3, axis=2,
+    )
+    assert gate.ranges["saturation"][0] > 0  # although grey photos are in the training set
+    verdict = check(grey, _centre(gate), gate)
+    assert [f["check"] for f in verdict["failed"]] == ["saturation"]
+    assert "grey-scale" in verdict["failed"][0]["detail"]
+    assert "saturation" not in {f["check"] for f in check(colour, _centre(gate), gate)["failed"]}
+
+
 def test_random_noise_fails_input_quality_as_noisy(gate: Gate) -> None:
     verdict = check(random_rgb(seed=3), _centre(gate), gate)
     assert verdict["in_distribution"] is False

@@ -73,7 +73,7 @@ DEFAULT_PRECISION = "auto"
 DEFAULT_TTA_FLIP = 1
 # Outlier exposure (training.outliers): chosen in docs/safety.md.
 DEFAULT_OUTLIER_WEIGHT = 0.5
-DEFAULT_GREY = 0.0
+DEFAULT_GREY = 0.2  # docs/safety.md: grey photos of both classes, no colour shortcut
 OUTLIER_POOL_SIZE = 4000
 
 
