@@ -41,7 +41,7 @@ def _arrays(model: Any, images: Sequence[bytes]) -> np.ndarray:
 def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
     from training import inference
     from training.cifar import load_cifar
-    from training.gate import QUALITY_STATISTICS, _distances, fit_gate
+    from training.gate import COLOURLESS_BELOW, QUALITY_STATISTICS, _distances, fit_gate
     from training.gate import quality_statistics as batch_statistics
     from training.train import stratified_split
 
@@ -78,8 +78,9 @@ def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
         "mahalanobis": maha, "knn": knn,
     }
 
-    def quality(q: float) -> Callable[[dict], np.ndarray]:
+    def quality(q: float, colourless: float = 0.0) -> Callable[[dict], np.ndarray]:
         bounds = {n: np.quantile(train_stats[n], [q, 1 - q]) for n in QUALITY_STATISTICS}
+        bounds["saturation"] = np.maximum(bounds["saturation"], colourless)
 
         def flag(s: dict) -> np.ndarray:
             out = np.zeros(len(s["labels"]), bool)
@@ -93,6 +94,12 @@ def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
     }
     for q in (0.0025, 0.005, 0.01, 0.02):
         candidates[f"input quality q={q}"] = quality(q)
+    candidates[f"input quality q=0.005, colourless < {COLOURLESS_BELOW}"] = quality(
+        0.005, COLOURLESS_BELOW)
+    chosen = float(np.quantile(maha(val), 0.995))
+    candidates["chosen: q=0.005, colourless, mahalanobis val q=0.995"] = (
+        lambda g: lambda s: g(s) | (maha(s) > chosen)
+    )(quality(0.005, COLOURLESS_BELOW))
     for name, fn in scores.items():
         for vq in (0.95, 0.99):
             limit = float(np.quantile(fn(val), vq))
