@@ -41,8 +41,13 @@ def _arrays(model: Any, images: Sequence[bytes]) -> np.ndarray:
 def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
     from training import inference
     from training.cifar import load_cifar
-    from training.gate import COLOURLESS_BELOW, QUALITY_STATISTICS, _distances, fit_gate
-    from training.gate import quality_statistics as batch_statistics
+    from training.gate import (
+        COLOURLESS_BELOW,
+        QUALITY_STATISTICS,
+        _distances,
+        fit_gate,
+        quality_statistics,
+    )
     from training.train import stratified_split
 
     model = inference.model_fn(model_dir)
@@ -59,12 +64,12 @@ def measure(model_dir: str, archive: str, per_kind: int) -> dict[str, Any]:
             labels = np.array([-1 if v is None else v for v in built[kind].labels])
             sets[f"{part}/{kind}"] = {
                 "probs": probs, "feats": feats, "labels": labels,
-                "stats": batch_statistics(arr),
+                "stats": quality_statistics(arr),
             }
     val = sets["tune/clean"]
     gate = fit_gate(data.train.images, fit_feats, data.train.labels[fit_idx], val["feats"],
                     len(model.classes))
-    train_stats = batch_statistics(data.train.images)
+    train_stats = quality_statistics(data.train.images)
     unit = fit_feats / np.linalg.norm(fit_feats, axis=1, keepdims=True)
 
     def maha(s: dict) -> np.ndarray:

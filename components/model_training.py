@@ -259,22 +259,31 @@ def script_mode_hyperparameters(
     )
 
 
+def _channel(name: str, data_type: str, s3_uri: pulumi.Input[str]) -> dict:
+    """One File-mode input channel over S3 (a prefix, or a manifest of keys)."""
+    return {
+        "channel_name": name,
+        "data_source": {
+            "s3_data_source": {
+                "s3_data_type": data_type,
+                "s3_uri": s3_uri,
+                "s3_data_distribution_type": "FullyReplicated",
+            }
+        },
+        "input_mode": "File",
+    }
+
+
 def input_channels(args: ModelTrainingArgs, manifest: str | None) -> list[dict]:
     """The train and test channels over the staged data, and the labelled channel if any."""
     channels = [
-        {
-            "channel_name": channel,
-            "data_source": {
-                "s3_data_source": {
-                    "s3_data_type": "S3Prefix",
-                    "s3_uri": pulumi.Output.concat(
-                        "s3://", args.context.bucket_name, f"/{args.data_prefix}/{channel}/"
-                    ),
-                    "s3_data_distribution_type": "FullyReplicated",
-                }
-            },
-            "input_mode": "File",
-        }
+        _channel(
+            channel,
+            "S3Prefix",
+            pulumi.Output.concat(
+                "s3://", args.context.bucket_name, f"/{args.data_prefix}/{channel}/"
+            ),
+        )
         for channel in ("train", "test")
     ]
     if manifest:
@@ -287,19 +296,11 @@ def input_channels(args: ModelTrainingArgs, manifest: str | None) -> list[dict]:
         # and was not checked against AWS here: the job's metrics.json `data` counts (which
         # `local retrain --stack` prints) show whether the labelled images were used.
         channels.append(
-            {
-                "channel_name": "labelled",
-                "data_source": {
-                    "s3_data_source": {
-                        "s3_data_type": "ManifestFile",
-                        "s3_uri": pulumi.Output.concat(
-                            "s3://", args.context.bucket_name, f"/{manifest}"
-                        ),
-                        "s3_data_distribution_type": "FullyReplicated",
-                    }
-                },
-                "input_mode": "File",
-            }
+            _channel(
+                "labelled",
+                "ManifestFile",
+                pulumi.Output.concat("s3://", args.context.bucket_name, f"/{manifest}"),
+            )
         )
     return channels
 
