@@ -106,6 +106,31 @@ class _CpuMeter:
         }
 
 
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo), None elsewhere."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def _calibration_ms(repeats: int = 5) -> float:
+    """CPU ms of one fixed pure-Python workload (JSON and dicts, like the server's), best of
+    ``repeats``: how fast this machine runs Python right now. Runs on a shared VM differ by a
+    third from hour to hour; divide the per-execution CPU figures by this to compare them."""
+    data = [{"key": i, "text": str(i) * 5, "values": [i, i + 1, i + 2]} for i in range(2000)]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.thread_time()
+        for _ in range(10):
+            json.loads(json.dumps(data))
+        best = min(best, time.thread_time() - started)
+    return round(best * 1000.0, 1)
+
+
 def _new_values(before: dict[str, Any], after: dict[str, Any], kind: str) -> dict[str, list]:
     """Per function, the durations recorded between two snapshots."""
     out = {}
@@ -226,14 +251,16 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
     out: dict[str, Any] = {}
 
     describes = _count_calls(sfn, "describe_execution")
+    histories = _count_calls(sfn, "get_execution_history")
     meter = _CpuMeter(state, state_dir)
 
     run_events(sfn, arn, make_events(items, state["bucket"], 20, 0, 0), 4)  # warm-up
 
     def measured(events: int, in_flight: int) -> tuple[list, dict[str, Any], dict, dict]:
         """Run one phase; its results, figures and the meter readings around it."""
+        calibration = _calibration_ms()
         before = meter.read()
-        describes[0] = 0
+        describes[0] = histories[0] = 0
         results, wall = run_events(
             sfn, arn, make_events(items, state["bucket"], events, 0, in_flight), in_flight
         )
@@ -242,6 +269,8 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
             **_phase(results, wall),
             **meter.per_execution(before, after, len(results)),
             "describe_calls_per_execution": round(describes[0] / len(results), 2),
+            "history_calls_per_execution": round(histories[0] / len(results), 2),
+            "calibration_ms_before": calibration,
         }
         return results, figures, before, after
 
@@ -304,7 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
+            "cpu_model": _cpu_model(),
             "loadavg_before": os.getloadavg(),
+            "calibration_ms_before": _calibration_ms(),
         },
         "config": {
             "events": args.events,
@@ -335,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _local(state_dir, "down", env=env)
     report["machine"]["loadavg_after"] = os.getloadavg()
+    report["machine"]["calibration_ms_after"] = _calibration_ms()
     main_run = report["with_speedups"]
     best = max(main_run["concurrent"].values(), key=lambda p: p["throughput_per_s"])
     report["result"] = {
