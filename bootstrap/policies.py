@@ -428,8 +428,11 @@ def _backend_statements(backend: StateBackend, *, write: bool) -> list[dict[str,
     statements = [
         _stmt("StateBucketList", ["s3:ListBucket", "s3:GetBucketLocation"], [bucket]),
         _stmt("StateRead", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/*"]),
-        _stmt("StateLocks" if not write else "StateWrite",
-              ["s3:PutObject", "s3:DeleteObject"], objects),
+        _stmt(
+            "StateLocks" if not write else "StateWrite",
+            ["s3:PutObject", "s3:DeleteObject"],
+            objects,
+        ),
     ]
     if backend.kms_key_arn:
         actions = ["kms:Decrypt", "kms:DescribeKey"]
