@@ -114,34 +114,47 @@ def _stmt(sid: str, actions: Iterable[str], resources: Iterable[str], **conditio
     return result
 
 
-def deploy_policy(
-    *, prefix: str, account_id: str, region: str, partition: str = "aws",
-    backend: StateBackend | None = None,
-) -> dict[str, Any]:
-    """What `pulumi up` / `pulumi destroy` of one stack needs, on that stack's names only.
+@dataclass(frozen=True)
+class _Stack:
+    """Where one stack's resources are: the ARN partition, region, account and physical names."""
 
-    `prefix` is naming.name_prefix(stack), e.g. ``scones-dev``: the autonaming pattern and the
-    explicit names in components/ put it at the start of every physical name, and the CI roles
-    themselves are named ``github-…`` so they never match it (a deploy role must not be able to
-    rewrite its own policy). Resources without a name in their ARN (KMS keys, scaling targets)
-    are limited to the stack's region and account instead.
-    """
-    p, a, r = partition, account_id, region
-    names = _names(prefix)
-    in_region = {"StringEquals": {"aws:RequestedRegion": region}}
-    statements = [
+    partition: str
+    region: str
+    account_id: str
+    names: tuple[str, ...]
+
+    @property
+    def in_region(self) -> dict[str, Any]:
+        """The condition that limits a statement on `*` to the stack's region."""
+        return {"StringEquals": {"aws:RequestedRegion": self.region}}
+
+
+def _bucket_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """S3: everything on the buckets named for the stack and on their objects."""
+    p, names = stack.partition, stack.names
+    return [
         _stmt(
             "StackBuckets",
             ["s3:*"],
             [f"arn:{p}:s3:::{n}" for n in names] + [f"arn:{p}:s3:::{n}/*" for n in names],
         ),
+    ]
+
+
+def _sagemaker_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """SageMaker: everything on the stack's jobs, models, endpoints and model packages."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         _stmt(
             "StackSageMaker",
             ["sagemaker:*"],
             [
                 f"arn:{p}:sagemaker:{r}:{a}:{kind}/{n}"
                 for kind in (
-                    "training-job", "model", "endpoint-config", "endpoint",
+                    "training-job",
+                    "model",
+                    "endpoint-config",
+                    "endpoint",
                     "model-package-group",
                 )
                 for n in names
@@ -150,6 +163,13 @@ def deploy_policy(
         ),
         # ListModelPackages has no resource type (Service Authorization Reference, SageMaker).
         _stmt("SageMakerListings", ["sagemaker:ListModelPackages"], ["*"]),
+    ]
+
+
+def _lambda_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """Lambda: everything on the stack's functions and layers; using the Powertools layer."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         _stmt(
             "StackFunctionsAndLayers",
             ["lambda:*"],
@@ -162,8 +182,17 @@ def deploy_policy(
         _stmt(
             "UsePowertoolsLayer",
             ["lambda:GetLayerVersion"],
-            [f"arn:{p}:lambda:{r}:{POWERTOOLS_LAYER_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-*:*"],
+            [
+                f"arn:{p}:lambda:{r}:{POWERTOOLS_LAYER_ACCOUNT}:layer:AWSLambdaPowertoolsPythonV3-*:*"
+            ],
         ),
+    ]
+
+
+def _parameter_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """SSM: reading Powertools' public parameters; managing the stack's /<prefix>/ parameters."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         # The program reads the layer ARN from Powertools' public parameter (defect 3: the
         # read-only role had it through ReadOnlyAccess, the deploy role did not).
         _stmt(
@@ -177,15 +206,25 @@ def deploy_policy(
         _stmt(
             "StackParameters",
             [
-                "ssm:PutParameter", "ssm:GetParameter", "ssm:DeleteParameter",
-                "ssm:ListTagsForResource", "ssm:AddTagsToResource",
+                "ssm:PutParameter",
+                "ssm:GetParameter",
+                "ssm:DeleteParameter",
+                "ssm:ListTagsForResource",
+                "ssm:AddTagsToResource",
                 "ssm:RemoveTagsFromResource",
             ],
             [f"arn:{p}:ssm:{r}:{a}:parameter/{n}/*" for n in names],
         ),
         # DescribeParameters takes no parameter resource (Service Authorization Reference,
         # AWS Systems Manager): the provider's read lists the one name with a filter.
-        _stmt("ParameterListings", ["ssm:DescribeParameters"], ["*"], **in_region),
+        _stmt("ParameterListings", ["ssm:DescribeParameters"], ["*"], **stack.in_region),
+    ]
+
+
+def _workflow_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """Everything on the stack's state machines (and executions), topics, queues, event rules."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         _stmt(
             "StackStateMachines",
             ["states:*"],
@@ -195,6 +234,13 @@ def deploy_policy(
         _stmt("StackTopics", ["sns:*"], [f"arn:{p}:sns:{r}:{a}:{n}" for n in names]),
         _stmt("StackQueues", ["sqs:*"], [f"arn:{p}:sqs:{r}:{a}:{n}" for n in names]),
         _stmt("StackRules", ["events:*"], [f"arn:{p}:events:{r}:{a}:rule/{n}" for n in names]),
+    ]
+
+
+def _monitoring_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """CloudWatch, Logs: the stack's alarms, dashboard, log groups; log delivery in its region."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         _stmt(
             "StackAlarmsAndDashboard",
             ["cloudwatch:*"],
@@ -216,22 +262,41 @@ def deploy_policy(
         _stmt(
             "LogListingsAndDelivery",
             [
-                "logs:DescribeLogGroups", "logs:CreateLogDelivery", "logs:GetLogDelivery",
-                "logs:UpdateLogDelivery", "logs:DeleteLogDelivery", "logs:ListLogDeliveries",
-                "logs:PutResourcePolicy", "logs:DescribeResourcePolicies",
+                "logs:DescribeLogGroups",
+                "logs:CreateLogDelivery",
+                "logs:GetLogDelivery",
+                "logs:UpdateLogDelivery",
+                "logs:DeleteLogDelivery",
+                "logs:ListLogDeliveries",
+                "logs:PutResourcePolicy",
+                "logs:DescribeResourcePolicies",
                 "logs:DeleteResourcePolicy",
             ],
             ["*"],
-            **in_region,
+            **stack.in_region,
         ),
+    ]
+
+
+def _key_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """KMS: creating keys, everything on keys in the stack's region and account, its aliases."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         # KMS keys have no name in their ARN; aliases do.
-        _stmt("CreateKeys", ["kms:CreateKey", "kms:ListAliases"], ["*"], **in_region),
+        _stmt("CreateKeys", ["kms:CreateKey", "kms:ListAliases"], ["*"], **stack.in_region),
         _stmt("StackKeys", ["kms:*"], [f"arn:{p}:kms:{r}:{a}:key/*"]),
         _stmt(
             "StackKeyAliases",
             ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
             [f"arn:{p}:kms:{r}:{a}:alias/{n}" for n in names],
         ),
+    ]
+
+
+def _endpoint_autoscaling_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """Application Auto Scaling: scaling the stack's endpoints, with the alarms that creates."""
+    p, r, a, names = stack.partition, stack.region, stack.account_id, stack.names
+    return [
         # A target tracking policy on the endpoint creates its own alarms, named
         # TargetTracking-<resource id>-Alarm{High,Low}-<uuid>, with the caller's permissions
         # (Application Auto Scaling user guide, "Identity-based policy examples": permissions
@@ -239,8 +304,10 @@ def deploy_policy(
         _stmt(
             "EndpointScalingAlarms",
             ["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
-            [f"arn:{p}:cloudwatch:{r}:{a}:alarm:TargetTracking-endpoint/{n}/variant/*"
-             for n in names],
+            [
+                f"arn:{p}:cloudwatch:{r}:{a}:alarm:TargetTracking-endpoint/{n}/variant/*"
+                for n in names
+            ],
         ),
         # Scalable targets are identified by IDs AWS assigns.
         _stmt(
@@ -255,16 +322,32 @@ def deploy_policy(
                 "application-autoscaling:DescribeScalingPolicies",
             ],
             ["*"],
-            **in_region,
+            **stack.in_region,
         ),
+    ]
+
+
+def _role_statements(stack: _Stack) -> list[dict[str, Any]]:
+    """IAM: the stack's roles, passing them to its services only, the autoscaling linked role."""
+    p, a, names = stack.partition, stack.account_id, stack.names
+    return [
         _stmt(
             "StackRoles",
             [
-                "iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole",
-                "iam:UntagRole", "iam:ListRoleTags", "iam:UpdateRole",
-                "iam:UpdateRoleDescription", "iam:UpdateAssumeRolePolicy",
-                "iam:ListRolePolicies", "iam:ListAttachedRolePolicies",
-                "iam:ListInstanceProfilesForRole", "iam:GetRolePolicy", "iam:PutRolePolicy",
+                "iam:CreateRole",
+                "iam:DeleteRole",
+                "iam:GetRole",
+                "iam:TagRole",
+                "iam:UntagRole",
+                "iam:ListRoleTags",
+                "iam:UpdateRole",
+                "iam:UpdateRoleDescription",
+                "iam:UpdateAssumeRolePolicy",
+                "iam:ListRolePolicies",
+                "iam:ListAttachedRolePolicies",
+                "iam:ListInstanceProfilesForRole",
+                "iam:GetRolePolicy",
+                "iam:PutRolePolicy",
                 "iam:DeleteRolePolicy",
             ],
             [f"arn:{p}:iam::{a}:role/{n}" for n in names],
@@ -284,6 +367,38 @@ def deploy_policy(
             ],
             StringEquals={"iam:AWSServiceName": AUTOSCALING_SERVICE_LINKED_ROLE},
         ),
+    ]
+
+
+def deploy_policy(
+    *,
+    prefix: str,
+    account_id: str,
+    region: str,
+    partition: str = "aws",
+    backend: StateBackend | None = None,
+) -> dict[str, Any]:
+    """What `pulumi up` / `pulumi destroy` of one stack needs, on that stack's names only.
+
+    `prefix` is naming.name_prefix(stack), e.g. ``scones-dev``: the autonaming pattern and the
+    explicit names in components/ put it at the start of every physical name, and the CI roles
+    themselves are named ``github-…`` so they never match it (a deploy role must not be able to
+    rewrite its own policy). Resources without a name in their ARN (KMS keys, scaling targets)
+    are limited to the stack's region and account instead.
+    """
+    stack = _Stack(
+        partition=partition, region=region, account_id=account_id, names=tuple(_names(prefix))
+    )
+    statements = [
+        *_bucket_statements(stack),
+        *_sagemaker_statements(stack),
+        *_lambda_statements(stack),
+        *_parameter_statements(stack),
+        *_workflow_statements(stack),
+        *_monitoring_statements(stack),
+        *_key_statements(stack),
+        *_endpoint_autoscaling_statements(stack),
+        *_role_statements(stack),
     ]
     if backend is not None:
         statements += _backend_statements(backend, write=True)
@@ -313,8 +428,11 @@ def _backend_statements(backend: StateBackend, *, write: bool) -> list[dict[str,
     statements = [
         _stmt("StateBucketList", ["s3:ListBucket", "s3:GetBucketLocation"], [bucket]),
         _stmt("StateRead", ["s3:GetObject", "s3:GetObjectVersion"], [f"{bucket}/*"]),
-        _stmt("StateLocks" if not write else "StateWrite",
-              ["s3:PutObject", "s3:DeleteObject"], objects),
+        _stmt(
+            "StateLocks" if not write else "StateWrite",
+            ["s3:PutObject", "s3:DeleteObject"],
+            objects,
+        ),
     ]
     if backend.kms_key_arn:
         actions = ["kms:Decrypt", "kms:DescribeKey"]

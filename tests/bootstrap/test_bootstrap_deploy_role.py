@@ -20,7 +20,7 @@ from deploy_actions import requests_for as resource_requests
 from pulumi_support import ACCOUNT, REGION
 
 from bootstrap.naming import name_prefix
-from bootstrap.policies import deploy_policy
+from bootstrap.policies import StateBackend, deploy_policy
 
 # The principal making the requests (the name is what bootstrap gives the role).
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/github-scones-deploy-"
@@ -141,3 +141,42 @@ def test_an_unknown_resource_type_fails_loudly() -> None:
         resource_requests(unknown, Context(account=ACCOUNT, region=REGION))
     with pytest.raises(UnknownResourceType, match="INVOKES"):
         invoke_requests("aws:ec2/getAmi:getAmi", {}, Context(account=ACCOUNT, region=REGION))
+
+
+# IAM counts an inline role policy's characters without white space, at most 10,240 for all of
+# a role's inline policies together; the deploy role has this one
+# (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_iam-quotas.html).
+ROLE_POLICY_QUOTA = 10_240
+KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"  # a key ID's length and shape
+
+
+@pytest.mark.parametrize(
+    ("stack", "partition", "region"),
+    [("dev", "aws", REGION), ("prod", "aws", REGION), ("prod", "aws-us-gov", "us-gov-west-1")],
+)
+def test_deploy_policy_is_a_valid_role_policy_in_its_partition(
+    stack: str, partition: str, region: str
+) -> None:
+    """Unique Sids, the size quota with the state backend's statements, ARNs in its partition.
+
+    IAM requires a policy's Sids to be unique
+    (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_sid.html).
+    """
+    backend = StateBackend(
+        bucket_arn=f"arn:{partition}:s3:::pulumi-state-0123456789abcdef",
+        kms_key_arn=f"arn:{partition}:kms:{region}:{ACCOUNT}:key/{KEY_ID}",
+    )
+    policy = deploy_policy(
+        prefix=name_prefix(stack),
+        account_id=ACCOUNT,
+        region=region,
+        partition=partition,
+        backend=backend,
+    )
+    sids = [s["Sid"] for s in policy["Statement"]]
+    assert len(sids) == len(set(sids)), sids
+    assert {s["Sid"] for s in policy["Statement"]} >= {"StateWrite", "StackSecretsKey"}
+    size = len("".join(json.dumps(policy, sort_keys=True).split()))
+    assert size <= ROLE_POLICY_QUOTA, f"{size} characters"
+    arns = [r for s in policy["Statement"] for r in s["Resource"] if r != "*"]
+    assert arns and all(r.startswith(f"arn:{partition}:") for r in arns), arns
