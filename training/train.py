@@ -35,6 +35,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,9 +197,7 @@ def channel_stats(images: np.ndarray) -> tuple[list[float], list[float]]:
     return [round(float(v), 4) for v in pixels.mean(0)], [round(float(v), 4) for v in pixels.std(0)]
 
 
-def _logits(
-    model: nn.Module | ServingModule, x: torch.Tensor, batch: int = 256
-) -> np.ndarray:
+def _logits(model: nn.Module | ServingModule, x: torch.Tensor, batch: int = 256) -> np.ndarray:
     model.eval()
     with torch.inference_mode():
         out = [model(x[i : i + batch]) for i in range(0, len(x), batch)]
@@ -414,60 +413,47 @@ def _check_classes(expected: str | None, train_classes: list[str], test_classes:
             )
 
 
+@dataclass(frozen=True)
+class _PreparedData:
+    """The job's images, read, checked and split.
+
+    `train` is the whole training split (staged plus the reviewers' labelled images), `fit` and
+    `val` its stratified parts; `test` is only ever measured, never used to choose anything.
+    `mean` and `std` are the fit split's channel statistics (the network's normalisation);
+    `counts` is metrics.json's "data" section."""
+
+    classes: list[str]
+    train: Split
+    fit: Split
+    val: Split
+    test: Split
+    counts: dict[str, Any]
+    mean: list[float]
+    std: list[float]
+
+
+@dataclass(frozen=True)
+class _NetworkInputs:
+    """The fit and validation splits as normalised NCHW tensors, and the outlier-exposure pool
+    (None when --outlier-weight is 0) with its counts for metrics.json."""
+
+    x_fit: torch.Tensor
+    y_fit: torch.Tensor
+    x_val: torch.Tensor
+    x_outliers: torch.Tensor | None
+    outlier_counts: dict[str, int]
+
+
 def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run the whole job; returns metrics (also written). Raises QualityGateFailed last."""
     wall_start = time.perf_counter()
-    threads = args.threads or min(os.cpu_count() or 1, 8)
-    torch.set_num_threads(threads)
-    torch.manual_seed(args.seed)
-    torch.use_deterministic_algorithms(True)
-    rng = np.random.default_rng(args.seed)
-
-    train_split, classes = read_split(args.train)
-    test_split, test_classes = read_split(args.test)
-    _check_classes(args.classes, classes, test_classes)
-    data_counts: dict[str, Any] = {"staged": len(train_split)}
-    if args.labelled:
-        from training.labelled import merge_labelled
-
-        train_split, data_counts = merge_labelled(train_split, test_split, classes, args.labelled)
-        log(f"data: {json.dumps(data_counts, sort_keys=True)}", flush=True)
-    fit_idx, val_idx = stratified_split(train_split.labels, args.val_fraction, rng)
-    fit_images = train_split.images[fit_idx]
-    val = Split(
-        images=train_split.images[val_idx],
-        labels=train_split.labels[val_idx],
-        filenames=[train_split.filenames[i] for i in val_idx],
-    )
-    mean, std = channel_stats(fit_images)
-    arch = recipe_arch(
-        len(classes),
-        widths=[int(v) for v in str(args.widths).split(",")],
-        blocks=[int(v) for v in str(args.blocks).split(",")],
-        tta_flip=bool(args.tta_flip),
-        precision=args.precision,
-    )
-    model = build_model(arch)
-    log(
-        f"training {arch['name']} ({count_parameters(model)} parameters) on {len(fit_idx)} "
-        f"images, validating on {len(val_idx)}, classes {classes}, {threads} threads",
-        flush=True,
-    )
-    x_fit = to_tensor(fit_images, mean, std)
-    y_fit = torch.from_numpy(train_split.labels[fit_idx])
-    x_val = to_tensor(val.images, mean, std)
-    x_outliers = None
-    outlier_counts = {"synthetic": 0, "archive": 0}
-    if args.outlier_weight > 0:
-        # Photos of the archive's other classes, staged with the train split (training.stage).
-        foreign = read_outliers(args.train)
-        # Its own stream: the pool does not shift the draws the rest of training makes.
-        pool = outlier_pool(
-            fit_images, OUTLIER_POOL_SIZE, np.random.default_rng([args.seed, 1]), foreign=foreign
-        )
-        x_outliers = to_tensor(pool, mean, std)
-        outlier_counts = {"synthetic": OUTLIER_POOL_SIZE, "archive": len(foreign)}
-        log(f"outlier pool: {json.dumps(outlier_counts, sort_keys=True)}", flush=True)
+    threads, rng = _make_deterministic(args)
+    data = _prepare_data(args, rng, log)
+    arch, model = _build_network(args, data, threads, log)
+    inputs = _network_inputs(args, data, log)
+    x_fit, y_fit, x_val, x_outliers = inputs.x_fit, inputs.y_fit, inputs.x_val, inputs.x_outliers
+    train_split, test_split, classes, val = data.train, data.test, data.classes, data.val
+    mean, std, data_counts, outlier_counts = data.mean, data.std, data.counts, inputs.outlier_counts
     train_start = time.perf_counter()
     history = fit(
         model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log, outliers=x_outliers
@@ -495,16 +481,14 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     gate = fit_gate(
         train_split.images,
         _features(model, x_fit),
-        train_split.labels[fit_idx],
+        data.fit.labels,
         _features(model, x_val),
         len(classes),
     )
 
     # Input statistics don't depend on the model, so the whole training split (not just the
     # 120 validation images) is their reference: clean-traffic PSI is much less noisy.
-    baseline = build_baseline(
-        val.images, val_probs, classes, reference_images=train_split.images
-    )
+    baseline = build_baseline(val.images, val_probs, classes, reference_images=train_split.images)
 
     model_dir = Path(args.model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -543,8 +527,8 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
             "epochs": args.epochs,
             "seed": args.seed,
             "threads": threads,
-            "fit_images": len(fit_idx),
-            "validation_images": len(val_idx),
+            "fit_images": len(data.fit),
+            "validation_images": len(data.val),
             "parameters": count_parameters(model),
             "outliers": outlier_counts,
             "hyperparameters": {
@@ -587,6 +571,103 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     if test_metrics["accuracy"] < args.min_accuracy:
         raise QualityGateFailed(test_metrics["accuracy"], args.min_accuracy)
     return metrics
+
+
+def _make_deterministic(args: argparse.Namespace) -> tuple[int, np.random.Generator]:
+    """Fix torch's thread count (--threads, default all cores up to 8) and seed (--seed), and
+    require deterministic algorithms: fixed threads + seed = same weights. Returns the thread
+    count and the numpy stream that splits, shuffles and augments."""
+    threads = args.threads or min(os.cpu_count() or 1, 8)
+    torch.set_num_threads(threads)
+    torch.manual_seed(args.seed)
+    torch.use_deterministic_algorithms(True)
+    return threads, np.random.default_rng(args.seed)
+
+
+def _prepare_data(args: argparse.Namespace, rng: np.random.Generator, log: Any) -> _PreparedData:
+    """Read the staged --train and --test splits, check their classes (against each other and
+    --classes; StagedDataError), add the --labelled images to the training split, carve the
+    stratified validation split from it with `rng`, and measure the fit split's statistics."""
+    train_split, classes = read_split(args.train)
+    test_split, test_classes = read_split(args.test)
+    _check_classes(args.classes, classes, test_classes)
+    data_counts: dict[str, Any] = {"staged": len(train_split)}
+    if args.labelled:
+        from training.labelled import merge_labelled
+
+        train_split, data_counts = merge_labelled(train_split, test_split, classes, args.labelled)
+        log(f"data: {json.dumps(data_counts, sort_keys=True)}", flush=True)
+    fit_idx, val_idx = stratified_split(train_split.labels, args.val_fraction, rng)
+    fit_split = _subset(train_split, fit_idx)
+    mean, std = channel_stats(fit_split.images)
+    return _PreparedData(
+        classes=classes,
+        train=train_split,
+        fit=fit_split,
+        val=_subset(train_split, val_idx),
+        test=test_split,
+        counts=data_counts,
+        mean=mean,
+        std=std,
+    )
+
+
+def _subset(split: Split, idx: np.ndarray) -> Split:
+    """The images of `split` at `idx`, in that order."""
+    return Split(
+        images=split.images[idx],
+        labels=split.labels[idx],
+        filenames=[split.filenames[i] for i in idx],
+    )
+
+
+def _build_network(
+    args: argparse.Namespace, data: _PreparedData, threads: int, log: Any
+) -> tuple[dict[str, Any], nn.Module]:
+    """The recipe's network (--widths, --blocks, --tta-flip, --precision) for the data's classes,
+    initialised from torch's seeded generator; returns its arch and the network, and logs what
+    it will train on."""
+    arch = recipe_arch(
+        len(data.classes),
+        widths=[int(v) for v in str(args.widths).split(",")],
+        blocks=[int(v) for v in str(args.blocks).split(",")],
+        tta_flip=bool(args.tta_flip),
+        precision=args.precision,
+    )
+    model = build_model(arch)
+    log(
+        f"training {arch['name']} ({count_parameters(model)} parameters) on {len(data.fit)} "
+        f"images, validating on {len(data.val)}, classes {data.classes}, {threads} threads",
+        flush=True,
+    )
+    return arch, model
+
+
+def _network_inputs(args: argparse.Namespace, data: _PreparedData, log: Any) -> _NetworkInputs:
+    """Normalise the fit and validation images with the fit split's statistics and, where
+    --outlier-weight > 0, build the outlier-exposure pool (training.outliers): OUTLIER_POOL_SIZE
+    synthetic outliers of the fit images plus the staged photos of other classes."""
+    x_fit = to_tensor(data.fit.images, data.mean, data.std)
+    y_fit = torch.from_numpy(data.fit.labels)
+    x_val = to_tensor(data.val.images, data.mean, data.std)
+    x_outliers = None
+    outlier_counts = {"synthetic": 0, "archive": 0}
+    if args.outlier_weight > 0:
+        # Photos of the archive's other classes, staged with the train split (training.stage).
+        foreign = read_outliers(args.train)
+        # Its own stream: the pool does not shift the draws the rest of training makes.
+        pool = outlier_pool(
+            data.fit.images,
+            OUTLIER_POOL_SIZE,
+            np.random.default_rng([args.seed, 1]),
+            foreign=foreign,
+        )
+        x_outliers = to_tensor(pool, data.mean, data.std)
+        outlier_counts = {"synthetic": OUTLIER_POOL_SIZE, "archive": len(foreign)}
+        log(f"outlier pool: {json.dumps(outlier_counts, sort_keys=True)}", flush=True)
+    return _NetworkInputs(
+        x_fit=x_fit, y_fit=y_fit, x_val=x_val, x_outliers=x_outliers, outlier_counts=outlier_counts
+    )
 
 
 def recipe_arch(
