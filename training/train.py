@@ -444,6 +444,20 @@ class _NetworkInputs:
     outlier_counts: dict[str, int]
 
 
+@dataclass(frozen=True)
+class _ServedEvaluation:
+    """What the frozen serving module measures: the softmax temperature fitted on the
+    validation split, the validation logits and calibrated probabilities, and both splits'
+    classification metrics at the serving threshold."""
+
+    served: ServingModule
+    temperature: float
+    val_logits: np.ndarray
+    val_probs: np.ndarray
+    val_metrics: dict[str, Any]
+    test_metrics: dict[str, Any]
+
+
 def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     """Run the whole job; returns metrics (also written). Raises QualityGateFailed last."""
     wall_start = time.perf_counter()
@@ -451,125 +465,34 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     data = _prepare_data(args, rng, log)
     arch, model = _build_network(args, data, threads, log)
     inputs = _network_inputs(args, data, log)
-    x_fit, y_fit, x_val, x_outliers = inputs.x_fit, inputs.y_fit, inputs.x_val, inputs.x_outliers
-    train_split, test_split, classes, val = data.train, data.test, data.classes, data.val
-    mean, std, data_counts, outlier_counts = data.mean, data.std, data.counts, inputs.outlier_counts
-    train_start = time.perf_counter()
-    history = fit(
-        model, x_fit, y_fit, args, rng, x_val, val.labels, mean, std, log, outliers=x_outliers
-    )
-    train_seconds = time.perf_counter() - train_start
+    history, train_seconds = _train_network(model, args, rng, data, inputs, log)
 
     # Everything measured from here on (temperature, metrics, gate, baseline) is the frozen
     # module's: the one model.ts ships and the endpoint runs (training/serving_module.py).
-    served = freeze_serving_module(model, INPUT_SIZE)
-    x_val = x_val.contiguous(memory_format=torch.channels_last)  # the layout serving uses
-    val_logits = _logits(served, x_val)
-    temperature = fit_temperature(val_logits, val.labels)
-    val_probs = softmax(val_logits, temperature)
-    x_test = to_tensor(test_split.images, mean, std).contiguous(memory_format=torch.channels_last)
-    test_logits = _logits(served, x_test)
-    test_probs = softmax(test_logits, temperature)
-    test_metrics = classification_metrics(test_probs, test_split.labels, classes, args.threshold)
-    val_metrics = classification_metrics(val_probs, val.labels, classes, args.threshold)
-
-    from training.baseline import build_baseline  # numpy-only; imported late to keep CLI fast
-    from training.gate import fit_gate
-
-    # The gate (docs/safety.md): statistic ranges of the whole training split, feature-space
-    # class means of the fit split, the distance limit from the validation split.
-    gate = fit_gate(
-        train_split.images,
-        _features(model, x_fit),
-        data.fit.labels,
-        _features(model, x_val),
-        len(classes),
-    )
-
-    # Input statistics don't depend on the model, so the whole training split (not just the
-    # 120 validation images) is their reference: clean-traffic PSI is much less noisy.
-    baseline = build_baseline(val.images, val_probs, classes, reference_images=train_split.images)
-
+    x_val = inputs.x_val.contiguous(memory_format=torch.channels_last)  # the layout serving uses
+    evaluation = _evaluate_served_module(model, x_val, data, args.threshold)
+    gate = _fit_safety_gate(model, inputs.x_fit, x_val, data)
+    baseline = _drift_baseline(data, evaluation.val_probs)
     model_dir = Path(args.model_dir)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), model_dir / WEIGHTS_FILE)
-    meta = {
-        SERVING_MODULE_KEY: save_serving_module(served, model_dir),
-        "arch": arch,
-        "classes": classes,
-        "input_size": list(INPUT_SIZE),
-        "mean": mean,
-        "std": std,
-        "temperature": temperature,
-        "framework": "pytorch",
-        "torch_version": torch.__version__.split("+")[0],
-    }
-    _write_json(model_dir / META_FILE, meta)
-    _write_json(model_dir / BASELINE_FILE, baseline)
-    # Compact: the feature matrices would take a line per number indented.
-    (model_dir / GATE_FILE).write_text(json.dumps(gate.to_json(), sort_keys=True) + "\n")
-    code_files = write_code_dir(model_dir / CODE_DIR)
-    metrics = {
-        "data": data_counts,
-        "test": test_metrics,
-        "validation": {
-            "count": val_metrics["count"],
-            "accuracy": val_metrics["accuracy"],
-            "ece": val_metrics["ece"],
-            "coverage_at_threshold": val_metrics["coverage_at_threshold"],
-            "accepted_accuracy_at_threshold": val_metrics["accepted_accuracy_at_threshold"],
-            "nll_before_temperature": _nll(val_logits, val.labels, 1.0),
-            "nll_after_temperature": _nll(val_logits, val.labels, temperature),
-        },
-        "temperature": temperature,
-        "min_accuracy": args.min_accuracy,
-        "training": {
-            "epochs": args.epochs,
-            "seed": args.seed,
-            "threads": threads,
-            "fit_images": len(data.fit),
-            "validation_images": len(data.val),
-            "parameters": count_parameters(model),
-            "outliers": outlier_counts,
-            "hyperparameters": {
-                # precision as resolved on this machine ("auto" says nothing afterwards)
-                k: arch[k] if k == "precision" else getattr(args, k)
-                for k in (
-                    "batch_size",
-                    "lr",
-                    "weight_decay",
-                    "mixup_alpha",
-                    "cutout",
-                    "padding",
-                    "label_smoothing",
-                    "val_fraction",
-                    "jitter",
-                    "grey",
-                    "ema",
-                    "swa_epochs",
-                    "channels_last",
-                    "precision",
-                    "tta_flip",
-                    "outlier_weight",
-                    "outlier_batch",
-                )
-            },
-            "train_seconds": round(train_seconds, 2),
-            "total_seconds": round(time.perf_counter() - wall_start, 2),
-            "history": history,
-        },
-        "code_files": code_files,
-    }
-    _write_json(model_dir / METRICS_FILE, metrics)
-    log(
-        f"test accuracy {test_metrics['accuracy']:.4f}, ECE {test_metrics['ece']:.4f}, "
-        f"T={temperature:.3f}; at threshold {args.threshold}: coverage "
-        f"{test_metrics['coverage_at_threshold']:.3f}, accepted accuracy "
-        f"{_fmt(test_metrics['accepted_accuracy_at_threshold'])}; trained in {train_seconds:.1f}s",
-        flush=True,
+    code_files = _write_artifact(model_dir, model, arch, data, evaluation, gate, baseline)
+    metrics = _metrics_report(
+        args,
+        data,
+        evaluation,
+        arch=arch,
+        threads=threads,
+        parameters=count_parameters(model),
+        outlier_counts=inputs.outlier_counts,
+        history=history,
+        train_seconds=train_seconds,
+        total_seconds=time.perf_counter() - wall_start,
+        code_files=code_files,
     )
-    if test_metrics["accuracy"] < args.min_accuracy:
-        raise QualityGateFailed(test_metrics["accuracy"], args.min_accuracy)
+    _write_json(model_dir / METRICS_FILE, metrics)
+    _log_summary(log, evaluation, args.threshold, train_seconds)
+    test_accuracy = evaluation.test_metrics["accuracy"]
+    if test_accuracy < args.min_accuracy:
+        raise QualityGateFailed(test_accuracy, args.min_accuracy)
     return metrics
 
 
@@ -667,6 +590,207 @@ def _network_inputs(args: argparse.Namespace, data: _PreparedData, log: Any) -> 
         log(f"outlier pool: {json.dumps(outlier_counts, sort_keys=True)}", flush=True)
     return _NetworkInputs(
         x_fit=x_fit, y_fit=y_fit, x_val=x_val, x_outliers=x_outliers, outlier_counts=outlier_counts
+    )
+
+
+def _train_network(
+    model: nn.Module,
+    args: argparse.Namespace,
+    rng: np.random.Generator,
+    data: _PreparedData,
+    inputs: _NetworkInputs,
+    log: Any,
+) -> tuple[list[dict[str, float]], float]:
+    """Train `model` in place on the fit split (`fit`, with outlier exposure where the pool
+    exists), validating each epoch; returns the per-epoch history and the seconds it took."""
+    train_start = time.perf_counter()
+    history = fit(
+        model,
+        inputs.x_fit,
+        inputs.y_fit,
+        args,
+        rng,
+        inputs.x_val,
+        data.val.labels,
+        data.mean,
+        data.std,
+        log,
+        outliers=inputs.x_outliers,
+    )
+    return history, time.perf_counter() - train_start
+
+
+def _evaluate_served_module(
+    model: nn.Module, x_val: torch.Tensor, data: _PreparedData, threshold: float
+) -> _ServedEvaluation:
+    """Freeze `model` into the serving module, fit its temperature on the validation split
+    (`x_val`, channels_last) and measure both splits with it at `threshold`."""
+    served = freeze_serving_module(model, INPUT_SIZE)
+    val_logits = _logits(served, x_val)
+    temperature = fit_temperature(val_logits, data.val.labels)
+    val_probs = softmax(val_logits, temperature)
+    x_test = to_tensor(data.test.images, data.mean, data.std).contiguous(
+        memory_format=torch.channels_last
+    )
+    test_logits = _logits(served, x_test)
+    test_probs = softmax(test_logits, temperature)
+    test_metrics = classification_metrics(test_probs, data.test.labels, data.classes, threshold)
+    val_metrics = classification_metrics(val_probs, data.val.labels, data.classes, threshold)
+    return _ServedEvaluation(
+        served=served,
+        temperature=temperature,
+        val_logits=val_logits,
+        val_probs=val_probs,
+        val_metrics=val_metrics,
+        test_metrics=test_metrics,
+    )
+
+
+def _fit_safety_gate(
+    model: nn.Module, x_fit: torch.Tensor, x_val: torch.Tensor, data: _PreparedData
+) -> dict[str, Any]:
+    """The serving gate (docs/safety.md) as gate.json holds it: statistic ranges of the whole
+    training split, feature-space class means of the fit split (`x_fit`), the distance limit
+    from the validation split (`x_val`)."""
+    from training.gate import fit_gate  # numpy-only; imported late to keep CLI fast
+
+    gate = fit_gate(
+        data.train.images,
+        _features(model, x_fit),
+        data.fit.labels,
+        _features(model, x_val),
+        len(data.classes),
+    )
+    return gate.to_json()
+
+
+def _drift_baseline(data: _PreparedData, val_probs: np.ndarray) -> dict[str, Any]:
+    """The drift detector's reference (training.baseline, baseline.json): the validation
+    split's calibrated probabilities and images, and the training split's input statistics."""
+    from training.baseline import build_baseline  # numpy-only; imported late to keep CLI fast
+
+    # Input statistics don't depend on the model, so the whole training split (not just the
+    # 120 validation images) is their reference: clean-traffic PSI is much less noisy.
+    return build_baseline(
+        data.val.images, val_probs, data.classes, reference_images=data.train.images
+    )
+
+
+def _write_artifact(
+    model_dir: Path,
+    model: nn.Module,
+    arch: dict[str, Any],
+    data: _PreparedData,
+    evaluation: _ServedEvaluation,
+    gate: dict[str, Any],
+    baseline: dict[str, Any],
+) -> list[str]:
+    """Write the servable artifact into `model_dir` (created if missing): model.pth, model.ts,
+    model_meta.json, baseline.json, gate.json and code/; returns code/'s files. metrics.json
+    is written last, by train."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), model_dir / WEIGHTS_FILE)
+    meta = {
+        SERVING_MODULE_KEY: save_serving_module(evaluation.served, model_dir),
+        "arch": arch,
+        "classes": data.classes,
+        "input_size": list(INPUT_SIZE),
+        "mean": data.mean,
+        "std": data.std,
+        "temperature": evaluation.temperature,
+        "framework": "pytorch",
+        "torch_version": torch.__version__.split("+")[0],
+    }
+    _write_json(model_dir / META_FILE, meta)
+    _write_json(model_dir / BASELINE_FILE, baseline)
+    # Compact: the feature matrices would take a line per number indented.
+    (model_dir / GATE_FILE).write_text(json.dumps(gate, sort_keys=True) + "\n")
+    return write_code_dir(model_dir / CODE_DIR)
+
+
+def _metrics_report(
+    args: argparse.Namespace,
+    data: _PreparedData,
+    evaluation: _ServedEvaluation,
+    *,
+    arch: dict[str, Any],
+    threads: int,
+    parameters: int,
+    outlier_counts: dict[str, int],
+    history: list[dict[str, float]],
+    train_seconds: float,
+    total_seconds: float,
+    code_files: list[str],
+) -> dict[str, Any]:
+    """metrics.json: the data used, the test and validation metrics, the temperature, the
+    quality gate's floor, and how the network was trained."""
+    val_metrics = evaluation.val_metrics
+    return {
+        "data": data.counts,
+        "test": evaluation.test_metrics,
+        "validation": {
+            "count": val_metrics["count"],
+            "accuracy": val_metrics["accuracy"],
+            "ece": val_metrics["ece"],
+            "coverage_at_threshold": val_metrics["coverage_at_threshold"],
+            "accepted_accuracy_at_threshold": val_metrics["accepted_accuracy_at_threshold"],
+            "nll_before_temperature": _nll(evaluation.val_logits, data.val.labels, 1.0),
+            "nll_after_temperature": _nll(
+                evaluation.val_logits, data.val.labels, evaluation.temperature
+            ),
+        },
+        "temperature": evaluation.temperature,
+        "min_accuracy": args.min_accuracy,
+        "training": {
+            "epochs": args.epochs,
+            "seed": args.seed,
+            "threads": threads,
+            "fit_images": len(data.fit),
+            "validation_images": len(data.val),
+            "parameters": parameters,
+            "outliers": outlier_counts,
+            "hyperparameters": {
+                # precision as resolved on this machine ("auto" says nothing afterwards)
+                k: arch[k] if k == "precision" else getattr(args, k)
+                for k in (
+                    "batch_size",
+                    "lr",
+                    "weight_decay",
+                    "mixup_alpha",
+                    "cutout",
+                    "padding",
+                    "label_smoothing",
+                    "val_fraction",
+                    "jitter",
+                    "grey",
+                    "ema",
+                    "swa_epochs",
+                    "channels_last",
+                    "precision",
+                    "tta_flip",
+                    "outlier_weight",
+                    "outlier_batch",
+                )
+            },
+            "train_seconds": round(train_seconds, 2),
+            "total_seconds": round(total_seconds, 2),
+            "history": history,
+        },
+        "code_files": code_files,
+    }
+
+
+def _log_summary(
+    log: Any, evaluation: _ServedEvaluation, threshold: float, train_seconds: float
+) -> None:
+    """One line: test accuracy and calibration, and coverage at the serving threshold."""
+    test_metrics = evaluation.test_metrics
+    log(
+        f"test accuracy {test_metrics['accuracy']:.4f}, ECE {test_metrics['ece']:.4f}, "
+        f"T={evaluation.temperature:.3f}; at threshold {threshold}: coverage "
+        f"{test_metrics['coverage_at_threshold']:.3f}, accepted accuracy "
+        f"{_fmt(test_metrics['accepted_accuracy_at_threshold'])}; trained in {train_seconds:.1f}s",
+        flush=True,
     )
 
 
