@@ -601,8 +601,8 @@ def _train_network(
     inputs: _NetworkInputs,
     log: Any,
 ) -> tuple[list[dict[str, float]], float]:
-    """Train `model` in place on the fit split (`fit`, with outlier exposure where the pool
-    exists), validating each epoch; returns the per-epoch history and the seconds it took."""
+    """Train `model` in place with `fit` on the fit split (plus the outlier pool where there is
+    one), validating each epoch; returns the per-epoch history and the training seconds."""
     train_start = time.perf_counter()
     history = fit(
         model,
@@ -783,7 +783,8 @@ def _metrics_report(
 def _log_summary(
     log: Any, evaluation: _ServedEvaluation, threshold: float, train_seconds: float
 ) -> None:
-    """One line: test accuracy and calibration, and coverage at the serving threshold."""
+    """Log one line: test accuracy, ECE and temperature, coverage and accepted accuracy at
+    `threshold`, and the training time."""
     test_metrics = evaluation.test_metrics
     log(
         f"test accuracy {test_metrics['accuracy']:.4f}, ECE {test_metrics['ece']:.4f}, "
