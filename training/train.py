@@ -467,8 +467,9 @@ def train(args: argparse.Namespace, log: Any = print) -> dict[str, Any]:
     inputs = _network_inputs(args, data, log)
     history, train_seconds = _train_network(model, args, rng, data, inputs, log)
 
-    # Everything measured from here on (temperature, metrics, gate, baseline) is the frozen
-    # module's: the one model.ts ships and the endpoint runs (training/serving_module.py).
+    # Temperature, metrics and baseline are the frozen module's: the one model.ts ships and the
+    # endpoint runs (training/serving_module.py). The gate's class means and distance limit use
+    # the same weights' features before freezing (_features).
     x_val = inputs.x_val.contiguous(memory_format=torch.channels_last)  # the layout serving uses
     evaluation = _evaluate_served_module(model, x_val, data, args.threshold)
     gate = _fit_safety_gate(model, inputs.x_fit, x_val, data)
