@@ -42,7 +42,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.context import StackContext
-from components.iam import XRAY_WRITE_ACTIONS, document
+from components.iam import XRAY_WRITE_ACTIONS, document, role_with_policy
 from components.iam import statement as allow
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
@@ -242,10 +242,10 @@ class BatchWorkflow(pulumi.ComponentResource):
             f"arn:{context.partition}:states:{context.region}:", context.account_id, ":"
         )
         sm_arn = pulumi.Output.concat(arn_base, f"stateMachine:{sm_name}")
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role, self.role_policy = role_with_policy(
+            name,
             description=f"scones {args.context.stack}: Step Functions batch workflow",
-            assume_role_policy=document(
+            trust_policy=document(
                 [
                     {
                         "Effect": "Allow",
@@ -261,18 +261,11 @@ class BatchWorkflow(pulumi.ComponentResource):
                     }
                 ]
             ),
-            opts=child,
-        )
-        self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                batch_role_statements(
-                    args,
-                    arn_base=arn_base,
-                    sm_arn=sm_arn,
-                    function_arns=[*function_arns, self.summarize_function.arn],
-                )
+            statements=batch_role_statements(
+                args,
+                arn_base=arn_base,
+                sm_arn=sm_arn,
+                function_arns=[*function_arns, self.summarize_function.arn],
             ),
             opts=child,
         )

@@ -20,7 +20,13 @@ import pulumi_aws as aws
 from components.alarms import AlarmTopic, topic_alarm
 from components.context import StackContext
 from components.data_staging import INTAKE_PREFIX
-from components.iam import XRAY_WRITE_ACTIONS, assume_role_policy, document, statement
+from components.iam import (
+    XRAY_WRITE_ACTIONS,
+    assume_role_policy,
+    document,
+    role_with_policy,
+    statement,
+)
 from components.review_queue import ReviewQueue, ReviewQueueArgs
 from lambdas.workflow_definition import DEFAULT_REVIEW_TIMEOUT_SECONDS, build_definition
 
@@ -297,29 +303,22 @@ class InferenceWorkflow(pulumi.ComponentResource):
             ":stateMachine:",
             sm_name,
         )
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role, self.role_policy = role_with_policy(
+            name,
             description=f"scones {args.context.stack}: Step Functions workflow",
             # Step Functions sets aws:SourceArn to the state machine (developer guide,
             # "Cross-service confused deputy prevention"); its name is fixed, so its ARN is
             # known before it exists.
-            assume_role_policy=assume_role_policy(
+            trust_policy=assume_role_policy(
                 "states.amazonaws.com",
                 source_account=args.context.account_id,
                 source_arn=sm_arn,
             ),
-            opts=child,
-        )
-        self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                workflow_role_statements(
-                    function_arns,
-                    review_topic_arn=self.review_topic.arn,
-                    review_queue_arn=self.review.queue.arn,
-                    kms_key_arn=args.context.kms_key_arn,
-                )
+            statements=workflow_role_statements(
+                function_arns,
+                review_topic_arn=self.review_topic.arn,
+                review_queue_arn=self.review.queue.arn,
+                kms_key_arn=args.context.kms_key_arn,
             ),
             opts=child,
         )
@@ -361,30 +360,23 @@ class InferenceWorkflow(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.events_role = aws.iam.Role(
-            f"{name}-events-role",
+        self.events_role, self.events_policy = role_with_policy(
+            f"{name}-events",
             description=f"scones {args.context.stack}: EventBridge starts the workflow",
             # EventBridge sets aws:SourceArn to the rule (EventBridge user guide, "Preventing
             # the confused deputy problem").
-            assume_role_policy=assume_role_policy(
+            trust_policy=assume_role_policy(
                 "events.amazonaws.com",
                 source_account=args.context.account_id,
                 source_arn=self.rule.arn,
             ),
-            opts=child,
-        )
-        self.events_policy = aws.iam.RolePolicy(
-            f"{name}-events-policy",
-            role=self.events_role.id,
-            policy=document(
-                [
-                    statement(
-                        ["states:StartExecution"],
-                        [self.state_machine.arn],
-                        sid="StartTheWorkflow",
-                    )
-                ]
-            ),
+            statements=[
+                statement(
+                    ["states:StartExecution"],
+                    [self.state_machine.arn],
+                    sid="StartTheWorkflow",
+                )
+            ],
             opts=child,
         )
         self.target = aws.cloudwatch.EventTarget(

@@ -27,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.context import StackContext
-from components.iam import assume_role_policy, document, function_runtime_statements
+from components.iam import assume_role_policy, function_runtime_statements, role_with_policy
 from lambdas.defaults import RUNTIME
 
 
@@ -78,23 +78,14 @@ def function_with_log_group(
         retention_in_days=context.log_retention_days,
         opts=child,
     )
-    role = aws.iam.Role(
-        f"{spec.prefix}-role",
+    role, policy = role_with_policy(
+        spec.prefix,
         description=spec.role_description,
-        assume_role_policy=assume_role_policy(
-            "lambda.amazonaws.com", source_account=context.account_id
-        ),
-        opts=child,
-    )
-    policy = aws.iam.RolePolicy(
-        f"{spec.prefix}-policy",
-        role=role.id,
-        policy=document(
-            [
-                *spec.statements,
-                *function_runtime_statements(log_group.arn, log_sid=spec.log_sid),
-            ]
-        ),
+        trust_policy=assume_role_policy("lambda.amazonaws.com", source_account=context.account_id),
+        statements=[
+            *spec.statements,
+            *function_runtime_statements(log_group.arn, log_sid=spec.log_sid),
+        ],
         opts=child,
     )
     function = aws.lambda_.Function(

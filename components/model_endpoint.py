@@ -24,7 +24,7 @@ from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_al
 from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
-from components.iam import assume_role_policy, document, statement
+from components.iam import assume_role_policy, role_with_policy, statement
 from components.images import image_pull_statements
 from components.settings import InstanceEndpoint, ServerlessEndpoint
 from training.serving_environment import serving_environment
@@ -287,21 +287,14 @@ class ModelEndpoint(pulumi.ComponentResource):
             retention_in_days=args.context.log_retention_days,
             opts=child,
         )
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role, self.role_policy = role_with_policy(
+            name,
             description=f"scones {args.context.stack}: SageMaker model execution role",
-            assume_role_policy=assume_role_policy(
+            trust_policy=assume_role_policy(
                 "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
-            opts=child,
-        )
-        self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                execution_role_statements(
-                    args, self.log_group.arn, [alarm.arn for alarm in self.alarms]
-                )
+            statements=execution_role_statements(
+                args, self.log_group.arn, [alarm.arn for alarm in self.alarms]
             ),
             opts=child,
         )

@@ -31,7 +31,7 @@ import pulumi_aws as aws
 from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
 from components.context import StackContext
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
-from components.iam import assume_role_policy, document, statement
+from components.iam import assume_role_policy, role_with_policy, statement
 from components.images import image_pull_statements
 from components.model_registration import ModelRegistration
 
@@ -406,21 +406,14 @@ class ModelTraining(pulumi.ComponentResource):
     ) -> None:
         """The job's execution role and its policy (training_role_statements)."""
         child = pulumi.ResourceOptions(parent=self)
-        self.role = aws.iam.Role(
-            f"{name}-role",
+        self.role, self.role_policy = role_with_policy(
+            name,
             description=f"scones {args.context.stack}: SageMaker training job execution role",
-            assume_role_policy=assume_role_policy(
+            trust_policy=assume_role_policy(
                 "sagemaker.amazonaws.com", source_account=args.context.account_id
             ),
-            opts=child,
-        )
-        self.role_policy = aws.iam.RolePolicy(
-            f"{name}-policy",
-            role=self.role.id,
-            policy=document(
-                training_role_statements(
-                    args, code_key=code_key, job_name=self.job_name, manifest=manifest
-                )
+            statements=training_role_statements(
+                args, code_key=code_key, job_name=self.job_name, manifest=manifest
             ),
             opts=child,
         )

@@ -29,7 +29,7 @@ from components.alarms import AlarmTopic, topic_alarm
 from components.bucket_layout import INTAKE_PREFIX
 from components.context import StackContext
 from components.function_policies import reviewer_statements
-from components.iam import document
+from components.iam import document, role_with_policy
 from review.cases import (
     MAX_RECEIVE_COUNT,
     QUEUE_RETENTION_SECONDS,
@@ -81,10 +81,10 @@ class ReviewQueue(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.reviewer_role = aws.iam.Role(
-            f"{name}-reviewer-role",
+        self.reviewer_role, self.reviewer_policy = role_with_policy(
+            f"{name}-reviewer",
             description=f"scones {args.context.stack}: answers human review cases",
-            assume_role_policy=document(
+            trust_policy=document(
                 [
                     {
                         "Effect": "Allow",
@@ -97,19 +97,12 @@ class ReviewQueue(pulumi.ComponentResource):
                     }
                 ]
             ),
-            opts=child,
-        )
-        self.reviewer_policy = aws.iam.RolePolicy(
-            f"{name}-reviewer-policy",
-            role=self.reviewer_role.id,
-            policy=document(
-                reviewer_statements(
-                    bucket_arn=args.context.bucket_arn,
-                    kms_key_arn=args.context.kms_key_arn,
-                    queue_arns=[self.queue.arn, self.dead_letter_queue.arn],
-                    route_function_arn=args.route_function_arn,
-                    image_prefixes=args.image_prefixes,
-                )
+            statements=reviewer_statements(
+                bucket_arn=args.context.bucket_arn,
+                kms_key_arn=args.context.kms_key_arn,
+                queue_arns=[self.queue.arn, self.dead_letter_queue.arn],
+                route_function_arn=args.route_function_arn,
+                image_prefixes=args.image_prefixes,
             ),
             opts=child,
         )
