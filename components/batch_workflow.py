@@ -42,7 +42,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.context import StackContext
-from components.iam import XRAY_WRITE_ACTIONS, document, role_with_policy
+from components.iam import XRAY_WRITE_ACTIONS, document
 from components.iam import statement as allow
 from components.inference_workflow import (
     SFN_LOG_DELIVERY_ACTIONS,
@@ -51,6 +51,7 @@ from components.inference_workflow import (
     state_machine_log_group,
 )
 from components.lambda_function import FunctionSpec, function_with_log_group
+from components.roles import role_with_policy
 from lambdas.batch_workflow_definition import (
     DEFAULT_INPUT_PREFIXES,
     DEFAULT_MAX_CONCURRENCY,

@@ -24,10 +24,10 @@ from components.iam import (
     XRAY_WRITE_ACTIONS,
     assume_role_policy,
     document,
-    role_with_policy,
     statement,
 )
 from components.review_queue import ReviewQueue, ReviewQueueArgs
+from components.roles import role_with_policy
 from lambdas.workflow_definition import DEFAULT_REVIEW_TIMEOUT_SECONDS, build_definition
 
 # CloudWatch Logs delivery for Step Functions is configured through these account-level APIs,

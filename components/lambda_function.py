@@ -27,7 +27,8 @@ import pulumi
 import pulumi_aws as aws
 
 from components.context import StackContext
-from components.iam import assume_role_policy, function_runtime_statements, role_with_policy
+from components.iam import assume_role_policy, function_runtime_statements
+from components.roles import role_with_policy
 from lambdas.defaults import RUNTIME
 
 

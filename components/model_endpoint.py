@@ -24,8 +24,9 @@ from components.alarms import AlarmTopic, alarm_graph, flat_dimensions, topic_al
 from components.context import StackContext
 from components.data_staging import CAPTURE_PREFIX, MODELS_PREFIX
 from components.endpoint_update_hooks import ScalingSpec, endpoint_hooks
-from components.iam import assume_role_policy, role_with_policy, statement
+from components.iam import assume_role_policy, statement
 from components.images import image_pull_statements
+from components.roles import role_with_policy
 from components.settings import InstanceEndpoint, ServerlessEndpoint
 from training.serving_environment import serving_environment
 

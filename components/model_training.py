@@ -31,9 +31,10 @@ import pulumi_aws as aws
 from components.bucket_layout import LABELLED_MANIFESTS_PREFIX, LABELLED_PREFIX
 from components.context import StackContext
 from components.data_staging import CODE_PREFIX, MODELS_PREFIX
-from components.iam import assume_role_policy, role_with_policy, statement
+from components.iam import assume_role_policy, statement
 from components.images import image_pull_statements
 from components.model_registration import ModelRegistration
+from components.roles import role_with_policy
 
 TRAINING_LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TRAINING_VOLUME_GB = 30

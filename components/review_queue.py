@@ -29,7 +29,8 @@ from components.alarms import AlarmTopic, topic_alarm
 from components.bucket_layout import INTAKE_PREFIX
 from components.context import StackContext
 from components.function_policies import reviewer_statements
-from components.iam import document, role_with_policy
+from components.iam import document
+from components.roles import role_with_policy
 from review.cases import (
     MAX_RECEIVE_COUNT,
     QUEUE_RETENTION_SECONDS,
