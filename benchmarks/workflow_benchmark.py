@@ -12,7 +12,7 @@ confident model's would; the outcome mix is recorded. Then:
   (stopDate - startDate) -> p50 / p95 (target p50 <= 40 ms);
 - concurrent starts at each concurrency: executions finished per second of wall time
   (target >= 50/s), with latency percentiles;
-- breakdown of the sequential executions: execution history timestamps give the time inside
+- breakdown of the sequential routed executions: execution history timestamps give the time inside
   Task states vs the interpreter's own work between them; the in-process Lambda adapter's
   handler durations (SIGUSR1 dump) split Task time into dispatch and handler; the endpoint is
   timed directly (boto3 invoke_endpoint on loopback) to split handler time.
@@ -278,7 +278,10 @@ def _stack_run(state_dir: Path, args: argparse.Namespace, env: dict[str, str]) -
     n = len(results)
     wall_ms = _new_values(before["server"], after["server"], "wall_ms")
     cpu_ms = _new_values(before["server"], after["server"], "cpu_ms")
-    breakdown = _history_breakdown(sfn, [r.execution_arn for r in results])
+    # Routed executions only: a case parked for review has an open Task (AwaitReview) that
+    # would count as the interpreter's time.
+    routed = [r.execution_arn for r in results if r.outcome.startswith("routed:")]
+    breakdown = _history_breakdown(sfn, routed)
     breakdown["handler_ms_mean"] = {k: round(statistics.fmean(v), 2) for k, v in wall_ms.items()}
     breakdown["handler_cpu_ms_mean"] = {k: round(statistics.fmean(v), 2) for k, v in cpu_ms.items()}
     per_exec_handlers = sum(sum(v) for v in wall_ms.values()) / n
