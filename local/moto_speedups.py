@@ -71,11 +71,16 @@ _JSONPATH_USERS = (
     "moto.stepfunctions.parser.asl.utils.json_path",
     "moto.stepfunctions.parser.asl.component.common.path.result_path",
 )
-# Modules that did `from ...boto_client import boto_client_for` (the Task kinds we use).
-_CLIENT_USERS = (
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils",
-    "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_sns",
-)
+# Modules that did `from ...boto_client import boto_client_for`, by the Task integration
+# (the service in arn:aws:states:::SERVICE:...) whose calls they make: every one the routing
+# workflow uses (tests/test_local_moto_speedups.py checks the definition against this).
+_TASK_MODULE = "moto.stepfunctions.parser.asl.component.state.exec.state_task"
+CLIENT_USERS_BY_SERVICE = {
+    "lambda": f"{_TASK_MODULE}.lambda_eval_utils",
+    "sns": f"{_TASK_MODULE}.service.state_task_service_sns",
+    "sqs": f"{_TASK_MODULE}.service.state_task_service_sqs",
+}
+_CLIENT_USERS = tuple(CLIENT_USERS_BY_SERVICE.values())
 
 
 def _signed_scope(headers: Any) -> tuple[str, str] | None:

@@ -450,3 +450,38 @@ def test_own_s3_and_sns_requests_are_served_in_process_by_the_same_backends(
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def _task_services(definition: dict[str, Any]) -> set[str]:
+    """The service of every Task integration (arn:aws:states:::SERVICE:action) in a definition."""
+    found = set()
+    for state in definition["States"].values():
+        resource = state.get("Resource", "")
+        if state["Type"] == "Task" and resource.startswith("arn:aws:states:::"):
+            found.add(resource.removeprefix("arn:aws:states:::").split(":", 1)[0])
+    return found
+
+
+def test_every_task_integration_of_the_workflow_reuses_one_client(speedups: None) -> None:
+    """A Task kind missing here builds a new boto3 client per execution (~14 ms of the server's
+    CPU: the review loop's SQS task did, until it was added)."""
+    import importlib
+
+    from lambdas.workflow_definition import FUNCTION_KEYS, build_definition
+
+    definition = build_definition(
+        {key: f"arn:aws:lambda:{REGION}:123456789012:function:{key}" for key in FUNCTION_KEYS},
+        review_topic_arn=f"arn:aws:sns:{REGION}:123456789012:review",
+        review_queue_url=f"https://sqs.{REGION}.amazonaws.com/123456789012/review",
+        routes={"bicycle": "nearby", "motorcycle": "distant"},
+    )
+    services = _task_services(definition)
+    assert services >= {"lambda", "sns", "sqs"}
+    assert services <= set(moto_speedups.CLIENT_USERS_BY_SERVICE)
+    clients = set()
+    for service in services:
+        module = importlib.import_module(moto_speedups.CLIENT_USERS_BY_SERVICE[service])
+        first = module.boto_client_for(REGION, service)
+        assert module.boto_client_for(REGION, service) is first
+        clients.add(id(first))
+    assert len(clients) == len(services)
