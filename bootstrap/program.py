@@ -32,7 +32,7 @@ from bootstrap.policies import (
     readonly_inline_policy,
     readonly_trust_subjects,
 )
-from bootstrap.settings import STACKS, BootstrapSettings
+from bootstrap.settings import STACKS, AwsAccount, BootstrapSettings
 
 READONLY_MANAGED_POLICY = "arn:aws:iam::aws:policy/ReadOnlyAccess"
 SECRETS_KEY_ALIAS = "alias/github-scones-pulumi-secrets"
@@ -44,7 +44,7 @@ def role_name(kind: str, stack: str) -> str:
 
 
 def build(settings: BootstrapSettings) -> dict[str, Any]:
-    repo = settings.repository
+    """Creates the CI resources of every stack and returns the stack outputs (role ARNs, URL)."""
     # Read before anything is created: a pattern without a fixed stack prefix stops here.
     prefixes = {stack: name_prefix(stack) for stack in STACKS}
     providers: dict[str, aws.Provider] = {}
@@ -52,87 +52,123 @@ def build(settings: BootstrapSettings) -> dict[str, Any]:
     identities: dict[str, pulumi.Output[str]] = {}
     for stack in STACKS:
         account = settings.accounts[stack]
-        providers[stack] = aws.Provider(
-            f"aws-{stack}", region=account.region, profile=account.profile
-        )
-        identities[stack] = aws.get_caller_identity_output(
-            opts=pulumi.InvokeOutputOptions(provider=providers[stack])
-        ).account_id
+        providers[stack], identities[stack] = _aws_provider(stack, account)
         # One provider per account: two stacks with the same profile share an account, and IAM
         # allows one provider per URL in an account.
         if account.profile not in oidc:
-            oidc[account.profile] = aws.iam.OpenIdConnectProvider(
-                f"github-oidc-{stack}",
-                url=f"https://{GITHUB_OIDC_HOST}",
-                client_id_lists=[GITHUB_OIDC_AUDIENCE],
-                opts=pulumi.ResourceOptions(provider=providers[stack]),
-            )
+            oidc[account.profile] = _github_oidc_provider(stack, providers[stack])
 
-    roles: dict[str, dict[str, aws.iam.Role]] = {}
-    for stack in STACKS:
-        account = settings.accounts[stack]
-        provider_opts = pulumi.ResourceOptions(provider=providers[stack])
-        provider_arn = oidc[account.profile].arn
-        readonly = aws.iam.Role(
-            f"readonly-{stack}",
-            name=role_name("readonly", stack),
-            description=f"GitHub Actions: preview and drift check of stack {stack}",
-            assume_role_policy=provider_arn.apply(
-                lambda arn: json.dumps(github_trust_policy(arn, readonly_trust_subjects(repo)))
-            ),
-            opts=provider_opts,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"readonly-{stack}-read-only-access",
-            role=readonly.name,
-            policy_arn=READONLY_MANAGED_POLICY,
-            opts=provider_opts,
-        )
-        deploy = aws.iam.Role(
-            f"deploy-{stack}",
-            name=role_name("deploy", stack),
-            description=f"GitHub Actions: pulumi up / destroy of stack {stack}",
-            max_session_duration=settings.deploy_session_seconds,
-            assume_role_policy=provider_arn.apply(
-                lambda arn, s=stack: json.dumps(
-                    github_trust_policy(arn, deploy_trust_subjects(repo, s))
-                )
-            ),
-            opts=provider_opts,
-        )
-        roles[stack] = {"readonly": readonly, "deploy": deploy}
-
+    roles = {
+        stack: _ci_roles(settings, stack, providers[stack],
+                         oidc[settings.accounts[stack].profile].arn)
+        for stack in STACKS
+    }
     # After the roles: S3 and KMS reject resource policies that name roles which do not exist
     # yet ("Invalid principal"), and the role ARNs below make Pulumi wait for them.
     backend = _state_backend(settings, providers, roles) if settings.state_backend else None
     for stack in STACKS:
-        account = settings.accounts[stack]
-        provider_opts = pulumi.ResourceOptions(provider=providers[stack])
-        readonly, deploy = roles[stack]["readonly"], roles[stack]["deploy"]
-        backend_doc = pulumi.Output.from_input(backend) if backend else None
-        aws.iam.RolePolicy(
-            f"deploy-{stack}-policy",
-            role=deploy.name,
-            policy=pulumi.Output.all(identities[stack], backend_doc).apply(
-                lambda args, prefix=prefixes[stack], region=account.region: json.dumps(
-                    deploy_policy(
-                        prefix=prefix, account_id=args[0], region=region,
-                        backend=args[1],
-                    ),
-                    sort_keys=True,
-                )
-            ),
-            opts=provider_opts,
-        )
-        if backend is not None:
-            aws.iam.RolePolicy(
-                f"readonly-{stack}-state-backend",
-                role=readonly.name,
-                policy=backend.apply(lambda b: json.dumps(readonly_inline_policy(b))),
-                opts=provider_opts,
-            )
+        _ci_role_policies(settings, stack, providers[stack], roles[stack], identities[stack],
+                          prefixes[stack], backend)
 
     _github_settings(settings, roles, backend)
+    return _stack_outputs(settings, roles, backend)
+
+
+def _aws_provider(stack: str, account: AwsAccount) -> tuple[aws.Provider, pulumi.Output[str]]:
+    """The AWS provider of a stack's account, and that account's ID (as the provider sees it)."""
+    provider = aws.Provider(f"aws-{stack}", region=account.region, profile=account.profile)
+    account_id = aws.get_caller_identity_output(
+        opts=pulumi.InvokeOutputOptions(provider=provider)
+    ).account_id
+    return provider, account_id
+
+
+def _github_oidc_provider(stack: str, provider: aws.Provider) -> aws.iam.OpenIdConnectProvider:
+    """GitHub's OIDC identity provider, which the CI roles' trust policies federate with."""
+    return aws.iam.OpenIdConnectProvider(
+        f"github-oidc-{stack}",
+        url=f"https://{GITHUB_OIDC_HOST}",
+        client_id_lists=[GITHUB_OIDC_AUDIENCE],
+        opts=pulumi.ResourceOptions(provider=provider),
+    )
+
+
+def _ci_roles(
+    settings: BootstrapSettings,
+    stack: str,
+    provider: aws.Provider,
+    provider_arn: pulumi.Output[str],
+) -> dict[str, aws.iam.Role]:
+    """A stack's readonly role (with AWS ReadOnlyAccess) and deploy role, trusting GitHub."""
+    repo = settings.repository
+    provider_opts = pulumi.ResourceOptions(provider=provider)
+    readonly = aws.iam.Role(
+        f"readonly-{stack}",
+        name=role_name("readonly", stack),
+        description=f"GitHub Actions: preview and drift check of stack {stack}",
+        assume_role_policy=provider_arn.apply(
+            lambda arn: json.dumps(github_trust_policy(arn, readonly_trust_subjects(repo)))
+        ),
+        opts=provider_opts,
+    )
+    aws.iam.RolePolicyAttachment(
+        f"readonly-{stack}-read-only-access",
+        role=readonly.name,
+        policy_arn=READONLY_MANAGED_POLICY,
+        opts=provider_opts,
+    )
+    deploy = aws.iam.Role(
+        f"deploy-{stack}",
+        name=role_name("deploy", stack),
+        description=f"GitHub Actions: pulumi up / destroy of stack {stack}",
+        max_session_duration=settings.deploy_session_seconds,
+        assume_role_policy=provider_arn.apply(
+            lambda arn: json.dumps(github_trust_policy(arn, deploy_trust_subjects(repo, stack)))
+        ),
+        opts=provider_opts,
+    )
+    return {"readonly": readonly, "deploy": deploy}
+
+
+def _ci_role_policies(
+    settings: BootstrapSettings,
+    stack: str,
+    provider: aws.Provider,
+    roles: dict[str, aws.iam.Role],
+    account_id: pulumi.Output[str],
+    prefix: str,
+    backend: pulumi.Output[StateBackend] | None,
+) -> None:
+    """The deploy role's inline policy and, with a state backend, the readonly role's access."""
+    region = settings.accounts[stack].region
+    provider_opts = pulumi.ResourceOptions(provider=provider)
+    backend_doc = pulumi.Output.from_input(backend) if backend else None
+    aws.iam.RolePolicy(
+        f"deploy-{stack}-policy",
+        role=roles["deploy"].name,
+        policy=pulumi.Output.all(account_id, backend_doc).apply(
+            lambda args: json.dumps(
+                deploy_policy(prefix=prefix, account_id=args[0], region=region, backend=args[1]),
+                sort_keys=True,
+            )
+        ),
+        opts=provider_opts,
+    )
+    if backend is not None:
+        aws.iam.RolePolicy(
+            f"readonly-{stack}-state-backend",
+            role=roles["readonly"].name,
+            policy=backend.apply(lambda b: json.dumps(readonly_inline_policy(b))),
+            opts=provider_opts,
+        )
+
+
+def _stack_outputs(
+    settings: BootstrapSettings,
+    roles: dict[str, dict[str, aws.iam.Role]],
+    backend: pulumi.Output[StateBackend] | None,
+) -> dict[str, Any]:
+    """The role ARNs (deployRoleArnDev, ...) and, with a state backend, pulumiBackendUrl."""
     outputs: dict[str, Any] = {
         f"{kind}RoleArn{stack.capitalize()}": role.arn
         for stack, by_kind in roles.items()
