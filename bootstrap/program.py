@@ -200,54 +200,84 @@ def _state_backend(
     account_id = aws.get_caller_identity_output(
         opts=pulumi.InvokeOutputOptions(provider=providers[stack])
     ).account_id
-    # Alternating readonly, deploy (args[1::2] / args[2::2] in the policies below).
+    # Alternating readonly, deploy (args[1::2] / args[2::2] in the policies' apply).
     ci_roles = [roles[s][kind].arn for s in STACKS for kind in ("readonly", "deploy")]
+    key = _secrets_key(account_id, ci_roles, opts)
+    bucket = _state_bucket(key, opts)
+    aws.s3.BucketPolicy(
+        "pulumi-state-tls-only",
+        bucket=bucket.id,
+        policy=pulumi.Output.all(bucket.arn, *ci_roles).apply(
+            lambda args: json.dumps(_state_bucket_policy(args[0], args[1::2], args[2::2]))
+        ),
+        opts=opts,
+    )
+    return pulumi.Output.all(bucket.arn, key.arn).apply(
+        lambda args: StateBackend(bucket_arn=args[0], kms_key_arn=args[1])
+    )
+
+
+def _secrets_key(
+    account_id: pulumi.Output[str],
+    ci_roles: list[pulumi.Output[str]],
+    opts: pulumi.ResourceOptions,
+) -> aws.kms.Key:
+    """The KMS key that encrypts the state bucket and backs awskms:// secrets, and its alias."""
     key = aws.kms.Key(
         "pulumi-secrets",
         description="Pulumi state and awskms:// secrets provider of the scones stacks",
         enable_key_rotation=True,
         deletion_window_in_days=30,
         policy=pulumi.Output.all(account_id, *ci_roles).apply(
-            lambda args: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "AccountAdministersTheKey",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": f"arn:aws:iam::{args[0]}:root"},
-                            "Action": "kms:*",
-                            "Resource": "*",
-                        },
-                        {
-                            # Cross-account use needs the key policy too (KMS developer guide,
-                            # "Allowing users in other accounts to use a KMS key"); a resource
-                            # policy alone also grants within the account, so each kind of role
-                            # gets only what its identity policy has.
-                            "Sid": "ReadOnlyRolesDecrypt",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[1::2])},
-                            "Action": ["kms:Decrypt", "kms:DescribeKey"],
-                            "Resource": "*",
-                        },
-                        {
-                            "Sid": "DeployRolesUseTheKey",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[2::2])},
-                            "Action": [
-                                "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt",
-                                "kms:GenerateDataKey",
-                            ],
-                            "Resource": "*",
-                        },
-                    ],
-                }
-            )
+            lambda args: json.dumps(_secrets_key_policy(args[0], args[1::2], args[2::2]))
         ),
         opts=opts,
     )
     aws.kms.Alias("pulumi-secrets-alias", name=SECRETS_KEY_ALIAS, target_key_id=key.key_id,
                   opts=opts)
+    return key
+
+
+def _secrets_key_policy(
+    account_id: str, readonly_arns: list[str], deploy_arns: list[str]
+) -> dict[str, Any]:
+    """The key policy: the account administers the key, each kind of CI role uses it."""
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AccountAdministersTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+                "Action": "kms:*",
+                "Resource": "*",
+            },
+            {
+                # Cross-account use needs the key policy too (KMS developer guide,
+                # "Allowing users in other accounts to use a KMS key"); a resource
+                # policy alone also grants within the account, so each kind of role
+                # gets only what its identity policy has.
+                "Sid": "ReadOnlyRolesDecrypt",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(readonly_arns)},
+                "Action": ["kms:Decrypt", "kms:DescribeKey"],
+                "Resource": "*",
+            },
+            {
+                "Sid": "DeployRolesUseTheKey",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(deploy_arns)},
+                "Action": [
+                    "kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey",
+                ],
+                "Resource": "*",
+            },
+        ],
+    }
+
+
+def _state_bucket(key: aws.kms.Key, opts: pulumi.ResourceOptions) -> aws.s3.Bucket:
+    """The state bucket: versioned, encrypted with the secrets key, closed to the public."""
     bucket = aws.s3.Bucket("pulumi-state", opts=opts)
     aws.s3.BucketVersioning(
         "pulumi-state-versioning",
@@ -275,58 +305,49 @@ def _state_backend(
         restrict_public_buckets=True,
         opts=opts,
     )
-    aws.s3.BucketPolicy(
-        "pulumi-state-tls-only",
-        bucket=bucket.id,
-        policy=pulumi.Output.all(bucket.arn, *ci_roles).apply(
-            lambda args: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Sid": "TlsOnly",
-                            "Effect": "Deny",
-                            "Principal": "*",
-                            "Action": "s3:*",
-                            "Resource": [args[0], f"{args[0]}/*"],
-                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                        },
-                        {
-                            "Sid": "ReadOnlyRolesReadAndLock",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[1::2])},
-                            "Action": [
-                                "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject",
-                                "s3:GetObjectVersion",
-                            ],
-                            "Resource": [args[0], f"{args[0]}/*"],
-                        },
-                        {
-                            "Sid": "ReadOnlyRolesTakeLocks",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[1::2])},
-                            "Action": ["s3:PutObject", "s3:DeleteObject"],
-                            "Resource": f"{args[0]}/.pulumi/locks/*",
-                        },
-                        {
-                            "Sid": "DeployRolesReadAndWrite",
-                            "Effect": "Allow",
-                            "Principal": {"AWS": sorted(args[2::2])},
-                            "Action": [
-                                "s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject",
-                                "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject",
-                            ],
-                            "Resource": [args[0], f"{args[0]}/*"],
-                        },
-                    ],
-                }
-            )
-        ),
-        opts=opts,
-    )
-    return pulumi.Output.all(bucket.arn, key.arn).apply(
-        lambda args: StateBackend(bucket_arn=args[0], kms_key_arn=args[1])
-    )
+    return bucket
+
+
+def _state_bucket_policy(
+    bucket_arn: str, readonly_arns: list[str], deploy_arns: list[str]
+) -> dict[str, Any]:
+    """The bucket policy: TLS only; readonly roles read and take locks, deploy roles write."""
+    bucket_and_objects = [bucket_arn, f"{bucket_arn}/*"]
+    read = ["s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:GetObjectVersion"]
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TlsOnly",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": bucket_and_objects,
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            },
+            {
+                "Sid": "ReadOnlyRolesReadAndLock",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(readonly_arns)},
+                "Action": read,
+                "Resource": bucket_and_objects,
+            },
+            {
+                "Sid": "ReadOnlyRolesTakeLocks",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(readonly_arns)},
+                "Action": ["s3:PutObject", "s3:DeleteObject"],
+                "Resource": f"{bucket_arn}/.pulumi/locks/*",
+            },
+            {
+                "Sid": "DeployRolesReadAndWrite",
+                "Effect": "Allow",
+                "Principal": {"AWS": sorted(deploy_arns)},
+                "Action": [*read, "s3:PutObject", "s3:DeleteObject"],
+                "Resource": bucket_and_objects,
+            },
+        ],
+    }
 
 
 def _github_settings(
