@@ -139,7 +139,7 @@ def _ci_role_policies(
     prefix: str,
     backend: pulumi.Output[StateBackend] | None,
 ) -> None:
-    """The deploy role's inline policy and, with a state backend, the readonly role's access."""
+    """The deploy role's inline policy and, with a state backend, the readonly role's grant."""
     region = settings.accounts[stack].region
     provider_opts = pulumi.ResourceOptions(provider=provider)
     backend_doc = pulumi.Output.from_input(backend) if backend else None
@@ -355,37 +355,14 @@ def _github_settings(
     roles: dict[str, dict[str, aws.iam.Role]],
     backend: pulumi.Output[StateBackend] | None,
 ) -> None:
+    """Each stack's environment and the variables the workflows read, and main's ruleset."""
     repo = settings.repository.name
     for stack in STACKS:
-        reviewers = None
-        if stack == "prod":
-            reviewers = [github.RepositoryEnvironmentReviewerArgs(
-                teams=list(settings.prod_reviewer_teams), users=list(settings.prod_reviewer_users),
-            )]
-        environment = github.RepositoryEnvironment(
-            f"environment-{stack}",
-            repository=repo,
-            environment=stack,
-            reviewers=reviewers,
-            prevent_self_review=stack == "prod",
-            can_admins_bypass=False,
-            # Custom branch policies, not "protected branches": the latter lets every branch
-            # deploy when no branch has a branch protection rule (GitHub docs, "Deployments and
-            # environments", Deployment branches and tags); the pattern is matched against
-            # GITHUB_REF, so "main" admits refs/heads/main only.
-            deployment_branch_policy=github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
-                protected_branches=False, custom_branch_policies=True,
-            ),
-        )
-        github.RepositoryEnvironmentDeploymentPolicy(
-            f"environment-{stack}-main-only",
-            repository=repo,
-            environment=environment.environment,
-            branch_pattern="main",
-        )
+        environment = _github_environment(settings, stack)
+        region = settings.accounts[stack].region
         for variable, value in (
             ("AWS_ROLE_ARN", roles[stack]["deploy"].arn),
-            ("AWS_REGION", settings.accounts[stack].region),
+            ("AWS_REGION", region),
         ):
             github.ActionsEnvironmentVariable(
                 f"environment-{stack}-{variable.lower().replace('_', '-')}",
@@ -396,21 +373,58 @@ def _github_settings(
             )
         for variable, value in (
             (f"AWS_READONLY_ROLE_ARN_{stack.upper()}", roles[stack]["readonly"].arn),
-            (f"AWS_REGION_{stack.upper()}", settings.accounts[stack].region),
+            (f"AWS_REGION_{stack.upper()}", region),
         ):
-            github.ActionsVariable(
-                f"variable-{variable.lower().replace('_', '-')}",
-                repository=repo,
-                variable_name=variable,
-                value=value,
-            )
+            _repository_variable(repo, variable, value)
     if backend is not None:
-        github.ActionsVariable(
-            "variable-pulumi-backend-url",
-            repository=repo,
-            variable_name="PULUMI_BACKEND_URL",
-            value=backend.apply(_backend_url(settings)),
-        )
+        _repository_variable(repo, "PULUMI_BACKEND_URL", backend.apply(_backend_url(settings)))
+    _protect_main(repo, settings.required_checks)
+
+
+def _github_environment(settings: BootstrapSettings, stack: str) -> github.RepositoryEnvironment:
+    """The GitHub environment of a stack: deployments from main only, prod with reviewers."""
+    repo = settings.repository.name
+    reviewers = None
+    if stack == "prod":
+        reviewers = [github.RepositoryEnvironmentReviewerArgs(
+            teams=list(settings.prod_reviewer_teams), users=list(settings.prod_reviewer_users),
+        )]
+    environment = github.RepositoryEnvironment(
+        f"environment-{stack}",
+        repository=repo,
+        environment=stack,
+        reviewers=reviewers,
+        prevent_self_review=stack == "prod",
+        can_admins_bypass=False,
+        # Custom branch policies, not "protected branches": the latter lets every branch
+        # deploy when no branch has a branch protection rule (GitHub docs, "Deployments and
+        # environments", Deployment branches and tags); the pattern is matched against
+        # GITHUB_REF, so "main" admits refs/heads/main only.
+        deployment_branch_policy=github.RepositoryEnvironmentDeploymentBranchPolicyArgs(
+            protected_branches=False, custom_branch_policies=True,
+        ),
+    )
+    github.RepositoryEnvironmentDeploymentPolicy(
+        f"environment-{stack}-main-only",
+        repository=repo,
+        environment=environment.environment,
+        branch_pattern="main",
+    )
+    return environment
+
+
+def _repository_variable(repo: str, variable: str, value: pulumi.Input[str]) -> None:
+    """A repository-level Actions variable, named variable-<variable in kebab case>."""
+    github.ActionsVariable(
+        f"variable-{variable.lower().replace('_', '-')}",
+        repository=repo,
+        variable_name=variable,
+        value=value,
+    )
+
+
+def _protect_main(repo: str, required_checks: tuple[str, ...]) -> None:
+    """The ruleset on main: no deletion or force push, reviewed pull requests, green checks."""
     # Without a rule on main, any pushed branch could run deploy.yml's jobs in an environment
     # whose branch policy admits it; the ruleset also makes CI a merge requirement.
     github.RepositoryRuleset(
@@ -435,7 +449,7 @@ def _github_settings(
             required_status_checks=github.RepositoryRulesetRulesRequiredStatusChecksArgs(
                 required_checks=[
                     github.RepositoryRulesetRulesRequiredStatusChecksRequiredCheckArgs(context=c)
-                    for c in settings.required_checks
+                    for c in required_checks
                 ],
                 strict_required_status_checks_policy=True,
             ),
