@@ -27,7 +27,10 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
@@ -231,128 +234,172 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain(state, _base_train_args(args.epochs), args.min_accuracy)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from local.deploy import deploy_workflow
-    from local.model_cache import ensure_model
-    from local.processes import (
-        free_port,
-        start_background,
-        wait_http_ok,
-        wait_ready_file,
-    )
+def _already_up(state_dir: Path) -> bool:
+    """True, after saying so, when a previous `up` in ``state_dir`` is still running.
 
-    state_dir: Path = args.state_dir.resolve()
+    Otherwise stops whatever a stale or failed previous `up` left running and returns False.
+    """
     existing = _read_state(state_dir)
     if existing and existing.get("status") == "up" and _alive(existing):
         print(f"already up (state in {state_dir}); `python -m local down` stops it")
-        return 0
+        return True
     if existing:
         _stop_all(existing)
+    return False
+
+
+def _record_starting(state_dir: Path, classes: list[str], routes: dict[str, str]) -> dict[str, Any]:
+    """Create ``state_dir`` and write state.json with status "starting" and no processes yet;
+    returns that state, which `up` updates as each server starts."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {
+        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
+    }
+    _write_state(state_dir, state)
+    return state
+
+
+def _stage_and_train(
+    archive_arg: str | None, data_dir: Path, classes: list[str], train_args: list[str], logs: Path
+) -> Path:
+    """Stage the data set into ``data_dir`` and train the model (or reuse the cached one),
+    printing what it did; returns the model directory."""
+    from local.model_cache import ensure_model
+
+    manifest = _stage(archive_arg, data_dir, classes)
+    print(f"data: {manifest['counts']}")
+    print(f"model: training.train {' '.join(train_args)} (or cached) ...")
+    model_dir, reused = ensure_model(data_dir, train_args, logs / "train.log")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    print(
+        f"model: {'reused cached' if reused else 'trained'} {model_dir} "
+        f"(test accuracy {metrics.get('test', {}).get('accuracy', float('nan')):.3f})"
+    )
+    return model_dir
+
+
+def _start_moto(state_dir: Path, state: dict[str, Any], logs: Path) -> str:
+    """Start the moto server, record its pid in ``state`` (written to state.json before the
+    wait, so a failed start can stop it) and return its URL once it is ready."""
+    from local.processes import start_background, wait_ready_file
+
+    ready = state_dir / "moto.json"
+    ready.unlink(missing_ok=True)
+    moto = start_background(
+        [
+            "-m",
+            "local.moto_service",
+            "--ready-file",
+            str(ready),
+            "--code-dir",
+            str(state_dir / "lambda-code"),
+            "--stats-file",
+            str(state_dir / "lambda-stats.json"),
+        ],
+        logs / "moto.log",
+        _service_env({}),
+    )
+    state["processes"]["moto"] = {"pid": moto.pid, "log": str(logs / "moto.log")}
+    _write_state(state_dir, state)
+    moto_url = wait_ready_file(moto, ready, "moto server", logs / "moto.log", 60)["url"]
+    print(f"moto: {moto_url} (S3, Lambda, Step Functions, SNS)")
+    return moto_url
+
+
+def _start_endpoint(
+    state_dir: Path, state: dict[str, Any], logs: Path, model_dir: Path, moto_url: str
+) -> tuple[subprocess.Popen, str]:
+    """Start the local SageMaker endpoint serving ``model_dir`` on a free port, capturing to
+    moto's S3; record its pid in ``state`` and state.json. Returns the process and its URL
+    without waiting for it (`_wait_for_endpoint` does, after the deploy)."""
+    from local.deploy import BUCKET, CAPTURE_PREFIX, ENDPOINT_NAME
+    from local.processes import free_port, start_background
+
+    port = free_port()
+    endpoint_url = f"http://127.0.0.1:{port}"
+    endpoint = start_background(
+        [
+            "-m",
+            "local.endpoint_server",
+            "--model",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--capture",
+            f"s3://{BUCKET}/{CAPTURE_PREFIX}",
+            "--endpoint-name",
+            ENDPOINT_NAME,
+        ],
+        logs / "endpoint.log",
+        _service_env({"AWS_ENDPOINT_URL_S3": moto_url}),
+    )
+    state["processes"]["endpoint"] = {"pid": endpoint.pid, "log": str(logs / "endpoint.log")}
+    _write_state(state_dir, state)
+    return endpoint, endpoint_url
+
+
+def _wait_for_endpoint(
+    endpoint: subprocess.Popen, endpoint_url: str, logs: Path, capture_uri: str
+) -> None:
+    """Wait until the endpoint answers /ping (raises if it exits or takes over 120 s)."""
+    from local.deploy import ENDPOINT_NAME
+    from local.processes import wait_http_ok
+
+    wait_http_ok(endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120)
+    print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {capture_uri})")
+
+
+def _abandon_up(state_dir: Path, state: dict[str, Any], logs: Path, exc: BaseException) -> int:
+    """After `up` failed or was interrupted: stop the servers it started, mark state.json
+    failed, say why on stderr; returns the exit code (130 for Ctrl-C, else 1)."""
+    _stop_all(state, echo=False)
+    state["status"] = "failed"
+    _write_state(state_dir, state)
+    if isinstance(exc, KeyboardInterrupt):
+        print("\ninterrupted: stopped the servers it had started", file=sys.stderr)
+        return 130
+    print(f"up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"servers stopped; logs in {logs}; `python -m local down` cleans up", file=sys.stderr)
+    return 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Stage, train (or reuse), start moto and the endpoint, deploy, smoke-test; state.json
+    records each server as it starts. 0 when up (or already up), 1 on failure, 130 on Ctrl-C."""
+    from local.deploy import deploy_workflow
+
+    state_dir: Path = args.state_dir.resolve()
+    if _already_up(state_dir):
+        return 0
     classes, routes, threshold = task_settings(
         args.classes, args.routes, args.threshold, args.config
     )
     train_args = _train_args(args.epochs)
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state = _record_starting(state_dir, classes, routes)
     logs = state_dir / "logs"
-    state: dict[str, Any] = {
-        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
-    }
-    _write_state(state_dir, state)
     t0 = time.perf_counter()
     try:
         data_dir = state_dir / "data"
-        manifest = _stage(args.archive, data_dir, classes)
-        print(f"data: {manifest['counts']}")
-        print(f"model: training.train {' '.join(train_args)} (or cached) ...")
-        model_dir, reused = ensure_model(data_dir, train_args, logs / "train.log")
-        metrics = json.loads((model_dir / "metrics.json").read_text())
-        print(
-            f"model: {'reused cached' if reused else 'trained'} {model_dir} "
-            f"(test accuracy {metrics.get('test', {}).get('accuracy', float('nan')):.3f})"
-        )
-
-        ready = state_dir / "moto.json"
-        ready.unlink(missing_ok=True)
-        moto = start_background(
-            [
-                "-m",
-                "local.moto_service",
-                "--ready-file",
-                str(ready),
-                "--code-dir",
-                str(state_dir / "lambda-code"),
-                "--stats-file",
-                str(state_dir / "lambda-stats.json"),
-            ],
-            logs / "moto.log",
-            _service_env({}),
-        )
-        state["processes"]["moto"] = {"pid": moto.pid, "log": str(logs / "moto.log")}
-        _write_state(state_dir, state)
-        moto_url = wait_ready_file(moto, ready, "moto server", logs / "moto.log", 60)["url"]
-        print(f"moto: {moto_url} (S3, Lambda, Step Functions, SNS)")
-
-        from local.deploy import BUCKET, CAPTURE_PREFIX, ENDPOINT_NAME
-
-        port = free_port()
-        endpoint_url = f"http://127.0.0.1:{port}"
-        endpoint = start_background(
-            [
-                "-m",
-                "local.endpoint_server",
-                "--model",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--capture",
-                f"s3://{BUCKET}/{CAPTURE_PREFIX}",
-                "--endpoint-name",
-                ENDPOINT_NAME,
-            ],
-            logs / "endpoint.log",
-            _service_env({"AWS_ENDPOINT_URL_S3": moto_url}),
-        )
-        state["processes"]["endpoint"] = {"pid": endpoint.pid, "log": str(logs / "endpoint.log")}
-        _write_state(state_dir, state)
-
+        model_dir = _stage_and_train(args.archive, data_dir, classes, train_args, logs)
+        moto_url = _start_moto(state_dir, state, logs)
+        endpoint, endpoint_url = _start_endpoint(state_dir, state, logs, model_dir, moto_url)
         deployed = deploy_workflow(
-            moto_url=moto_url,
-            endpoint_url=endpoint_url,
-            data_dir=data_dir,
-            build_dir=state_dir / "build",
-            classes=classes,
-            routes=routes,
-            threshold=threshold,
+            moto_url=moto_url, endpoint_url=endpoint_url, data_dir=data_dir,
+            build_dir=state_dir / "build", classes=classes, routes=routes, threshold=threshold,
             review_timeout_seconds=args.review_timeout,
         )
-        wait_http_ok(
-            endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
-        )
-        print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {deployed['capture_uri']})")
+        _wait_for_endpoint(endpoint, endpoint_url, logs, deployed["capture_uri"])
         print(f"smoke execution: {_smoke_execution(moto_url, deployed, data_dir, classes)}")
         state.update(
-            status="up",
-            moto_url=moto_url,
-            endpoint_url=endpoint_url,
-            model_dir=str(model_dir),
-            data_dir=str(data_dir),
-            threshold=threshold,
-            **deployed,
+            status="up", moto_url=moto_url, endpoint_url=endpoint_url, model_dir=str(model_dir),
+            data_dir=str(data_dir), threshold=threshold, **deployed,
         )
         _write_state(state_dir, state)
     except BaseException as exc:
-        _stop_all(state, echo=False)
-        state["status"] = "failed"
-        _write_state(state_dir, state)
-        if isinstance(exc, KeyboardInterrupt):
-            print("\ninterrupted: stopped the servers it had started", file=sys.stderr)
-            return 130
-        print(f"up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"servers stopped; logs in {logs}; `python -m local down` cleans up", file=sys.stderr)
-        return 1
+        return _abandon_up(state_dir, state, logs, exc)
     print(
         f"up in {time.perf_counter() - t0:.1f}s: state machine {deployed['state_machine_arn']} "
         f"({deployed['uploaded_files']} files in s3://{deployed['bucket']})"
