@@ -32,6 +32,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import subprocess
 
+    from rich.console import Console
+
+    from local.runner import EventSpec, Result
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
 
@@ -420,30 +424,23 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _queued_messages(sqs: Any, queue_url: str) -> int:
+    """How many messages the SQS queue holds now (ApproximateNumberOfMessages)."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _run_with_progress(
+    console: Console, sfn: Any, state_machine_arn: str, specs: list[EventSpec], concurrency: int
+) -> tuple[list[Result], float]:
+    """Run every event through the state machine, ``concurrency`` at a time, with a progress
+    bar on ``console``; returns the results and the wall-clock seconds (as `run_events`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.table import Table
 
-    from local.deploy import aws_client
-    from local.runner import load_test_items, make_events, run_events, summarize
+    from local.runner import run_events
 
-    state = _require_up(args.state_dir)
-    # Piped output (make, CI logs) would wrap the table at 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 132)
-    sfn = aws_client("stepfunctions", state["moto_url"])
-    sqs = aws_client("sqs", state["moto_url"])
-    routing_queue = state["observer_queues"]["scones-routing"]
-
-    def queued() -> int:
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=routing_queue, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
-
-    items = load_test_items(Path(state["data_dir"]), state["classes"])
-    specs = make_events(items, state["bucket"], args.events, args.bad_events, args.seed)
-    before = queued()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -453,20 +450,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         transient=False,
     ) as progress:
         task = progress.add_task("executions", total=len(specs))
-        results, wall = run_events(
+        return run_events(
             sfn,
-            state["state_machine_arn"],
+            state_machine_arn,
             specs,
-            args.concurrency,
+            concurrency,
             on_done=lambda _r: progress.advance(task),
         )
-    summary = summarize(results, wall)
-    summary["routing_events_published"] = queued() - before
+
+
+def _print_results_table(console: Console, results: list[Result], show_all: bool) -> None:
+    """One row per execution (the first 60 unless ``show_all``): unexpected ends in red, a
+    wrong prediction in yellow."""
+    from rich.table import Table
 
     table = Table(title=f"{len(results)} executions")
     for col in ("image", "true label", "predicted", "confidence", "outcome", "latency ms"):
         table.add_column(col, justify="right" if col in ("confidence", "latency ms") else "left")
-    shown = results if args.show_all or len(results) <= 60 else results[:60]
+    shown = results if show_all or len(results) <= 60 else results[:60]
     for r in shown:
         style = None if r.as_expected else "red"
         outcome = r.outcome
@@ -485,6 +486,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(results):
         console.print(f"({len(results) - len(shown)} more rows in the saved report)")
+
+
+def _print_summary(
+    console: Console, summary: dict[str, Any], executions: int, wall: float, concurrency: int
+) -> None:
+    """Two lines from `summarize`'s dict: accuracy and outcomes; latency, throughput, bad
+    events and routing events published."""
     lat = summary["latency_ms"]
     console.print(
         f"[bold]accuracy[/] {_fmt(summary['accuracy_routed'], '.1%')} of routed, "
@@ -495,19 +503,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]latency[/] p50 {_fmt(lat['p50'], '.1f')} ms, p95 {_fmt(lat['p95'], '.1f')} ms  |  "
         f"[bold]throughput[/] {_fmt(summary['throughput_per_s'], '.1f')} executions/s "
-        f"({len(results)} in {wall:.2f}s, concurrency {args.concurrency})  |  "
+        f"({executions} in {wall:.2f}s, concurrency {concurrency})  |  "
         f"bad events in expected state {summary['bad_events_in_expected_state']}/"
         f"{summary['bad_events']}  |  "
         f"routing events published {summary['routing_events_published']}"
     )
-    runs = args.state_dir.resolve() / "runs"
-    runs.mkdir(exist_ok=True)
-    report = runs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
+
+
+def _save_report(runs: Path, summary: dict[str, Any], results: list[Result]) -> Path:
+    """Write the summary and every result as runs/run-<local time>.json; returns its path."""
     from dataclasses import asdict
 
+    runs.mkdir(exist_ok=True)
+    report = runs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
     report.write_text(
         json.dumps({"summary": summary, "results": [asdict(r) for r in results]}, indent=2)
     )
+    return report
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Send good and bad events through the state machine, print the results and a summary,
+    save a report. 0 when every execution ended as expected, else 1."""
+    from rich.console import Console
+
+    from local.deploy import aws_client
+    from local.runner import load_test_items, make_events, summarize
+
+    state = _require_up(args.state_dir)
+    # Piped output (make, CI logs) would wrap the table at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    sfn = aws_client("stepfunctions", state["moto_url"])
+    sqs = aws_client("sqs", state["moto_url"])
+    routing_queue = state["observer_queues"]["scones-routing"]
+
+    items = load_test_items(Path(state["data_dir"]), state["classes"])
+    specs = make_events(items, state["bucket"], args.events, args.bad_events, args.seed)
+    before = _queued_messages(sqs, routing_queue)
+    results, wall = _run_with_progress(
+        console, sfn, state["state_machine_arn"], specs, args.concurrency
+    )
+    summary = summarize(results, wall)
+    summary["routing_events_published"] = _queued_messages(sqs, routing_queue) - before
+
+    _print_results_table(console, results, args.show_all)
+    _print_summary(console, summary, len(results), wall, args.concurrency)
+    report = _save_report(args.state_dir.resolve() / "runs", summary, results)
     console.print(f"report: {report}")
     if summary["unexpected"]:
         console.print(f"[red]{len(summary['unexpected'])} execution(s) ended unexpectedly[/]")
