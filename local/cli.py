@@ -27,7 +27,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from rich.console import Console
+
+    from local.runner import EventSpec, Result
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = Path(os.environ.get("SCONES_STATE_DIR") or ".scones")
@@ -231,128 +238,172 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return retrain(state, _base_train_args(args.epochs), args.min_accuracy)
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from local.deploy import deploy_workflow
-    from local.model_cache import ensure_model
-    from local.processes import (
-        free_port,
-        start_background,
-        wait_http_ok,
-        wait_ready_file,
-    )
+def _already_up(state_dir: Path) -> bool:
+    """True, after saying so, when a previous `up` in ``state_dir`` is still running.
 
-    state_dir: Path = args.state_dir.resolve()
+    Otherwise stops whatever a stale or failed previous `up` left running and returns False.
+    """
     existing = _read_state(state_dir)
     if existing and existing.get("status") == "up" and _alive(existing):
         print(f"already up (state in {state_dir}); `python -m local down` stops it")
-        return 0
+        return True
     if existing:
         _stop_all(existing)
+    return False
+
+
+def _record_starting(state_dir: Path, classes: list[str], routes: dict[str, str]) -> dict[str, Any]:
+    """Create ``state_dir`` and write state.json with status "starting" and no processes yet;
+    returns that state, which `up` updates as each server starts."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    state: dict[str, Any] = {
+        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
+    }
+    _write_state(state_dir, state)
+    return state
+
+
+def _stage_and_train(
+    archive_arg: str | None, data_dir: Path, classes: list[str], train_args: list[str], logs: Path
+) -> Path:
+    """Stage the data set into ``data_dir`` and train the model (or reuse the cached one),
+    printing what it did; returns the model directory."""
+    from local.model_cache import ensure_model
+
+    manifest = _stage(archive_arg, data_dir, classes)
+    print(f"data: {manifest['counts']}")
+    print(f"model: training.train {' '.join(train_args)} (or cached) ...")
+    model_dir, reused = ensure_model(data_dir, train_args, logs / "train.log")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    print(
+        f"model: {'reused cached' if reused else 'trained'} {model_dir} "
+        f"(test accuracy {metrics.get('test', {}).get('accuracy', float('nan')):.3f})"
+    )
+    return model_dir
+
+
+def _start_moto(state_dir: Path, state: dict[str, Any], logs: Path) -> str:
+    """Start the moto server, record its pid in ``state`` (written to state.json before the
+    wait, so a failed start can stop it) and return its URL once it is ready."""
+    from local.processes import start_background, wait_ready_file
+
+    ready = state_dir / "moto.json"
+    ready.unlink(missing_ok=True)
+    moto = start_background(
+        [
+            "-m",
+            "local.moto_service",
+            "--ready-file",
+            str(ready),
+            "--code-dir",
+            str(state_dir / "lambda-code"),
+            "--stats-file",
+            str(state_dir / "lambda-stats.json"),
+        ],
+        logs / "moto.log",
+        _service_env({}),
+    )
+    state["processes"]["moto"] = {"pid": moto.pid, "log": str(logs / "moto.log")}
+    _write_state(state_dir, state)
+    moto_url = wait_ready_file(moto, ready, "moto server", logs / "moto.log", 60)["url"]
+    print(f"moto: {moto_url} (S3, Lambda, Step Functions, SNS)")
+    return moto_url
+
+
+def _start_endpoint(
+    state_dir: Path, state: dict[str, Any], logs: Path, model_dir: Path, moto_url: str
+) -> tuple[subprocess.Popen, str]:
+    """Start the local SageMaker endpoint serving ``model_dir`` on a free port, capturing to
+    moto's S3; record its pid in ``state`` and state.json. Returns the process and its URL
+    without waiting for it (`_wait_for_endpoint` does, after the deploy)."""
+    from local.deploy import BUCKET, CAPTURE_PREFIX, ENDPOINT_NAME
+    from local.processes import free_port, start_background
+
+    port = free_port()
+    endpoint_url = f"http://127.0.0.1:{port}"
+    endpoint = start_background(
+        [
+            "-m",
+            "local.endpoint_server",
+            "--model",
+            str(model_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--capture",
+            f"s3://{BUCKET}/{CAPTURE_PREFIX}",
+            "--endpoint-name",
+            ENDPOINT_NAME,
+        ],
+        logs / "endpoint.log",
+        _service_env({"AWS_ENDPOINT_URL_S3": moto_url}),
+    )
+    state["processes"]["endpoint"] = {"pid": endpoint.pid, "log": str(logs / "endpoint.log")}
+    _write_state(state_dir, state)
+    return endpoint, endpoint_url
+
+
+def _wait_for_endpoint(
+    endpoint: subprocess.Popen, endpoint_url: str, logs: Path, capture_uri: str
+) -> None:
+    """Wait until the endpoint answers /ping (raises if it exits or takes over 120 s)."""
+    from local.deploy import ENDPOINT_NAME
+    from local.processes import wait_http_ok
+
+    wait_http_ok(endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120)
+    print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {capture_uri})")
+
+
+def _abandon_up(state_dir: Path, state: dict[str, Any], logs: Path, exc: BaseException) -> int:
+    """After `up` failed or was interrupted: stop the servers it started, mark state.json
+    failed, say why on stderr; returns the exit code (130 for Ctrl-C, else 1)."""
+    _stop_all(state, echo=False)
+    state["status"] = "failed"
+    _write_state(state_dir, state)
+    if isinstance(exc, KeyboardInterrupt):
+        print("\ninterrupted: stopped the servers it had started", file=sys.stderr)
+        return 130
+    print(f"up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+    print(f"servers stopped; logs in {logs}; `python -m local down` cleans up", file=sys.stderr)
+    return 1
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Stage, train (or reuse), start moto and the endpoint, deploy, smoke-test; state.json
+    records each server as it starts. 0 when up (or already up), 1 on failure, 130 on Ctrl-C."""
+    from local.deploy import deploy_workflow
+
+    state_dir: Path = args.state_dir.resolve()
+    if _already_up(state_dir):
+        return 0
     classes, routes, threshold = task_settings(
         args.classes, args.routes, args.threshold, args.config
     )
     train_args = _train_args(args.epochs)
 
-    state_dir.mkdir(parents=True, exist_ok=True)
+    state = _record_starting(state_dir, classes, routes)
     logs = state_dir / "logs"
-    state: dict[str, Any] = {
-        "status": "starting", "processes": {}, "classes": classes, "routes": routes,
-    }
-    _write_state(state_dir, state)
     t0 = time.perf_counter()
     try:
         data_dir = state_dir / "data"
-        manifest = _stage(args.archive, data_dir, classes)
-        print(f"data: {manifest['counts']}")
-        print(f"model: training.train {' '.join(train_args)} (or cached) ...")
-        model_dir, reused = ensure_model(data_dir, train_args, logs / "train.log")
-        metrics = json.loads((model_dir / "metrics.json").read_text())
-        print(
-            f"model: {'reused cached' if reused else 'trained'} {model_dir} "
-            f"(test accuracy {metrics.get('test', {}).get('accuracy', float('nan')):.3f})"
-        )
-
-        ready = state_dir / "moto.json"
-        ready.unlink(missing_ok=True)
-        moto = start_background(
-            [
-                "-m",
-                "local.moto_service",
-                "--ready-file",
-                str(ready),
-                "--code-dir",
-                str(state_dir / "lambda-code"),
-                "--stats-file",
-                str(state_dir / "lambda-stats.json"),
-            ],
-            logs / "moto.log",
-            _service_env({}),
-        )
-        state["processes"]["moto"] = {"pid": moto.pid, "log": str(logs / "moto.log")}
-        _write_state(state_dir, state)
-        moto_url = wait_ready_file(moto, ready, "moto server", logs / "moto.log", 60)["url"]
-        print(f"moto: {moto_url} (S3, Lambda, Step Functions, SNS)")
-
-        from local.deploy import BUCKET, CAPTURE_PREFIX, ENDPOINT_NAME
-
-        port = free_port()
-        endpoint_url = f"http://127.0.0.1:{port}"
-        endpoint = start_background(
-            [
-                "-m",
-                "local.endpoint_server",
-                "--model",
-                str(model_dir),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--capture",
-                f"s3://{BUCKET}/{CAPTURE_PREFIX}",
-                "--endpoint-name",
-                ENDPOINT_NAME,
-            ],
-            logs / "endpoint.log",
-            _service_env({"AWS_ENDPOINT_URL_S3": moto_url}),
-        )
-        state["processes"]["endpoint"] = {"pid": endpoint.pid, "log": str(logs / "endpoint.log")}
-        _write_state(state_dir, state)
-
+        model_dir = _stage_and_train(args.archive, data_dir, classes, train_args, logs)
+        moto_url = _start_moto(state_dir, state, logs)
+        endpoint, endpoint_url = _start_endpoint(state_dir, state, logs, model_dir, moto_url)
         deployed = deploy_workflow(
-            moto_url=moto_url,
-            endpoint_url=endpoint_url,
-            data_dir=data_dir,
-            build_dir=state_dir / "build",
-            classes=classes,
-            routes=routes,
-            threshold=threshold,
+            moto_url=moto_url, endpoint_url=endpoint_url, data_dir=data_dir,
+            build_dir=state_dir / "build", classes=classes, routes=routes, threshold=threshold,
             review_timeout_seconds=args.review_timeout,
         )
-        wait_http_ok(
-            endpoint, f"{endpoint_url}/ping", "endpoint server", logs / "endpoint.log", 120
-        )
-        print(f"endpoint: {endpoint_url} ({ENDPOINT_NAME}, capture {deployed['capture_uri']})")
+        _wait_for_endpoint(endpoint, endpoint_url, logs, deployed["capture_uri"])
         print(f"smoke execution: {_smoke_execution(moto_url, deployed, data_dir, classes)}")
         state.update(
-            status="up",
-            moto_url=moto_url,
-            endpoint_url=endpoint_url,
-            model_dir=str(model_dir),
-            data_dir=str(data_dir),
-            threshold=threshold,
-            **deployed,
+            status="up", moto_url=moto_url, endpoint_url=endpoint_url, model_dir=str(model_dir),
+            data_dir=str(data_dir), threshold=threshold, **deployed,
         )
         _write_state(state_dir, state)
     except BaseException as exc:
-        _stop_all(state, echo=False)
-        state["status"] = "failed"
-        _write_state(state_dir, state)
-        if isinstance(exc, KeyboardInterrupt):
-            print("\ninterrupted: stopped the servers it had started", file=sys.stderr)
-            return 130
-        print(f"up failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        print(f"servers stopped; logs in {logs}; `python -m local down` cleans up", file=sys.stderr)
-        return 1
+        return _abandon_up(state_dir, state, logs, exc)
     print(
         f"up in {time.perf_counter() - t0:.1f}s: state machine {deployed['state_machine_arn']} "
         f"({deployed['uploaded_files']} files in s3://{deployed['bucket']})"
@@ -373,30 +424,23 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    from rich.console import Console
+def _queued_messages(sqs: Any, queue_url: str) -> int:
+    """How many messages the SQS queue holds now (ApproximateNumberOfMessages)."""
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+
+
+def _run_with_progress(
+    console: Console, sfn: Any, state_machine_arn: str, specs: list[EventSpec], concurrency: int
+) -> tuple[list[Result], float]:
+    """Run every event through the state machine, ``concurrency`` at a time, with a progress
+    bar on ``console``; returns the results and the wall-clock seconds (as `run_events`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-    from rich.table import Table
 
-    from local.deploy import aws_client
-    from local.runner import load_test_items, make_events, run_events, summarize
+    from local.runner import run_events
 
-    state = _require_up(args.state_dir)
-    # Piped output (make, CI logs) would wrap the table at 80 columns.
-    console = Console(width=None if sys.stdout.isatty() else 132)
-    sfn = aws_client("stepfunctions", state["moto_url"])
-    sqs = aws_client("sqs", state["moto_url"])
-    routing_queue = state["observer_queues"]["scones-routing"]
-
-    def queued() -> int:
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=routing_queue, AttributeNames=["ApproximateNumberOfMessages"]
-        )
-        return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
-
-    items = load_test_items(Path(state["data_dir"]), state["classes"])
-    specs = make_events(items, state["bucket"], args.events, args.bad_events, args.seed)
-    before = queued()
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -406,20 +450,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         transient=False,
     ) as progress:
         task = progress.add_task("executions", total=len(specs))
-        results, wall = run_events(
+        return run_events(
             sfn,
-            state["state_machine_arn"],
+            state_machine_arn,
             specs,
-            args.concurrency,
+            concurrency,
             on_done=lambda _r: progress.advance(task),
         )
-    summary = summarize(results, wall)
-    summary["routing_events_published"] = queued() - before
+
+
+def _print_results_table(console: Console, results: list[Result], show_all: bool) -> None:
+    """One row per execution (the first 60 unless ``show_all``): unexpected ends in red, a
+    wrong prediction in yellow."""
+    from rich.table import Table
 
     table = Table(title=f"{len(results)} executions")
     for col in ("image", "true label", "predicted", "confidence", "outcome", "latency ms"):
         table.add_column(col, justify="right" if col in ("confidence", "latency ms") else "left")
-    shown = results if args.show_all or len(results) <= 60 else results[:60]
+    shown = results if show_all or len(results) <= 60 else results[:60]
     for r in shown:
         style = None if r.as_expected else "red"
         outcome = r.outcome
@@ -438,6 +486,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(table)
     if len(shown) < len(results):
         console.print(f"({len(results) - len(shown)} more rows in the saved report)")
+
+
+def _print_summary(
+    console: Console, summary: dict[str, Any], executions: int, wall: float, concurrency: int
+) -> None:
+    """Two lines from `summarize`'s dict: accuracy and outcomes; latency, throughput, bad
+    events and routing events published."""
     lat = summary["latency_ms"]
     console.print(
         f"[bold]accuracy[/] {_fmt(summary['accuracy_routed'], '.1%')} of routed, "
@@ -448,19 +503,52 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(
         f"[bold]latency[/] p50 {_fmt(lat['p50'], '.1f')} ms, p95 {_fmt(lat['p95'], '.1f')} ms  |  "
         f"[bold]throughput[/] {_fmt(summary['throughput_per_s'], '.1f')} executions/s "
-        f"({len(results)} in {wall:.2f}s, concurrency {args.concurrency})  |  "
+        f"({executions} in {wall:.2f}s, concurrency {concurrency})  |  "
         f"bad events in expected state {summary['bad_events_in_expected_state']}/"
         f"{summary['bad_events']}  |  "
         f"routing events published {summary['routing_events_published']}"
     )
-    runs = args.state_dir.resolve() / "runs"
-    runs.mkdir(exist_ok=True)
-    report = runs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
+
+
+def _save_report(runs: Path, summary: dict[str, Any], results: list[Result]) -> Path:
+    """Write the summary and every result as runs/run-<local time>.json; returns its path."""
     from dataclasses import asdict
 
+    runs.mkdir(exist_ok=True)
+    report = runs / f"run-{time.strftime('%Y%m%dT%H%M%S')}.json"
     report.write_text(
         json.dumps({"summary": summary, "results": [asdict(r) for r in results]}, indent=2)
     )
+    return report
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Send good and bad events through the state machine, print the results and a summary,
+    save a report. 0 when every execution ended as expected, else 1."""
+    from rich.console import Console
+
+    from local.deploy import aws_client
+    from local.runner import load_test_items, make_events, summarize
+
+    state = _require_up(args.state_dir)
+    # Piped output (make, CI logs) would wrap the table at 80 columns.
+    console = Console(width=None if sys.stdout.isatty() else 132)
+    sfn = aws_client("stepfunctions", state["moto_url"])
+    sqs = aws_client("sqs", state["moto_url"])
+    routing_queue = state["observer_queues"]["scones-routing"]
+
+    items = load_test_items(Path(state["data_dir"]), state["classes"])
+    specs = make_events(items, state["bucket"], args.events, args.bad_events, args.seed)
+    before = _queued_messages(sqs, routing_queue)
+    results, wall = _run_with_progress(
+        console, sfn, state["state_machine_arn"], specs, args.concurrency
+    )
+    summary = summarize(results, wall)
+    summary["routing_events_published"] = _queued_messages(sqs, routing_queue) - before
+
+    _print_results_table(console, results, args.show_all)
+    _print_summary(console, summary, len(results), wall, args.concurrency)
+    report = _save_report(args.state_dir.resolve() / "runs", summary, results)
     console.print(f"report: {report}")
     if summary["unexpected"]:
         console.print(f"[red]{len(summary['unexpected'])} execution(s) ended unexpectedly[/]")
