@@ -12,6 +12,10 @@ execution, with no change to what it does (profile and figures in docs/performan
 3. Module list once: moto's server dispatcher lists its own package directory (os.listdir +
    isdir of ~200 entries) for every request, while holding the dispatcher lock; under
    concurrent load that serialised all requests (20 ms each). The list cannot change at runtime.
+   Likewise the backend for a request's host: the dispatcher matches the host against ~200
+   URL patterns, twice per request, under that lock; the answer is kept per host (both the
+   list and the patterns are fixed), except for an unknown AWS host, for which moto prints a
+   hint each time.
 4. JSONPath parsed once: every path evaluation ("$", "$.Payload", "$.error") re-parsed the
    expression with jsonpath-ng, which builds a new PLY lexer and parser each time (a few ms per
    execution); parsed expressions are immutable and ``find`` is pure, so they are memoised.
@@ -294,6 +298,7 @@ def install(
         modules = tuple(moto.backends.list_of_moto_modules())
         _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
         moto.backends.list_of_moto_modules = lambda: modules
+        _install_host_lookups()
 
         if in_process_dispatch:
             _originals["stubber_enabled"] = botocore_stubber.enabled
@@ -303,6 +308,30 @@ def install(
                     botocore_stubber, own_netloc
                 )
     return True
+
+
+# Bounds the host cache: local mode's requests come from a handful of hosts.
+_MAX_HOSTS = 4096
+
+
+def _install_host_lookups() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__dict__["get_backend_for_host"]
+    backends: dict[tuple[Any, str | None], Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        key = (self, host)
+        if key in backends:
+            return backends[key]
+        backend = original(self, host)
+        unknown_aws_host = backend is None and host is not None and "amazonaws.com" in host
+        if not unknown_aws_host and len(backends) < _MAX_HOSTS:
+            backends[key] = backend
+        return backend
+
+    _originals["backend_for_host"] = original
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -315,6 +344,7 @@ def uninstall() -> None:
 
     import moto.backends
     from moto.core.models import botocore_stubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     from local import moto_backend_speedups
@@ -324,6 +354,7 @@ def uninstall() -> None:
             return
         AmazonStateLanguageParser.parse = _originals.pop("parse")
         moto.backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
+        DomainDispatcherApplication.get_backend_for_host = _originals.pop("backend_for_host")
         moto_backend_speedups.uninstall()
         if "stubber_enabled" in _originals:
             botocore_stubber.enabled = _originals.pop("stubber_enabled")

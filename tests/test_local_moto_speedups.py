@@ -600,3 +600,29 @@ def test_attribute_names_are_cached_per_object_class_and_never_with_explicit_ali
 
     assert names(Thing())[0] == "label" and names(other)[0] == "title"
     assert names(Thing())[0] == "label"
+
+
+def test_backend_for_host_is_moto_s_answer_and_unknown_aws_hosts_are_asked_each_time(
+    speedups: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    original = moto_speedups._originals["backend_for_host"]
+    app = DomainDispatcherApplication(create_backend_app)
+    hosts = [
+        "127.0.0.1:5000",
+        "localhost",
+        "states.us-east-1.amazonaws.com",
+        "sns.eu-west-1.amazonaws.com",
+        "s3.amazonaws.com",
+        "bucket.s3.amazonaws.com",
+        "moto_api",
+        "sqs",
+        None,
+    ]
+    for host in hosts * 2:  # the second round is served from the cache
+        assert app.get_backend_for_host(host) == original(app, host)
+    capsys.readouterr()
+    for _ in range(2):
+        assert app.get_backend_for_host("nothing-here.amazonaws.com") is None
+    assert capsys.readouterr().out.count("Unable to find appropriate backend") == 2
