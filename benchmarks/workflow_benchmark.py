@@ -39,7 +39,8 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results" / "workflow.json"
-TARGET_THROUGHPUT = 50.0
+TARGET_THROUGHPUT = 50.0  # the benchmark's own goal
+FLOOR_THROUGHPUT = 40.0  # what local mode must keep (issue 14)
 TARGET_P50_MS = 40.0
 
 
@@ -347,7 +348,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "threshold": 0.5,
             "epochs": args.epochs,
         },
-        "targets": {"throughput_per_s": TARGET_THROUGHPUT, "p50_ms": TARGET_P50_MS},
+        "targets": {
+            "throughput_per_s": TARGET_THROUGHPUT,
+            "throughput_floor_per_s": FLOOR_THROUGHPUT,
+            "p50_ms": TARGET_P50_MS,
+        },
     }
     variants = [("with_speedups", env, args)]
     if args.compare_no_speedups:
@@ -377,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "p50_target_met": main_run["sequential"]["latency_ms"]["p50"] <= TARGET_P50_MS,
         "best_throughput_per_s": best["throughput_per_s"],
         "throughput_target_met": best["throughput_per_s"] >= TARGET_THROUGHPUT,
+        "throughput_floor_met": best["throughput_per_s"] >= FLOOR_THROUGHPUT,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -34,6 +34,12 @@ its body. The parts:
    per character and an exception at the end) runs a dozen times per request, on action and
    attribute names from a small fixed set; it is a pure function of its string argument, so
    every moto module that imported it gets a memoised copy (bounded cache).
+6. Response attribute names memoised: for every member of every response shape (~850 per
+   GetExecutionHistory of 18 events), moto's serializer asks its attribute picker which
+   attribute names to try, instantiating each alias provider to decide. The answer depends only
+   on the picker's providers, the member's name, its shape and that shape's parent, and the
+   object's class (and ``Meta`` aliases, so objects with a ``Meta`` are always asked afresh); it
+   is kept per those inputs, computed by moto's own ``get_possible_keys`` the first time.
 """
 
 from __future__ import annotations
@@ -219,13 +225,51 @@ def _install_camelcase() -> None:
     _originals["camelcase"] = (original, users)
 
 
+# What a shape without a parent yields in the picker's cache key (None is a possible parent).
+_NO_PARENT = object()
+
+
+def _install_attribute_names() -> None:
+    from moto.core import serialize
+
+    pickers = (serialize.AttributePicker, serialize.XFormedAttributePicker)
+    originals = {cls: cls.__dict__["get_possible_keys"] for cls in pickers}
+    for cls, original in originals.items():
+        names: dict[tuple, tuple[str, ...]] = {}
+
+        def get_possible_keys(
+            self: Any, context: Any, _original: Any = original, _names: dict = names
+        ) -> Any:
+            obj = context.obj
+            if hasattr(obj, "Meta"):  # explicit aliases may differ per object
+                return _original(self, context)
+            shape = context.shape
+            parent = getattr(shape, "parent", _NO_PARENT)
+            key = (tuple(self.alias_providers), context.key, obj.__class__, shape, parent)
+            found = _names.get(key)
+            if found is None:
+                found = tuple(_original(self, context))
+                if len(_names) < _MAX_ATTRIBUTE_NAMES:
+                    _names[key] = found
+            return found
+
+        cls.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
+    _originals["attribute_names"] = originals
+
+
+# Bounds the picker cache: shapes come from moto's cached service models, so a few thousand
+# (member, class) pairs cover every response local mode serves.
+_MAX_ATTRIBUTE_NAMES = 50_000
+
+
 def install() -> None:
-    """Install all five (the caller holds moto_speedups' lock and checks idempotence)."""
+    """Install all six (the caller holds moto_speedups' lock and checks idempotence)."""
     _install_sqs_send()
     _install_execution_index()
     _install_method_names()
     _install_url_tables()
     _install_camelcase()
+    _install_attribute_names()
 
 
 def uninstall() -> None:
@@ -246,3 +290,5 @@ def uninstall() -> None:
     original, users = _originals.pop("camelcase")
     for module in users:
         module.camelcase_to_underscores = original
+    for cls, get_possible_keys in _originals.pop("attribute_names").items():
+        cls.get_possible_keys = get_possible_keys

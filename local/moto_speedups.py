@@ -12,6 +12,10 @@ execution, with no change to what it does (profile and figures in docs/performan
 3. Module list once: moto's server dispatcher lists its own package directory (os.listdir +
    isdir of ~200 entries) for every request, while holding the dispatcher lock; under
    concurrent load that serialised all requests (20 ms each). The list cannot change at runtime.
+   Likewise the backend for a request's host: the dispatcher matches the host against ~200
+   URL patterns, twice per request, under that lock; the answer is kept per host (both the
+   list and the patterns are fixed), except for an unknown AWS host, for which moto prints a
+   hint each time.
 4. JSONPath parsed once: every path evaluation ("$", "$.Payload", "$.error") re-parsed the
    expression with jsonpath-ng, which builds a new PLY lexer and parser each time (a few ms per
    execution); parsed expressions are immutable and ``find`` is pure, so they are memoised.
@@ -24,7 +28,8 @@ execution, with no change to what it does (profile and figures in docs/performan
    credential scope); anything else still goes over HTTP.
 6. Backend and request-path costs (local/moto_backend_speedups.py): SQS sends that scanned the
    whole queue, execution lookups that scanned every execution, per-request class
-   introspection, and URL tables (an S3 module reload) rebuilt for every in-process request.
+   introspection, URL tables (an S3 module reload) rebuilt for every in-process request, and
+   the serializer's attribute-name search repeated for every member of every response.
 
 7. Lambda Invoke straight to the backend (server only, with 5): each Lambda Task's Invoke went
    through a whole botocore call (serialise, sign, event hooks, parse) and moto's API layer
@@ -34,6 +39,11 @@ execution, with no change to what it does (profile and figures in docs/performan
    ``LambdaFunction.invoke`` and returns what botocore would have parsed from moto's response
    (status, function error, payload, with moto's 6 MB response limit); any other call, and an
    unknown function (moto's API gives the error), still goes through the client.
+
+8. JSON values copied without deepcopy's dispatch: the interpreter deep-copies every state's
+   input, context and result (~90 copies per routed execution); in the modules that do,
+   ``copy.deepcopy`` is local/json_copy.py's ``json_deepcopy``, which returns what deepcopy
+   returns at about a third of its cost for dicts and lists of JSON scalars.
 
 Local mode installs all of them in its moto server; the state-machine tests run every path
 without them and a concurrent mix with them; tests/test_local_moto_speedups.py compares each
@@ -46,6 +56,7 @@ none of them and moto runs as shipped (local/version_fence.py).
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -53,9 +64,11 @@ import sys
 import threading
 import uuid
 from functools import lru_cache
+from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from local.json_copy import json_deepcopy
 from local.version_fence import VersionFence
 
 # The versions every part below was tested on (the lock requirements-dev.txt pins them).
@@ -81,6 +94,25 @@ CLIENT_USERS_BY_SERVICE = {
     "sqs": f"{_TASK_MODULE}.service.state_task_service_sqs",
 }
 _CLIENT_USERS = tuple(CLIENT_USERS_BY_SERVICE.values())
+# Modules that did `import copy` and deep-copy state data on every execution (part 8).
+_ASL = "moto.stepfunctions.parser.asl"
+_DEEPCOPY_USERS = (
+    f"{_ASL}.eval.states",
+    f"{_ASL}.eval.environment",
+    f"{_ASL}.eval.event.event_manager",
+    f"{_ASL}.component.common.string.string_expression",
+    f"{_ASL}.component.common.path.result_path",
+    f"{_ASL}.component.state.exec.execute_state",
+    f"{_ASL}.component.state.exec.state_task.service.state_task_service",
+)
+
+
+def _copy_module_with_json_deepcopy() -> ModuleType:
+    """A stand-in for the ``copy`` module: the same functions, ``deepcopy`` the fast one."""
+    stand_in = ModuleType("copy")
+    stand_in.__dict__.update(vars(copy))
+    stand_in.deepcopy = json_deepcopy  # type: ignore[attr-defined]
+    return stand_in
 
 
 def _signed_scope(headers: Any) -> tuple[str, str] | None:
@@ -95,7 +127,6 @@ def _signed_scope(headers: Any) -> tuple[str, str] | None:
 
 
 def _own_requests_in_process(stubber: Any, own_netloc: str) -> Any:
-    import copy
     from urllib.parse import urlsplit, urlunsplit
 
     original = stubber.process_request
@@ -256,11 +287,18 @@ def install(
             _originals[f"jsonpath:{name}"] = module.parse
             module.parse = lru_cache(maxsize=1024)(module.parse)
 
+        copy_stand_in = _copy_module_with_json_deepcopy()
+        for name in _DEEPCOPY_USERS:
+            module = importlib.import_module(name)
+            _originals[f"copy:{name}"] = module.copy
+            module.copy = copy_stand_in
+
         moto_backend_speedups.install()
 
         modules = tuple(moto.backends.list_of_moto_modules())
         _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
         moto.backends.list_of_moto_modules = lambda: modules
+        _install_host_lookups()
 
         if in_process_dispatch:
             _originals["stubber_enabled"] = botocore_stubber.enabled
@@ -270,6 +308,30 @@ def install(
                     botocore_stubber, own_netloc
                 )
     return True
+
+
+# Bounds the host cache: local mode's requests come from a handful of hosts.
+_MAX_HOSTS = 4096
+
+
+def _install_host_lookups() -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+
+    original = DomainDispatcherApplication.__dict__["get_backend_for_host"]
+    backends: dict[tuple[Any, str | None], Any] = {}
+
+    def get_backend_for_host(self: Any, host: str | None) -> Any:
+        key = (self, host)
+        if key in backends:
+            return backends[key]
+        backend = original(self, host)
+        unknown_aws_host = backend is None and host is not None and "amazonaws.com" in host
+        if not unknown_aws_host and len(backends) < _MAX_HOSTS:
+            backends[key] = backend
+        return backend
+
+    _originals["backend_for_host"] = original
+    DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
 
 
 def installed() -> bool:
@@ -282,6 +344,7 @@ def uninstall() -> None:
 
     import moto.backends
     from moto.core.models import botocore_stubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     from local import moto_backend_speedups
@@ -291,6 +354,7 @@ def uninstall() -> None:
             return
         AmazonStateLanguageParser.parse = _originals.pop("parse")
         moto.backends.list_of_moto_modules = _originals.pop("list_of_moto_modules")
+        DomainDispatcherApplication.get_backend_for_host = _originals.pop("backend_for_host")
         moto_backend_speedups.uninstall()
         if "stubber_enabled" in _originals:
             botocore_stubber.enabled = _originals.pop("stubber_enabled")
@@ -299,4 +363,6 @@ def uninstall() -> None:
             importlib.import_module(name).boto_client_for = _originals.pop(name)
         for name in _JSONPATH_USERS:
             importlib.import_module(name).parse = _originals.pop(f"jsonpath:{name}")
+        for name in _DEEPCOPY_USERS:
+            importlib.import_module(name).copy = _originals.pop(f"copy:{name}")
         _originals.clear()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import boto3
 import pytest
@@ -485,3 +485,144 @@ def test_every_task_integration_of_the_workflow_reuses_one_client(speedups: None
         assert module.boto_client_for(REGION, service) is first
         clients.add(id(first))
     assert len(clients) == len(services)
+
+
+def test_interpreter_modules_deep_copy_with_json_deepcopy_only_while_installed() -> None:
+    import copy
+    import importlib
+    import inspect
+
+    from local.json_copy import json_deepcopy
+
+    modules = [importlib.import_module(name) for name in moto_speedups._DEEPCOPY_USERS]
+    for module in modules:  # each still deep-copies through its `copy` global
+        assert module.copy is copy and "copy.deepcopy(" in inspect.getsource(module)
+    moto_speedups.install()
+    try:
+        for module in modules:
+            assert module.copy.deepcopy is json_deepcopy
+            assert module.copy.copy is copy.copy and module.copy.Error is copy.Error
+    finally:
+        moto_speedups.uninstall()
+    assert all(module.copy is copy for module in modules)
+
+
+def _serving_traffic() -> None:
+    """Responses of every protocol local mode serves: JSON (Step Functions, with a history),
+    query (SNS, SQS) and REST-XML (S3)."""
+    import json
+    import time
+
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    definition = {
+        "StartAt": "A",
+        "States": {
+            "A": {"Type": "Pass", "Result": {"x": [1, 2]}, "ResultPath": "$.a", "Next": "B"},
+            "B": {"Type": "Pass", "End": True},
+        },
+    }
+    machine = sfn.create_state_machine(
+        name="m", definition=json.dumps(definition), roleArn="arn:aws:iam::123456789012:role/r"
+    )["stateMachineArn"]
+    execution = sfn.start_execution(stateMachineArn=machine, name="e", input='{"k": 1}')
+    deadline = time.monotonic() + 10
+    while sfn.describe_execution(executionArn=execution["executionArn"])["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    sfn.get_execution_history(executionArn=execution["executionArn"])
+    sfn.list_executions(stateMachineArn=machine)
+    sns, sqs, s3 = (boto3.client(name, region_name=REGION) for name in ("sns", "sqs", "s3"))
+    topic = sns.create_topic(Name="t")["TopicArn"]
+    queue = sqs.create_queue(QueueName="q")["QueueUrl"]
+    sns.publish(TopicArn=topic, Message="hello", MessageAttributes={
+        "kind": {"DataType": "String", "StringValue": "k"}
+    })
+    sqs.send_message(QueueUrl=queue, MessageBody="m")
+    sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=2)
+    sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["All"])
+    s3.create_bucket(Bucket="speedups-check")
+    s3.put_object(Bucket="speedups-check", Key="k", Body=b"data")
+    s3.get_object(Bucket="speedups-check", Key="k")["Body"].read()
+    s3.list_objects_v2(Bucket="speedups-check")
+
+
+def test_memoised_attribute_names_are_the_names_moto_s_picker_gives(
+    speedups: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    originals = moto_backend_speedups._originals["attribute_names"]
+    answers: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    for cls, original in originals.items():
+        memoised = cls.__dict__["get_possible_keys"]
+        assert memoised is not original
+
+        def compared(self: Any, context: Any, _memo: Any = memoised, _moto: Any = original) -> Any:
+            got = tuple(_memo(self, context))
+            answers.append((got, tuple(_moto(self, context))))
+            return got
+
+        monkeypatch.setattr(cls, "get_possible_keys", compared)
+    for key in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(key)
+    for key, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(key, value)
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        _serving_traffic()
+    assert len(answers) > 500  # the traffic asked (and repeated) many names
+    assert all(got == want for got, want in answers)
+
+
+def test_attribute_names_are_cached_per_object_class_and_never_with_explicit_aliases(
+    speedups: None,
+) -> None:
+    from moto.core import serialize
+
+    class Execution:  # moto's class-prefix alias: ExecutionArn is also looked up as Arn
+        pass
+
+    original = moto_backend_speedups._originals["attribute_names"][serialize.AttributePicker]
+    for obj in ({}, Execution(), {}, Execution()):
+        context = serialize.AttributePickerContext(obj=obj, key="ExecutionArn", shape=None)  # type: ignore[arg-type]
+        picker = serialize.AttributePicker()
+        assert tuple(picker.get_possible_keys(context)) == tuple(original(picker, context))
+    assert "Arn" in picker.get_possible_keys(context)
+
+    class Thing:
+        class Meta:
+            serialization_aliases: ClassVar[dict[str, str]] = {"Name": "label"}
+
+    other = Thing()
+    other.Meta = SimpleNamespace(serialization_aliases={"Name": "title"})  # type: ignore[assignment]
+    picker = serialize.AttributePicker()
+
+    def names(obj: Any) -> tuple[str, ...]:
+        context = serialize.AttributePickerContext(obj=obj, key="Name", shape=None)  # type: ignore[arg-type]
+        return tuple(picker.get_possible_keys(context))
+
+    assert names(Thing())[0] == "label" and names(other)[0] == "title"
+    assert names(Thing())[0] == "label"
+
+
+def test_backend_for_host_is_moto_s_answer_and_unknown_aws_hosts_are_asked_each_time(
+    speedups: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    original = moto_speedups._originals["backend_for_host"]
+    app = DomainDispatcherApplication(create_backend_app)
+    hosts = [
+        "127.0.0.1:5000",
+        "localhost",
+        "states.us-east-1.amazonaws.com",
+        "sns.eu-west-1.amazonaws.com",
+        "s3.amazonaws.com",
+        "bucket.s3.amazonaws.com",
+        "moto_api",
+        "sqs",
+        None,
+    ]
+    for host in hosts * 2:  # the second round is served from the cache
+        assert app.get_backend_for_host(host) == original(app, host)
+    capsys.readouterr()
+    for _ in range(2):
+        assert app.get_backend_for_host("nothing-here.amazonaws.com") is None
+    assert capsys.readouterr().out.count("Unable to find appropriate backend") == 2

@@ -74,8 +74,10 @@ def _moto_as_shipped() -> dict[str, Any]:
     import moto.backends
     import moto.core.responses as responses
     import moto.core.utils as utils
+    from moto.core import serialize
     from moto.core.base_backend import BaseBackend
     from moto.core.models import botocore_stubber
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication
     from moto.sqs.models import Queue, SQSBackend
     from moto.stepfunctions.models import StateMachine, StepFunctionBackend
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
@@ -93,11 +95,18 @@ def _moto_as_shipped() -> dict[str, Any]:
         "method_names": responses.method_names_from_class,
         "urls": BaseBackend.__dict__["urls"],
         "camelcase": utils.camelcase_to_underscores,
+        "attribute_names": tuple(
+            cls.__dict__["get_possible_keys"]
+            for cls in (serialize.AttributePicker, serialize.XFormedAttributePicker)
+        ),
+        "backend_for_host": DomainDispatcherApplication.__dict__["get_backend_for_host"],
     }
     for name in moto_speedups._CLIENT_USERS:
         found[name] = importlib.import_module(name).boto_client_for
     for name in moto_speedups._JSONPATH_USERS:
         found[f"jsonpath:{name}"] = importlib.import_module(name).parse
+    for name in moto_speedups._DEEPCOPY_USERS:
+        found[f"copy:{name}"] = importlib.import_module(name).copy
     return found
 
 
@@ -126,7 +135,9 @@ def test_speedups_install_on_the_tested_versions() -> None:
     assert moto_speedups.install() is True
     try:
         assert moto_speedups.installed() is True
-        assert _moto_as_shipped()["parse"] is not before["parse"]
+        now = _moto_as_shipped()
+        assert all(now[key] is not before[key] for key in ("parse", "backend_for_host"))
+        assert now["attribute_names"] != before["attribute_names"]
     finally:
         moto_speedups.uninstall()
     assert _moto_as_shipped() == before
