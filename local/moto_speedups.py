@@ -231,83 +231,104 @@ def install(
     jsonpath-ng or botocore is not the version :data:`FENCE` names."""
     if not FENCE.allows():
         return False
-    import importlib
-
-    import moto.backends
-    from moto.core.models import botocore_stubber
-    from moto.settings import moto_server_port
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
-    from moto.stepfunctions.parser.asl.utils import boto_client
-
     from local import moto_backend_speedups
 
     with _lock:
         if _originals:
             return True
-        _originals["parse"] = AmazonStateLanguageParser.__dict__["parse"]
-        parse = _originals["parse"].__func__
-
-        @lru_cache(maxsize=maxsize)
-        def cached_parse(definition: str) -> Any:
-            return parse(definition)
-
-        AmazonStateLanguageParser.parse = staticmethod(cached_parse)
-
-        make_client = boto_client.boto_client_for
-        clients: dict[tuple, Any] = {}
-
-        def cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
-            # The target differs between decorator mode (stubbed) and server mode (port).
-            key = (
-                region,
-                service,
-                getattr(state_credentials, "role_arn", None),
-                botocore_stubber.enabled,
-                moto_server_port(),
-            )
-            found = clients.get(key)
-            if found is None:
-                with _lock:
-                    found = clients.get(key)
-                    if found is None:
-                        found = make_client(region, service, state_credentials)
-                        # 7 only where 5 already serves the interpreter in-process.
-                        if service == "lambda" and in_process_dispatch:
-                            found = DirectLambdaClient(found, region)
-                        clients[key] = found
-            return found
-
-        for name in _CLIENT_USERS:
-            module = importlib.import_module(name)
-            _originals[name] = module.boto_client_for
-            module.boto_client_for = cached_client
-
-        for name in _JSONPATH_USERS:
-            module = importlib.import_module(name)
-            _originals[f"jsonpath:{name}"] = module.parse
-            module.parse = lru_cache(maxsize=1024)(module.parse)
-
-        copy_stand_in = _copy_module_with_json_deepcopy()
-        for name in _DEEPCOPY_USERS:
-            module = importlib.import_module(name)
-            _originals[f"copy:{name}"] = module.copy
-            module.copy = copy_stand_in
-
+        _install_parse_once(maxsize)
+        _install_client_cache(in_process_dispatch)
+        _install_module_globals()
         moto_backend_speedups.install()
-
-        modules = tuple(moto.backends.list_of_moto_modules())
-        _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
-        moto.backends.list_of_moto_modules = lambda: modules
+        _install_module_list()
         _install_host_lookups()
-
         if in_process_dispatch:
-            _originals["stubber_enabled"] = botocore_stubber.enabled
-            botocore_stubber.enabled = True
-            if own_netloc:
-                botocore_stubber.process_request = _own_requests_in_process(
-                    botocore_stubber, own_netloc
-                )
+            _install_in_process_dispatch(own_netloc)
     return True
+
+
+def _install_parse_once(maxsize: int) -> None:
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    _originals["parse"] = AmazonStateLanguageParser.__dict__["parse"]
+    parse = _originals["parse"].__func__
+
+    @lru_cache(maxsize=maxsize)
+    def cached_parse(definition: str) -> Any:
+        return parse(definition)
+
+    AmazonStateLanguageParser.parse = staticmethod(cached_parse)
+
+
+def _install_client_cache(in_process_dispatch: bool) -> None:
+    import importlib
+
+    from moto.core.models import botocore_stubber
+    from moto.settings import moto_server_port
+    from moto.stepfunctions.parser.asl.utils import boto_client
+
+    make_client = boto_client.boto_client_for
+    clients: dict[tuple, Any] = {}
+
+    def cached_client(region: str, service: str, state_credentials: Any = None) -> Any:
+        # The target differs between decorator mode (stubbed) and server mode (port).
+        key = (
+            region,
+            service,
+            getattr(state_credentials, "role_arn", None),
+            botocore_stubber.enabled,
+            moto_server_port(),
+        )
+        found = clients.get(key)
+        if found is None:
+            with _lock:
+                found = clients.get(key)
+                if found is None:
+                    found = make_client(region, service, state_credentials)
+                    # 7 only where 5 already serves the interpreter in-process.
+                    if service == "lambda" and in_process_dispatch:
+                        found = DirectLambdaClient(found, region)
+                    clients[key] = found
+        return found
+
+    for name in _CLIENT_USERS:
+        module = importlib.import_module(name)
+        _originals[name] = module.boto_client_for
+        module.boto_client_for = cached_client
+
+
+def _install_module_globals() -> None:
+    """Memoised JSONPath parsing (part 4) and the fast deep copy (part 8) in the modules that
+    imported them."""
+    import importlib
+
+    for name in _JSONPATH_USERS:
+        module = importlib.import_module(name)
+        _originals[f"jsonpath:{name}"] = module.parse
+        module.parse = lru_cache(maxsize=1024)(module.parse)
+
+    copy_stand_in = _copy_module_with_json_deepcopy()
+    for name in _DEEPCOPY_USERS:
+        module = importlib.import_module(name)
+        _originals[f"copy:{name}"] = module.copy
+        module.copy = copy_stand_in
+
+
+def _install_module_list() -> None:
+    import moto.backends
+
+    modules = tuple(moto.backends.list_of_moto_modules())
+    _originals["list_of_moto_modules"] = moto.backends.list_of_moto_modules
+    moto.backends.list_of_moto_modules = lambda: modules
+
+
+def _install_in_process_dispatch(own_netloc: str | None) -> None:
+    from moto.core.models import botocore_stubber
+
+    _originals["stubber_enabled"] = botocore_stubber.enabled
+    botocore_stubber.enabled = True
+    if own_netloc:
+        botocore_stubber.process_request = _own_requests_in_process(botocore_stubber, own_netloc)
 
 
 # Bounds the host cache: local mode's requests come from a handful of hosts.
