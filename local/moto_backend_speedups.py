@@ -225,6 +225,11 @@ def _install_camelcase() -> None:
     _originals["camelcase"] = (original, users)
 
 
+# Bounds the picker cache: shapes come from moto's cached service models, so a few thousand
+# (member, class) pairs cover every response local mode serves.
+_MAX_ATTRIBUTE_NAMES = 50_000
+
+
 # What a shape without a parent yields in the picker's cache key (None is a possible parent).
 _NO_PARENT = object()
 
@@ -255,11 +260,6 @@ def _install_attribute_names() -> None:
 
         cls.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
     _originals["attribute_names"] = originals
-
-
-# Bounds the picker cache: shapes come from moto's cached service models, so a few thousand
-# (member, class) pairs cover every response local mode serves.
-_MAX_ATTRIBUTE_NAMES = 50_000
 
 
 def install() -> None:

@@ -322,15 +322,6 @@ def _install_module_list() -> None:
     moto.backends.list_of_moto_modules = lambda: modules
 
 
-def _install_in_process_dispatch(own_netloc: str | None) -> None:
-    from moto.core.models import botocore_stubber
-
-    _originals["stubber_enabled"] = botocore_stubber.enabled
-    botocore_stubber.enabled = True
-    if own_netloc:
-        botocore_stubber.process_request = _own_requests_in_process(botocore_stubber, own_netloc)
-
-
 # Bounds the host cache: local mode's requests come from a handful of hosts.
 _MAX_HOSTS = 4096
 
@@ -353,6 +344,15 @@ def _install_host_lookups() -> None:
 
     _originals["backend_for_host"] = original
     DomainDispatcherApplication.get_backend_for_host = get_backend_for_host  # type: ignore[method-assign]
+
+
+def _install_in_process_dispatch(own_netloc: str | None) -> None:
+    from moto.core.models import botocore_stubber
+
+    _originals["stubber_enabled"] = botocore_stubber.enabled
+    botocore_stubber.enabled = True
+    if own_netloc:
+        botocore_stubber.process_request = _own_requests_in_process(botocore_stubber, own_netloc)
 
 
 def installed() -> bool:
